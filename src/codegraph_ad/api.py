@@ -1,0 +1,250 @@
+"""Python API: the same power as the CLI, in three calls.
+
+    from codegraph_ad import RunConfig, detect, evaluate
+    result = detect("images/", "out/", RunConfig(method="codegraph"))
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from codegraph_ad import __version__
+from codegraph_ad.config import RunConfig, config_to_dict
+from codegraph_ad.datasets.base import LabelledSample
+from codegraph_ad.datasets.mvtec import read_mvtec_category
+from codegraph_ad.engine.threads import thread_budget
+from codegraph_ad.errors import InputError
+from codegraph_ad.features.extract import FeatureSet, extract_features
+from codegraph_ad.io.atomic import write_json, write_npy
+from codegraph_ad.io.batch import ImageBatch, load_batch
+from codegraph_ad.io.images import discover_images, load_mask
+from codegraph_ad.io.run_outputs import (
+    MANIFEST,
+    prepare_out_dir,
+    write_maps_and_overlays,
+    write_scores,
+)
+from codegraph_ad.methods import make_method
+from codegraph_ad.methods.base import ScoreResult, check_batch_size
+
+
+@dataclass
+class RunResult:
+    """What a run produced: per-image names, scores and where the files are."""
+
+    names: list[str]
+    paths: list[Path]
+    scores: ScoreResult
+    config: RunConfig
+    timings: dict[str, float]
+    original_sizes: list[tuple[int, int]] = field(default_factory=list)
+    out_dir: Path | None = None
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+    def table(self) -> list[dict[str, Any]]:
+        return [
+            {"name": n, "path": str(p), "score": float(s), "raw_score": float(r)}
+            for n, p, s, r in zip(self.names, self.paths, self.scores.image_scores, self.scores.raw_image_scores)
+        ]
+
+
+@dataclass
+class EvaluationResult:
+    run: RunResult
+    metrics: dict[str, Any]
+
+
+def versions() -> dict[str, str]:
+    """Library versions that change numbers; stored with every result."""
+    out = {"codegraph_ad": __version__, "python": platform.python_version(), "torch": torch.__version__,
+           "numpy": np.__version__, "platform": platform.platform()}
+    try:
+        import onnxruntime
+
+        out["onnxruntime"] = onnxruntime.__version__
+    except ImportError:  # pragma: no cover
+        pass
+    return out
+
+
+def load_backbone(config: RunConfig):
+    from codegraph_ad.backbones import create_backbone
+
+    f = config.features
+    return create_backbone(
+        f.backbone,
+        image_size=f.image_size,
+        layers=f.layers,
+        final_norm=f.final_norm,
+        checkpoint=f.checkpoint,
+        threads=config.engine.threads,
+    )
+
+
+def features_for_batch(batch: ImageBatch, config: RunConfig, backbone=None, progress: bool = True) -> FeatureSet:
+    backbone = backbone if backbone is not None else load_backbone(config)
+    return extract_features(
+        backbone, lambda i: batch.resized[i], len(batch), config.features.batch_size, progress
+    )
+
+
+def score_features(features: FeatureSet, config: RunConfig = RunConfig(), progress: bool = False) -> ScoreResult:
+    """Score a batch whose features are already extracted."""
+    check_batch_size(features.n_images)
+    with thread_budget(config.engine.threads):
+        return make_method(config, progress).score(features)
+
+
+def _run(
+    paths: Sequence[Path],
+    root: Path | None,
+    out_dir: str | Path | None,
+    config: RunConfig,
+    overwrite: bool,
+    on_error: Literal["stop", "skip"],
+    progress: bool,
+    overlays: bool,
+    backbone,
+    mask_paths: list[tuple[Path, ...]] | None = None,
+) -> RunResult:
+    out = prepare_out_dir(Path(out_dir), overwrite) if out_dir is not None else None
+    check_batch_size(len(paths))
+    timings: dict[str, float] = {}
+    with thread_budget(config.engine.threads):
+        t0 = time.perf_counter()
+        batch = load_batch(paths, config.features.image_size, root, on_error, progress)
+        check_batch_size(len(batch))
+        timings["read_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        feats = features_for_batch(batch, config, backbone, progress)
+        timings["features_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        scores = make_method(config, progress).score(feats)
+        timings["scoring_s"] = time.perf_counter() - t0
+    result = RunResult(batch.names, batch.paths, scores, config, timings, batch.original_sizes, out, batch.skipped)
+    if out is not None:
+        if mask_paths is not None and batch.skipped:
+            keep = {p: mp for p, mp in zip(paths, mask_paths)}
+            mask_paths = [keep[p] for p in batch.paths]
+        write_run(result, out, mask_paths, overlays, progress)
+    return result
+
+
+def write_run(result: RunResult, out: Path, mask_paths=None, overlays: bool = True, progress: bool = True,
+              extra_rows: list[dict[str, Any]] | None = None) -> None:
+    """Write every output, then the manifest last: its presence marks a complete run."""
+    from codegraph_ad.report.overlay import shared_scale
+
+    t0 = time.perf_counter()
+    s = result.scores
+    scale = shared_scale(s.patch_scores.numpy())
+    write_maps_and_overlays(out, result.names, result.paths, result.original_sizes, s.patch_scores,
+                            s.grid, scale, mask_paths, overlays, progress)
+    rows = result.table()
+    if extra_rows is not None:
+        rows = [{**r, **e} for r, e in zip(rows, extra_rows)]
+    meta = {"config": config_to_dict(result.config), "versions": versions(), "timings": result.timings,
+            "skipped": [{"path": str(p), "reason": why} for p, why in result.skipped],
+            "diagnostics": s.diagnostics}
+    write_scores(out, rows, meta)
+    write_npy(out / "patch_scores.npy", s.patch_scores.numpy().astype(np.float32))
+    if s.excluded is not None:
+        write_npy(out / "excluded.npy", s.excluded.numpy())
+    result.timings["write_s"] = time.perf_counter() - t0
+    write_json(out / MANIFEST, {"names": result.names, "paths": [str(p) for p in result.paths],
+                                "original_sizes": [list(x) for x in result.original_sizes], "grid": list(s.grid),
+                                "config": config_to_dict(result.config), "versions": versions(),
+                                "timings": result.timings})
+
+
+def detect(
+    inputs: str | Path | Sequence[str | Path],
+    out_dir: str | Path | None,
+    config: RunConfig = RunConfig(),
+    overwrite: bool = False,
+    on_error: Literal["stop", "skip"] = "stop",
+    progress: bool = True,
+    overlays: bool = True,
+    backbone=None,
+) -> RunResult:
+    """Score every image of a folder (recursive) or of a list of files as one batch."""
+    if isinstance(inputs, (str, Path)):
+        root = Path(inputs)
+        paths = discover_images(root)
+        if not paths:
+            raise InputError(f"{root}: no image files found (looked for .png .jpg .jpeg .bmp .tif .tiff .webp)")
+    else:
+        paths = [Path(p) for p in inputs]
+        root = None
+    return _run(paths, root, out_dir, config, overwrite, on_error, progress, overlays, backbone)
+
+
+def evaluate(
+    category_dir: str | Path,
+    out_dir: str | Path | None,
+    config: RunConfig = RunConfig(),
+    eval_size: int = 256,
+    overwrite: bool = False,
+    progress: bool = True,
+    overlays: bool = True,
+    backbone=None,
+    samples: list[LabelledSample] | None = None,
+) -> EvaluationResult:
+    """Run on an MVTec-layout category and compute image and pixel metrics against its labels."""
+    from codegraph_ad.metrics import image_metrics, pixel_metrics
+
+    samples = samples if samples is not None else read_mvtec_category(category_dir)
+    paths = [s.image_path for s in samples]
+    mask_paths = [s.mask_paths for s in samples]
+    root = Path(category_dir) / "test" if samples and (Path(category_dir) / "test").is_dir() else None
+    run = _run(paths, root, None, config, overwrite, "stop", progress, overlays, backbone)
+    t0 = time.perf_counter()
+    labels = np.array([s.label for s in samples])
+    s = run.scores
+    h, w = s.grid
+    size = config.features.image_size
+    maps = torch.nn.functional.interpolate(s.patch_scores.view(-1, 1, h, w), size=(size, size), mode="bilinear",
+                                           align_corners=True)[:, 0]
+    masks = np.stack([_eval_mask(smp, hw, eval_size) for smp, hw in zip(samples, run.original_sizes)])
+    maps_eval = torch.nn.functional.interpolate(maps[:, None], size=(eval_size, eval_size), mode="bilinear",
+                                                align_corners=False)[:, 0].numpy()
+    metrics: dict[str, Any] = {
+        "image": image_metrics(s.image_scores, labels),
+        "pixel": pixel_metrics(maps_eval, masks),
+        "n_images": len(samples),
+        "n_anomalous": int(labels.sum()),
+        "eval_size": eval_size,
+    }
+    run.timings["metrics_s"] = time.perf_counter() - t0
+    metrics["timings"] = run.timings
+    if out_dir is not None:
+        out = prepare_out_dir(Path(out_dir), overwrite)
+        run.out_dir = out
+        extra = [{"label": int(x.label), "defect": x.defect} for x in samples]
+        write_run(run, out, mask_paths, overlays, progress, extra_rows=extra)
+        write_json(out / "metrics.json", {"metrics": metrics, "config": config_to_dict(config), "versions": versions()})
+    return EvaluationResult(run, metrics)
+
+
+def _eval_mask(sample: LabelledSample, shape: tuple[int, int], size: int) -> np.ndarray:
+    """Ground truth at the evaluation size: union of masks, resized bilinearly, cut at 0.5."""
+    if not sample.mask_paths:
+        return np.zeros((size, size), dtype=bool)
+    full = np.zeros(shape, dtype=bool)
+    for mp in sample.mask_paths:
+        full |= load_mask(mp, shape)
+    t = torch.from_numpy(full.astype(np.float32))[None, None]
+    return (torch.nn.functional.interpolate(t, size=(size, size), mode="bilinear", align_corners=False)[0, 0] >= 0.5).numpy()
+
+
+def with_overrides(config: RunConfig, **sections: Any) -> RunConfig:
+    """Copy of ``config`` with whole sections or fields replaced (``features=FeatureConfig(...)``)."""
+    return replace(config, **sections)

@@ -1,0 +1,170 @@
+"""Command line: a thin shell over the Python API (``codegraph-ad --help``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+from codegraph_ad.config import EngineConfig, FeatureConfig, GraphConfig, MSMConfig, RsCINConfig, RunConfig
+from codegraph_ad.errors import CodegraphError
+
+_DEFAULTS = RunConfig()
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by every command that scores a batch."""
+    f, e, g = _DEFAULTS.features, _DEFAULTS.engine, _DEFAULTS.graph
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--method", choices=["codegraph", "musc"], default=_DEFAULTS.method)
+    p.add_argument("--backbone", default=f.backbone, help="backbone name (see `codegraph-ad backbones`)")
+    p.add_argument("--checkpoint", default=None, help="local weights file for official backbones")
+    p.add_argument("--image-size", type=int, default=f.image_size, help="square input side, multiple of the patch size")
+    p.add_argument("--layers", default=",".join(map(str, f.layers)), help="1-based blocks, comma separated")
+    p.add_argument("--final-norm", action="store_true", help="apply the final LayerNorm to block tokens")
+    p.add_argument("--q", type=float, default=None, help="MSM share q (default 0.3 for musc, 0.1 for codegraph final scoring)")
+    p.add_argument("--no-rscin", action="store_true", help="disable RsCIN image-score re-weighting")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default=e.precision)
+    p.add_argument("--memory-mb", type=int, default=e.memory_budget_mb, help="memory budget for scoring blocks")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    p.add_argument("--subsets", type=int, default=e.subsets, help="subset division s")
+    p.add_argument("--screening", type=float, default=e.screening_percent, help="[CLS] screening p in percent")
+    p.add_argument("--seed", type=int, default=e.seed)
+    p.add_argument("--batch-size", type=int, default=f.batch_size, help="images per backbone call")
+    p.add_argument("--no-overlays", action="store_true", help="skip heatmap overlay PNGs")
+    p.add_argument("--overwrite", action="store_true", help="replace the results of an earlier run in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--k-fraction", type=float, default=g.k_fraction)
+    p.add_argument("--alpha", type=float, default=g.alpha)
+    p.add_argument("--coverage", type=float, default=g.target_coverage)
+    p.add_argument("--kappa", type=float, default=g.kappa)
+    p.add_argument("--dependency-percentile", type=float, default=g.dependency_percentile)
+
+
+def config_from_args(a: argparse.Namespace) -> RunConfig:
+    layers = tuple(int(x) for x in str(a.layers).split(",") if x.strip())
+    features = FeatureConfig(a.backbone, a.image_size, layers, a.final_norm, a.checkpoint, a.batch_size)
+    engine = EngineConfig(a.precision, a.memory_mb, a.threads, a.subsets, a.screening, a.seed)
+    msm = MSMConfig(q=a.q) if (a.q is not None and a.method == "musc") else MSMConfig()
+    graph = GraphConfig(k_fraction=a.k_fraction, alpha=a.alpha, target_coverage=a.coverage, kappa=a.kappa,
+                        dependency_percentile=a.dependency_percentile)
+    if a.q is not None and a.method == "codegraph":
+        graph = replace(graph, final_q=a.q)
+    rscin = RsCINConfig(enabled=not a.no_rscin)
+    return RunConfig(a.method, features, _DEFAULTS.lnamd, msm, rscin, engine, graph)
+
+
+def _print_scores(result, limit: int = 20) -> None:
+    rows = sorted(result.table(), key=lambda r: -r["score"])
+    print(f"{'score':>10}  image")
+    for r in rows[:limit]:
+        print(f"{r['score']:10.4f}  {r['name']}")
+    if len(rows) > limit:
+        print(f"... {len(rows) - limit} more in scores.csv")
+
+
+def cmd_detect(a: argparse.Namespace) -> int:
+    from codegraph_ad.api import detect
+
+    result = detect(a.folder, a.out, config_from_args(a), overwrite=a.overwrite,
+                    on_error="skip" if a.skip_bad else "stop", progress=not a.quiet, overlays=not a.no_overlays)
+    _print_scores(result)
+    print(f"results written to {a.out}")
+    return 0
+
+
+def format_metrics_table(metrics: dict) -> str:
+    rows = []
+    for group in ("image", "pixel"):
+        for k, v in metrics.get(group, {}).items():
+            rows.append(f"{group + ' ' + k:<16} {'n/a' if v is None else f'{100 * v:6.2f}'}")
+    return "\n".join(rows)
+
+
+def cmd_evaluate(a: argparse.Namespace) -> int:
+    from codegraph_ad.api import evaluate
+
+    res = evaluate(a.category_dir, a.out, config_from_args(a), eval_size=a.eval_size, overwrite=a.overwrite,
+                   progress=not a.quiet, overlays=not a.no_overlays)
+    print(format_metrics_table(res.metrics))
+    print(f"metrics written to {a.out / 'metrics.json'}")
+    return 0
+
+
+def cmd_demo(a: argparse.Namespace) -> int:
+    from codegraph_ad.api import detect
+    from codegraph_ad.demo import make_demo_images
+
+    folder = a.out / "demo_images"
+    make_demo_images(folder)
+    print(f"wrote demo images to {folder} (3 with synthetic defects: defect_*.png)")
+    cfg = config_from_args(a)
+    result = detect(folder, a.out / "run", cfg, overwrite=True, progress=not a.quiet, overlays=not a.no_overlays)
+    _print_scores(result)
+    print(f"results written to {a.out / 'run'}")
+    return 0
+
+
+def cmd_backbones(a: argparse.Namespace) -> int:
+    from codegraph_ad.backbones import list_backbones
+
+    for name in list_backbones():
+        print(name)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="codegraph-ad", description=__doc__)
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command")
+
+    p = sub.add_parser("detect", help="score every image of a folder as one batch")
+    p.add_argument("folder", type=Path)
+    p.add_argument("--skip-bad", action="store_true", help="skip unreadable files with a warning instead of stopping")
+    add_run_options(p)
+    p.set_defaults(func=cmd_detect)
+
+    p = sub.add_parser("evaluate", help="run on an MVTec-layout category and compute metrics")
+    p.add_argument("category_dir", type=Path)
+    p.add_argument("--eval-size", type=int, default=256, help="pixel metrics resolution")
+    add_run_options(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("demo", help="generate demo images and run detect on them")
+    add_run_options(p)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("backbones", help="list the known backbones")
+    p.set_defaults(func=cmd_backbones)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    if a.version:
+        from codegraph_ad import __version__
+
+        print(__version__)
+        return 0
+    if not getattr(a, "func", None):
+        parser.print_help()
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    warnings.simplefilter("default")
+    try:
+        return int(a.func(a))
+    except CodegraphError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; finished outputs are complete, unfinished ones were not written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

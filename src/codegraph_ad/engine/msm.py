@@ -1,0 +1,54 @@
+"""Mutual scoring (MSM): a patch is normal when many other images hold a look-alike."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def msm_k(n_refs: int, q: float) -> int:
+    """K = max(1, ceil(q * n_refs)) smallest image distances are averaged (SPEC section 3)."""
+    if not 0.0 < q <= 1.0:
+        raise ValueError(f"q must be in (0, 1], got {q}")
+    return max(1, math.ceil(q * n_refs - 1e-9))
+
+
+def msm_scores(
+    dist: torch.Tensor,
+    q: float,
+    reference_images: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Patch scores ``(N, M)`` from per-pair minima ``dist: (N, N, M)`` (self at inf).
+
+    reference_images: ``(N,)`` bool, the images that may serve as references (all when
+    None), or ``(N, N)`` bool, per query ``[q, j]`` (used by [CLS] screening). K is taken per query from its own number of references, so a query inside a
+    removed group and one outside it are both averaged over the same share q. Images at
+    infinite distance (fully excluded) are never among the K smallest unless nothing is
+    left, in which case the score is the largest finite distance seen.
+    """
+    n = dist.shape[0]
+    if reference_images is None:
+        reference_images = torch.ones(n, dtype=torch.bool)
+    allowed = reference_images.view(1, n).expand(n, n) if reference_images.dim() == 1 else reference_images
+    d = dist
+    if not bool(allowed.all()):
+        d = dist.masked_fill(~allowed.unsqueeze(2), float("inf"))
+    eye = torch.eye(n, dtype=torch.bool)
+    n_refs = (allowed & ~eye).sum(dim=1)  # (N,)
+    scores = torch.empty(dist.shape[0], dist.shape[2], dtype=torch.float32)
+    for k_val in torch.unique(n_refs).tolist():
+        rows = torch.nonzero(n_refs == k_val).flatten()
+        k = msm_k(max(int(k_val), 1), q)
+        k = min(k, n - 1)
+        smallest = torch.topk(d[rows], k, dim=1, largest=False).values  # (r, k, M)
+        scores[rows] = _finite_mean(smallest)
+    return scores
+
+
+def _finite_mean(values: torch.Tensor) -> torch.Tensor:
+    """Mean over dim 1 ignoring inf; all-inf columns fall back to 2.0 (max unit distance)."""
+    finite = torch.isfinite(values)
+    total = torch.where(finite, values, torch.zeros_like(values)).sum(dim=1)
+    count = finite.sum(dim=1)
+    return torch.where(count > 0, total / count.clamp(min=1), torch.full_like(total, 2.0))

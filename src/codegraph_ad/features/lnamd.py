@@ -1,0 +1,27 @@
+"""LNAMD: local neighbourhood aggregation of patch tokens (SPEC section 2).
+
+Averaging each token with its r x r neighbours lets a defect that spans several patches be
+matched as a whole; the per-image LayerNorm over (C, H, W) removes global shifts between
+images (lighting, exposure) before tokens from different images are compared.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def lnamd(tokens: torch.Tensor, grid: tuple[int, int], r: int) -> torch.Tensor:
+    """Aggregate ``tokens: (B, M, C)`` on an ``(h, w)`` grid with degree ``r``; return unit ``(B, M, C)``."""
+    if r < 1 or r % 2 == 0:
+        raise ValueError(f"LNAMD degree r must be a positive odd integer, got {r}")
+    b, m, c = tokens.shape
+    h, w = grid
+    if h * w != m:
+        raise ValueError(f"grid {grid} does not match {m} tokens")
+    x = tokens.float().transpose(1, 2).reshape(b, c, h, w)
+    x = F.layer_norm(x, x.shape[1:])
+    if r > 1:
+        x = F.avg_pool2d(x, kernel_size=r, stride=1, padding=r // 2, count_include_pad=True)
+    x = x.reshape(b, c, m).transpose(1, 2)
+    return F.normalize(x, dim=-1).contiguous()

@@ -1,0 +1,87 @@
+"""Load a batch of image files once, keeping only what the run needs in memory."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+from codegraph_ad.errors import InputError
+from codegraph_ad.io.images import load_image_rgb
+
+
+@dataclass
+class ImageBatch:
+    """Decoded batch.
+
+    resized: ``(N, S, S, 3)`` uint8, each image squashed to the model size (keeps memory
+        at N * S^2 * 3 bytes whatever the camera resolution).
+    original_sizes: ``(height, width)`` per image, for maps at input resolution.
+    skipped: ``(path, reason)`` of files left out when ``on_error='skip'``.
+    """
+
+    paths: list[Path]
+    names: list[str]
+    original_sizes: list[tuple[int, int]]
+    resized: np.ndarray
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+def unique_names(paths: Sequence[Path], root: Path | None) -> list[str]:
+    """File-system-safe names, unique in the batch, from paths relative to ``root``."""
+    names = []
+    for p in paths:
+        try:
+            rel = p.relative_to(root) if root is not None else Path(p.name)
+        except ValueError:
+            rel = Path(p.name)
+        names.append(str(rel.with_suffix("")).replace("/", "__").replace("\\", "__"))
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:
+        if n in seen:
+            seen[n] += 1
+            n = f"{n}__{seen[n]}"
+        else:
+            seen[n] = 0
+        out.append(n)
+    return out
+
+
+def load_batch(
+    paths: Sequence[Path],
+    size: int,
+    root: Path | None = None,
+    on_error: Literal["stop", "skip"] = "stop",
+    progress: bool = True,
+) -> ImageBatch:
+    """Decode and resize every file; a bad file stops the run or is skipped with a warning."""
+    kept: list[Path] = []
+    sizes: list[tuple[int, int]] = []
+    arrays: list[np.ndarray] = []
+    skipped: list[tuple[Path, str]] = []
+    for p in tqdm(paths, desc="reading images", unit="img", disable=not progress, leave=False):
+        try:
+            rgb = load_image_rgb(p)
+        except InputError as exc:
+            if on_error == "stop":
+                raise InputError(f"{exc} (use --skip-bad to leave such files out)") from exc
+            skipped.append((Path(p), str(exc)))
+            continue
+        kept.append(Path(p))
+        sizes.append((rgb.shape[0], rgb.shape[1]))
+        arrays.append(np.asarray(Image.fromarray(rgb).resize((size, size), Image.BICUBIC)))
+    if skipped:
+        listing = "\n  ".join(f"{p}: {why}" for p, why in skipped)
+        warnings.warn(f"skipped {len(skipped)} unreadable file(s):\n  {listing}", stacklevel=2)
+    resized = np.stack(arrays) if arrays else np.zeros((0, size, size, 3), np.uint8)
+    return ImageBatch(kept, unique_names(kept, root), sizes, resized, skipped)

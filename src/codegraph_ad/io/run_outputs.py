@@ -1,0 +1,92 @@
+"""A run's output folder: scores (CSV + JSON), maps (.npy), overlays (.png), manifest."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from codegraph_ad.errors import InputError
+from codegraph_ad.io.atomic import write_json, write_npy, write_png, write_text
+from codegraph_ad.io.images import load_image_rgb, load_mask
+
+MANIFEST = "run.json"
+SCORES_CSV = "scores.csv"
+SCORES_JSON = "scores.json"
+
+
+def prepare_out_dir(out_dir: Path, overwrite: bool) -> Path:
+    """Create ``out_dir``; refuse one that holds another run's results unless ``overwrite``."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"{out_dir}: output path exists and is not a folder")
+    if (out_dir / MANIFEST).exists() or (out_dir / SCORES_CSV).exists():
+        if not overwrite:
+            raise InputError(f"{out_dir}: holds the results of another run; pass --overwrite to replace them")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return out_dir
+
+
+def upsample_map(patch_scores: torch.Tensor, grid: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
+    """``(M,)`` patch scores -> ``(H, W)`` float32 map, bilinear with aligned corners (as MuSc)."""
+    g = patch_scores.float().view(1, 1, *grid)
+    return F.interpolate(g, size=size, mode="bilinear", align_corners=True)[0, 0].numpy()
+
+
+def write_scores(out_dir: Path, rows: list[dict[str, Any]], meta: dict[str, Any]) -> None:
+    """scores.csv (one row per image, sorted by input order) and scores.json (rows + meta)."""
+    buf = io.StringIO()
+    fields = list(rows[0].keys()) if rows else ["name"]
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (f"{v:.8g}" if isinstance(v, float) else v) for k, v in row.items()})
+    write_text(out_dir / SCORES_CSV, buf.getvalue())
+    write_json(out_dir / SCORES_JSON, {**meta, "images": rows})
+
+
+def write_maps_and_overlays(
+    out_dir: Path,
+    names: list[str],
+    paths: list[Path],
+    original_sizes: list[tuple[int, int]],
+    patch_scores: torch.Tensor,
+    grid: tuple[int, int],
+    scale: tuple[float, float],
+    mask_paths: list[tuple[Path, ...]] | None = None,
+    overlays: bool = True,
+    progress: bool = True,
+    max_overlay_side: int = 1024,
+) -> None:
+    """Per image: ``maps/<name>.npy`` at input resolution and ``overlays/<name>.png``."""
+    from codegraph_ad.report.overlay import overlay  # matplotlib only when drawing
+
+    for i in tqdm(range(len(names)), desc="writing maps", unit="img", disable=not progress, leave=False):
+        amap = upsample_map(patch_scores[i], grid, original_sizes[i])
+        write_npy(out_dir / "maps" / f"{names[i]}.npy", amap.astype(np.float32))
+        if not overlays:
+            continue
+        rgb = load_image_rgb(paths[i])
+        mask = None
+        if mask_paths is not None and mask_paths[i]:
+            mask = np.zeros(rgb.shape[:2], dtype=bool)
+            for mp in mask_paths[i]:
+                mask |= load_mask(mp, rgb.shape[:2])
+        img = overlay(rgb, amap, scale, mask=mask)
+        if max(img.size) > max_overlay_side:
+            img.thumbnail((max_overlay_side, max_overlay_side))
+        write_png(out_dir / "overlays" / f"{names[i]}.png", img)
+
+
+def read_manifest(run_dir: Path) -> dict[str, Any]:
+    path = Path(run_dir) / MANIFEST
+    if not path.exists():
+        raise InputError(f"{run_dir}: not a finished run folder (no {MANIFEST})")
+    return json.loads(path.read_text())

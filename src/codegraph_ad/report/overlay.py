@@ -1,0 +1,46 @@
+"""Heatmap overlays with one colour scale for the whole batch."""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib import colormaps
+from PIL import Image
+from skimage.segmentation import find_boundaries
+
+
+def shared_scale(maps: list[np.ndarray] | np.ndarray) -> tuple[float, float]:
+    """(low, high) for the whole batch: the median map value up to the batch maximum.
+
+    Anchoring the low end at the batch median (not each image's own minimum) keeps normal
+    images dark: only patches well above what is typical for the batch turn hot.
+    """
+    flat = np.concatenate([np.asarray(m, dtype=np.float32).ravel() for m in maps])
+    lo = float(np.median(flat))
+    hi = float(flat.max())
+    if hi <= lo:
+        hi = lo + 1e-6
+    return lo, hi
+
+
+def overlay(
+    image_rgb: np.ndarray,
+    anomaly_map: np.ndarray,
+    scale: tuple[float, float],
+    alpha: float = 0.5,
+    mask: np.ndarray | None = None,
+    cmap: str = "jet",
+) -> Image.Image:
+    """Blend a colour-mapped ``anomaly_map`` (same H, W as the image) over ``image_rgb``.
+
+    The blend weight grows with the normalised score, so cold regions show the image
+    unaltered. A ground-truth ``mask`` is drawn as a white contour.
+    """
+    lo, hi = scale
+    norm = np.clip((anomaly_map.astype(np.float32) - lo) / (hi - lo), 0.0, 1.0)
+    colour = colormaps[cmap](norm)[..., :3] * 255.0
+    weight = (alpha * norm)[..., None]
+    out = image_rgb.astype(np.float32) * (1.0 - weight) + colour * weight
+    if mask is not None and mask.any():
+        edge = find_boundaries(mask, mode="outer")
+        out[edge] = 255.0
+    return Image.fromarray(np.clip(out, 0, 255).astype(np.uint8))

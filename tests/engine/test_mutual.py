@@ -1,0 +1,123 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from codegraph_ad.engine.msm import msm_k, msm_scores
+from codegraph_ad.engine.mutual import pair_minima, refine_minima
+from codegraph_ad.engine.rscin import rscin
+from tests.conftest import unit_features
+
+
+def brute_minima(x: torch.Tensor) -> torch.Tensor:
+    """Straightforward loop: per query image, distances to every patch of every other image."""
+    n, m, _ = x.shape
+    out = torch.full((n, n, m), float("inf"), dtype=torch.float64)
+    xd = x.double()
+    for q in range(n):
+        for j in range(n):
+            if j == q:
+                continue
+            d = torch.cdist(xd[q], xd[j])  # (m, m) differences, independent of the engine
+            out[q, j] = d.min(dim=1).values
+    return out
+
+
+@pytest.mark.parametrize("budget", [0.05, 1.0, 4096])
+def test_pair_minima_matches_brute_force(budget):
+    x = unit_features(7, 20, 16, seed=1)
+    got = pair_minima(x, budget_mb=budget, with_argmin=True)
+    ref = brute_minima(x)
+    finite = torch.isfinite(ref)
+    assert torch.equal(torch.isfinite(got.dist), finite)
+    assert torch.allclose(got.dist[finite].double(), ref[finite], atol=1e-5)
+    # argmin points at a patch that attains the minimum
+    n, m, _ = x.shape
+    for q in range(n):
+        for j in range(n):
+            if q == j:
+                continue
+            nn = x[j][got.argmin[q, j].long()]
+            d = (x[q] - nn).norm(dim=1)
+            assert torch.allclose(d.double(), ref[q, j], atol=1e-5)
+
+
+def test_bf16_mode_close_to_fp32():
+    x = unit_features(6, 30, 32, seed=2)
+    a = pair_minima(x, precision="bf16").dist
+    b = pair_minima(x, precision="fp32").dist
+    f = torch.isfinite(b)
+    assert (a[f] - b[f]).abs().max() < 2e-2
+    assert torch.isclose(a[f], b[f], atol=1e-5).float().mean() > 0.95
+
+
+def test_msm_scores_definition():
+    x = unit_features(9, 12, 8, seed=3)
+    dist = brute_minima(x).float()
+    for q in (0.1, 0.3, 1.0):
+        got = msm_scores(dist, q)
+        k = max(1, math.ceil(q * 8))
+        for i in range(9):
+            others = torch.cat([dist[i, :i], dist[i, i + 1 :]])  # (8, M)
+            ref = others.sort(dim=0).values[:k].mean(dim=0)
+            assert torch.allclose(got[i], ref, atol=1e-6)
+
+
+def test_msm_reference_subset_and_k():
+    x = unit_features(8, 5, 8, seed=4)
+    dist = brute_minima(x).float()
+    refs = torch.tensor([True, True, False, False, True, True, True, True])
+    got = msm_scores(dist, 0.5, refs)
+    for i in range(8):
+        allowed = [j for j in range(8) if refs[j] and j != i]
+        k = msm_k(len(allowed), 0.5)
+        ref = dist[i, allowed].sort(dim=0).values[:k].mean(dim=0)
+        assert torch.allclose(got[i], ref, atol=1e-6)
+    assert msm_k(82, 0.3) == 25 and msm_k(1, 0.3) == 1
+
+
+def test_refine_minima_equals_recomputation():
+    x = unit_features(6, 10, 8, seed=5)
+    first = pair_minima(x, with_argmin=True)
+    excluded = torch.zeros(6, 10, dtype=torch.bool)
+    excluded[2, :4] = True
+    excluded[4, :] = True  # a whole image removed
+    got = refine_minima(x, first, excluded)
+    for q in range(6):
+        for j in range(6):
+            if q == j:
+                continue
+            keep = ~excluded[j]
+            if not keep.any():
+                assert torch.isinf(got[q, j]).all()
+                continue
+            ref = torch.cdist(x[q].double(), x[j][keep].double()).min(dim=1).values
+            assert torch.allclose(got[q, j].double(), ref, atol=1e-5)
+    # also without argmins
+    got2 = refine_minima(x, type(first)(first.dist, None), excluded)
+    assert torch.allclose(got, got2, atol=1e-6)
+
+
+def test_identical_images_give_zero_not_nan():
+    x = unit_features(1, 10, 8).repeat(4, 1, 1)
+    d = pair_minima(x).dist
+    s = msm_scores(d, 0.3)
+    assert torch.isfinite(s).all() and float(s.abs().max()) < 1e-3
+
+
+def test_rscin_matches_definition():
+    rng = np.random.default_rng(0)
+    scores = rng.random(7)
+    cls = rng.normal(size=(7, 5)) + 3
+    out = rscin(scores, cls, (1, 2, 3))
+    norm = (scores - scores.min()) / (scores.max() - scores.min())
+    unit = cls / np.linalg.norm(cls, axis=1, keepdims=True)
+    sim = unit @ unit.T
+    ref = np.zeros(7)
+    for k in (1, 2, 3):
+        for i in range(7):
+            idx = np.argsort(-sim[i])[:k]
+            w = sim[i, idx] / sim[i, idx].sum()
+            ref[i] += (w * norm[idx]).sum() / 3
+    assert np.allclose(out, ref)
