@@ -1,3 +1,30 @@
 """codegraph-ad: zero-shot batch anomaly detection (MuSc, CoDeGraph) for images and volumes."""
 
 __version__ = "0.1.0"
+
+from codegraph_ad.api import EvaluationResult, RunResult, detect, evaluate, score_features  # noqa: E402
+from codegraph_ad.config import (  # noqa: E402
+    EngineConfig,
+    FeatureConfig,
+    GraphConfig,
+    LNAMDConfig,
+    MSMConfig,
+    RsCINConfig,
+    RunConfig,
+)
+
+__all__ = [
+    "EngineConfig",
+    "EvaluationResult",
+    "FeatureConfig",
+    "GraphConfig",
+    "LNAMDConfig",
+    "MSMConfig",
+    "RsCINConfig",
+    "RunConfig",
+    "RunResult",
+    "__version__",
+    "detect",
+    "evaluate",
+    "score_features",
+]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
+import importlib
 import logging
 import sys
 import warnings
@@ -14,6 +14,9 @@ from codegraph_ad.config import EngineConfig, FeatureConfig, GraphConfig, MSMCon
 from codegraph_ad.errors import CodegraphError
 
 _DEFAULTS = RunConfig()
+# Each area of the package adds its own subcommands through ``register(subparsers)``;
+# their functions take the parsed namespace and return an exit code.
+_COMMAND_MODULES: tuple[str, ...] = ()
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
@@ -140,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("backbones", help="list the known backbones")
     p.set_defaults(func=cmd_backbones)
+
+    for module in _COMMAND_MODULES:
+        importlib.import_module(module).register(sub)
     return parser
 
 

@@ -20,7 +20,7 @@ def make_demo_images(folder: str | Path, n_normal: int = 14, seed: int = 0, size
 
     rng = np.random.default_rng(seed)
     texture = data.grass().astype(np.float32)
-    foreign = data.gravel().astype(np.float32)
+    foreign = data.brick().astype(np.float32)
     tint = np.array([0.55, 0.85, 0.45], dtype=np.float32)
     folder = Path(folder)
     paths: list[Path] = []
@@ -48,6 +48,6 @@ def make_demo_images(folder: str | Path, n_normal: int = 14, seed: int = 0, size
     paths.append(write_png(folder / "defect_stain.png", to_rgb(stain)))
 
     patch = crop(texture).copy()
-    patch[60:130, 120:200] = crop(foreign)[:70, :80]
+    patch[60:140, 110:200] = np.clip(crop(foreign)[:80, :90] * 1.3, 0, 255)
     paths.append(write_png(folder / "defect_foreign.png", to_rgb(patch)))
     return paths

@@ -17,6 +17,9 @@ from tqdm.auto import tqdm
 # Share of the memory budget the similarity block may use; the rest holds features,
 # minima and reduction temporaries.
 _BLOCK_SHARE = 0.25
+# Blocks larger than this stop fitting the caches: measured on 2 cores, a 16 MB block
+# scored N=40, M=256 in 1.25 s against 2.8 s for a 1 GB block (same FLOPs).
+_BLOCK_CAP_BYTES = 32e6
 
 
 @dataclass
@@ -34,7 +37,7 @@ class PairMinima:
 
 def images_per_block(n_patches: int, budget_mb: float, itemsize: int = 4) -> int:
     """How many images fit one side of a square similarity block under ``budget_mb``."""
-    block_bytes = budget_mb * 1e6 * _BLOCK_SHARE
+    block_bytes = min(budget_mb * 1e6 * _BLOCK_SHARE, _BLOCK_CAP_BYTES)
     side = int(math.sqrt(block_bytes / itemsize)) // max(n_patches, 1)
     return max(1, side)
 

@@ -1,0 +1,87 @@
+"""The main job end to end: generated images in, scores, maps and overlays out."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from codegraph_ad.cli import main
+from codegraph_ad.demo import make_demo_images
+
+SMALL = ["--image-size", "112", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def demo_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("demo") / "images"
+    make_demo_images(folder, n_normal=10)
+    return folder
+
+
+@pytest.mark.parametrize("method", ["musc", "codegraph"])
+def test_detect_cli_ranks_defects_first_and_writes_outputs(demo_folder, tmp_path, method, capsys):
+    out = tmp_path / "run"
+    assert main(["detect", str(demo_folder), "--out", str(out), "--method", method, *SMALL]) == 0
+    with (out / "scores.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 13
+    ranked = sorted(rows, key=lambda r: -float(r["score"]))
+    top3 = {r["name"] for r in ranked[:3]}
+    assert top3 == {"defect_scratch", "defect_stain", "defect_foreign"}, ranked
+    meta = json.loads((out / "scores.json").read_text())
+    assert meta["config"]["method"] == method
+    assert "torch" in meta["versions"] and meta["timings"]["features_s"] > 0
+    for r in rows:
+        amap = np.load(out / "maps" / f"{r['name']}.npy")
+        assert amap.shape == (256, 256) and np.isfinite(amap).all()
+        assert (out / "overlays" / f"{r['name']}.png").exists()
+    assert (out / "run.json").exists()
+    if method == "codegraph":
+        assert (out / "excluded.npy").exists()
+        assert "exclusion_rate" in meta["diagnostics"]
+    printed = capsys.readouterr().out
+    assert "defect_" in printed.splitlines()[1]
+
+
+def test_refuses_to_overwrite_another_run(demo_folder, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["detect", str(demo_folder), "--out", str(out), "--method", "musc", "--no-overlays", *SMALL]) == 0
+    assert main(["detect", str(demo_folder), "--out", str(out), "--method", "musc", *SMALL]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["detect", str(demo_folder), "--out", str(out), "--method", "musc", "--overwrite",
+                 "--no-overlays", *SMALL]) == 0
+
+
+def test_too_small_batch_and_missing_folder_are_clear_errors(tmp_path, capsys):
+    folder = tmp_path / "two"
+    paths = make_demo_images(tmp_path / "all", n_normal=2)
+    folder.mkdir()
+    for p in paths[:2]:
+        (folder / p.name).write_bytes(p.read_bytes())
+    assert main(["detect", str(folder), "--out", str(tmp_path / "o"), *SMALL]) == 2
+    assert "at least 3" in capsys.readouterr().err
+    assert main(["detect", str(tmp_path / "nope"), "--out", str(tmp_path / "o2"), *SMALL]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "o" / "scores.csv").exists()
+
+
+def test_unreadable_file_is_named(demo_folder, tmp_path, capsys):
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    for p in sorted(demo_folder.iterdir())[:4]:
+        (folder / p.name).write_bytes(p.read_bytes())
+    (folder / "broken.png").write_bytes(b"not a png at all")
+    assert main(["detect", str(folder), "--out", str(tmp_path / "o"), *SMALL]) == 2
+    err = capsys.readouterr().err
+    assert "broken.png" in err and "--skip-bad" in err
+    assert main(["detect", str(folder), "--out", str(tmp_path / "o"), "--skip-bad", "--method", "musc", *SMALL]) == 0
+    meta = json.loads((tmp_path / "o" / "scores.json").read_text())
+    assert [s["path"].endswith("broken.png") for s in meta["skipped"]] == [True]
+
+
+def test_demo_command(tmp_path):
+    assert main(["demo", "--out", str(tmp_path), "--method", "musc", "--no-overlays", *SMALL]) == 0
+    assert (tmp_path / "run" / "scores.csv").exists()
