@@ -16,7 +16,8 @@ from codegraph_ad.errors import CodegraphError
 _DEFAULTS = RunConfig()
 # Each area of the package adds its own subcommands through ``register(subparsers)``;
 # their functions take the parsed namespace and return an exit code.
-_COMMAND_MODULES: tuple[str, ...] = ()
+_COMMAND_MODULES: tuple[str, ...] = ("codegraph_ad.report.cli", "codegraph_ad.analysis.cli", "codegraph_ad.datasets.cli",
+                                     "codegraph_ad.suite.cli", "codegraph_ad.volumes.cli")
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
@@ -31,7 +32,8 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--final-norm", action="store_true", help="apply the final LayerNorm to block tokens")
     p.add_argument("--q", type=float, default=None, help="MSM share q (default 0.3 for musc, 0.1 for codegraph final scoring)")
     p.add_argument("--no-rscin", action="store_true", help="disable RsCIN image-score re-weighting")
-    p.add_argument("--precision", choices=["fp32", "bf16"], default=e.precision)
+    p.add_argument("--precision", choices=["fp32", "bf16", "int8", "fast"], default=e.precision,
+                   help="block-product precision; fast picks bf16 or int8 by measuring this CPU")
     p.add_argument("--memory-mb", type=int, default=e.memory_budget_mb, help="memory budget for scoring blocks")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
     p.add_argument("--subsets", type=int, default=e.subsets, help="subset division s")
@@ -41,6 +43,9 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-overlays", action="store_true", help="skip heatmap overlay PNGs")
     p.add_argument("--overwrite", action="store_true", help="replace the results of an earlier run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the per-image feature cache")
+    p.add_argument("--cache-dir", type=Path, default=None,
+                   help="feature cache folder (default: $CODEGRAPH_AD_CACHE/features or ~/.cache/codegraph-ad/features)")
     p.add_argument("--k-fraction", type=float, default=g.k_fraction)
     p.add_argument("--alpha", type=float, default=g.alpha)
     p.add_argument("--coverage", type=float, default=g.target_coverage)
@@ -72,9 +77,12 @@ def _print_scores(result, limit: int = 20) -> None:
 
 def cmd_detect(a: argparse.Namespace) -> int:
     from codegraph_ad.api import detect
+    from codegraph_ad.io.signals import terminate_as_interrupt
 
-    result = detect(a.folder, a.out, config_from_args(a), overwrite=a.overwrite,
-                    on_error="skip" if a.skip_bad else "stop", progress=not a.quiet, overlays=not a.no_overlays)
+    with terminate_as_interrupt():  # SIGTERM cleans up like Ctrl-C
+        result = detect(a.folder, a.out, config_from_args(a), overwrite=a.overwrite,
+                        on_error="skip" if a.skip_bad else "stop", progress=not a.quiet,
+                        overlays=not a.no_overlays, cache=False if a.no_cache else None, cache_dir=a.cache_dir)
     _print_scores(result)
     print(f"results written to {a.out}")
     return 0
@@ -90,9 +98,12 @@ def format_metrics_table(metrics: dict) -> str:
 
 def cmd_evaluate(a: argparse.Namespace) -> int:
     from codegraph_ad.api import evaluate
+    from codegraph_ad.io.signals import terminate_as_interrupt
 
-    res = evaluate(a.category_dir, a.out, config_from_args(a), eval_size=a.eval_size, overwrite=a.overwrite,
-                   progress=not a.quiet, overlays=not a.no_overlays)
+    with terminate_as_interrupt():  # SIGTERM cleans up like Ctrl-C
+        res = evaluate(a.category_dir, a.out, config_from_args(a), eval_size=a.eval_size, overwrite=a.overwrite,
+                       progress=not a.quiet, overlays=not a.no_overlays,
+                       cache=False if a.no_cache else None, cache_dir=a.cache_dir)
     print(format_metrics_table(res.metrics))
     print(f"metrics written to {a.out / 'metrics.json'}")
     return 0

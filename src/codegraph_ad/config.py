@@ -54,7 +54,7 @@ class RsCINConfig:
 class EngineConfig:
     """Mutual-similarity engine knobs (SPEC section 8, issue 4)."""
 
-    precision: Literal["fp32", "bf16"] = "fp32"
+    precision: Literal["fp32", "bf16", "int8", "fast"] = "fp32"
     memory_budget_mb: int = 4096
     threads: int | None = None  # None: all cores
     subsets: int = 1  # subset division s

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
+from codegraph_ad.engine.products import make_product
+
 # Share of the memory budget the similarity block may use; the rest holds features,
 # minima and reduction temporaries.
 _BLOCK_SHARE = 0.25
@@ -57,39 +59,45 @@ def pair_minima(
 ) -> PairMinima:
     """Nearest-patch distances between every ordered image pair of ``feats: (N, M, C)`` (unit rows).
 
-    In ``bf16`` mode the block product only chooses the nearest patch; its similarity is
-    then recomputed in fp32 from the two vectors (N^2 M dot products, 1/M of the work), so
-    the minima stay fp32-accurate unless bf16 rounding swaps two near-tied neighbours.
+    In the reduced-precision modes (``bf16``, ``int8``, ``fast``) the block product only
+    chooses the nearest patch; its similarity is then recomputed in fp32 from the two
+    vectors (N^2 M dot products, 1/M of the work), so the minima stay fp32-accurate unless
+    rounding swaps two near-tied neighbours (then the distance is that of the runner-up).
     """
     n, m, c = feats.shape
     feats = feats.float().contiguous()
-    best_sim = torch.full((n, n, m), -2.0, dtype=torch.float32)
-    need_arg = with_argmin or precision != "fp32"
+    product = make_product(precision, m)
+    best_sim = torch.full((n, n, m), -2.0 if product.exact else torch.iinfo(torch.int32).min, dtype=product.out_dtype)
+    need_arg = with_argmin or not product.exact
     best_arg = torch.zeros((n, n, m), dtype=torch.int16 if m < 32768 else torch.int32) if need_arg else None
-    if precision not in ("fp32", "bf16"):
-        raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
-    low = feats.to(torch.bfloat16) if precision == "bf16" else feats
+    low = product.prepare(feats.reshape(n * m, c))
     b = min(n, images_per_block(m, budget_mb))
     starts = list(range(0, n, b))
     pairs = [(i0, j0) for i0 in starts for j0 in starts if j0 >= i0]
+    right = {}
     for i0, j0 in tqdm(pairs, desc=desc, disable=not progress, leave=False, unit="block"):
         i1, j1 = min(i0 + b, n), min(j0 + b, n)
         bi, bj = i1 - i0, j1 - j0
-        a = low[i0:i1].reshape(bi * m, c)
-        bb = low[j0:j1].reshape(bj * m, c)
-        sim = (a @ bb.T).float().view(bi, m, bj, m)
-        # i -> j: max over the patches of j
-        s_ij, a_ij = sim.max(dim=3)  # (bi, m, bj)
-        best_sim[i0:i1, j0:j1] = s_ij.permute(0, 2, 1)
-        if best_arg is not None:
+        if j0 not in right:
+            right.clear()  # blocks arrive row by row: keep one row's right operands
+        if j0 not in right:
+            right[j0] = product.right(low[j0 * m : j1 * m])
+        sim = product.block(low[i0 * m : i1 * m], right[j0]).view(bi, m, bj, m)
+        # i -> j: max over the patches of j; j -> i: max over the patches of i
+        if best_arg is None:  # values only: amax skips the index bookkeeping
+            best_sim[i0:i1, j0:j1] = sim.amax(dim=3).permute(0, 2, 1)
+            if j0 != i0:
+                best_sim[j0:j1, i0:i1] = sim.amax(dim=1).permute(1, 0, 2)
+        else:
+            s_ij, a_ij = sim.max(dim=3)  # (bi, m, bj)
+            best_sim[i0:i1, j0:j1] = s_ij.permute(0, 2, 1)
             best_arg[i0:i1, j0:j1] = a_ij.permute(0, 2, 1).to(best_arg.dtype)
-        if j0 != i0:
-            s_ji, a_ji = sim.max(dim=1)  # (bi, bj, m): j -> i
-            best_sim[j0:j1, i0:i1] = s_ji.permute(1, 0, 2)
-            if best_arg is not None:
+            if j0 != i0:
+                s_ji, a_ji = sim.max(dim=1)  # (bi, bj, m)
+                best_sim[j0:j1, i0:i1] = s_ji.permute(1, 0, 2)
                 best_arg[j0:j1, i0:i1] = a_ji.permute(1, 0, 2).to(best_arg.dtype)
         del sim
-    if precision == "bf16":
+    if not product.exact:
         best_sim = _exact_similarity(feats, best_arg)
     dist = similarity_to_distance(best_sim)
     idx = torch.arange(n)

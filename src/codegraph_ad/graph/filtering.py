@@ -1,0 +1,140 @@
+"""Stage 3b (Algorithm 2): targeted patch filtering by dependency ratio (SPEC section 6.4).
+
+A consistent-anomaly patch scores low only because its copies sit in the community c:
+removing c makes its score jump. Normal patches keep alternatives outside c. The jump is
+judged against the ratios of patches outside c, so no global threshold is tuned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+# score_fn(reference_images (N,) bool, excluded (N, M) bool) -> (N, M) MSM scores.
+ScoreFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+# Added to both scores of the ratio. Scores are means of distances of unit vectors, in
+# [0, 2]. Both 0 (a patch with exact copies inside and outside c) gives ratio 1: nothing
+# depends on c. A zero score that becomes positive without c gives a ratio of about
+# score / 1e-6, i.e. "depends entirely on c", which is what identical copies of a defect
+# are; mapping it to 1 instead would make exact duplicates unfilterable.
+SCORE_EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class CommunityFilterRecord:
+    """What filtering did for one outlier community.
+
+    images: the community's image indices. threshold: t_c (nan when skipped).
+    n_excluded: patches newly excluded for this community. excluded_per_image: (|c|,)
+    newly excluded per image of c. dependency: (N, M) float32 delta(x; c) for every patch
+    (nan when skipped). skipped: why the community was not filtered, or None.
+    """
+
+    images: np.ndarray
+    threshold: float
+    n_excluded: int
+    excluded_per_image: np.ndarray
+    dependency: np.ndarray
+    skipped: str | None = None
+
+
+@dataclass(frozen=True)
+class FilterResult:
+    """excluded: (N, M) bool, patch positions removed from the references (all layers, all r)."""
+
+    excluded: np.ndarray
+    records: list[CommunityFilterRecord]
+
+
+def dependency_ratio(score_without: np.ndarray, score_with: np.ndarray) -> np.ndarray:
+    """delta = (s(x; B \\ c) + eps) / (s(x; B) + eps); equal scores (also inf = inf) give 1.
+
+    A score that is infinite only without c gives +inf (no reference left outside c).
+    """
+    s_minus = np.asarray(score_without, dtype=np.float64)
+    s_full = np.asarray(score_with, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        delta = (s_minus + SCORE_EPS) / (s_full + SCORE_EPS)
+    delta = np.where(s_minus == s_full, 1.0, delta)
+    return np.where(np.isnan(delta), 1.0, delta)
+
+
+def _check_scores(scores: np.ndarray, n: int, m: int, what: str) -> np.ndarray:
+    scores = np.asarray(scores)
+    if scores.shape != (n, m):
+        raise ValueError(f"score_fn returned shape {scores.shape} for {what}; expected ({n}, {m})")
+    if np.isnan(scores).any():
+        raise ValueError(f"score_fn returned NaN for {what}")
+    return scores
+
+
+def targeted_filtering(
+    score_fn: ScoreFn,
+    outlier_communities: Sequence[np.ndarray],
+    n_images: int,
+    n_patches: int,
+    percentile: float,
+    patch_mask: np.ndarray | None = None,
+) -> FilterResult:
+    """Algorithm 2: visit the outlier communities in the given order, growing ``excluded``.
+
+    For community c: delta(x; c) = s(x; B \\ c, excluded) / s(x; B, excluded); t_c = the
+    ``percentile`` of delta over the patches of images outside c (restricted to
+    ``patch_mask`` when given: void cubes are no reference population); patches of c with
+    delta > t_c are excluded before the next community is scored. A community that holds
+    every image leaves no outside population and is skipped.
+    """
+    n, m = int(n_images), int(n_patches)
+    if not 0.0 <= percentile <= 100.0:
+        raise ValueError(f"percentile must be in [0, 100], got {percentile}")
+    mask = np.ones((n, m), dtype=bool) if patch_mask is None else np.asarray(patch_mask, dtype=bool)
+    if mask.shape != (n, m):
+        raise ValueError(f"patch_mask must be ({n}, {m}), got {mask.shape}")
+    excluded = np.zeros((n, m), dtype=bool)
+    all_refs = np.ones(n, dtype=bool)
+    records: list[CommunityFilterRecord] = []
+    finite_max = np.finfo(np.float64).max
+    for members in outlier_communities:
+        members = np.unique(np.asarray(members, dtype=np.int64))
+        if members.size and (members.min() < 0 or members.max() >= n):
+            raise ValueError(f"community holds image indices outside [0, {n}): {members.tolist()}")
+        inside = np.zeros(n, dtype=bool)
+        inside[members] = True
+        population = mask[~inside]
+        if members.size == 0 or not population.any():
+            reason = "empty community" if members.size == 0 else "no patch outside the community"
+            records.append(
+                CommunityFilterRecord(
+                    images=members,
+                    threshold=float("nan"),
+                    n_excluded=0,
+                    excluded_per_image=np.zeros(members.size, dtype=np.int64),
+                    dependency=np.full((n, m), np.nan, dtype=np.float32),
+                    skipped=reason,
+                )
+            )
+            continue
+        frozen = excluded.copy()  # score_fn must not see (or mutate) the live array
+        s_full = _check_scores(score_fn(all_refs.copy(), frozen), n, m, "the full base set")
+        s_minus = _check_scores(score_fn(~inside, frozen.copy()), n, m, "the base set without c")
+        delta = dependency_ratio(s_minus, s_full)
+        # inf (no reference left outside c) stays the largest value without breaking the
+        # interpolation of the percentile.
+        outside = np.minimum(delta[~inside][population], finite_max)
+        threshold = float(np.percentile(outside, percentile))
+        new = np.zeros((n, m), dtype=bool)
+        new[inside] = (delta[inside] > threshold) & mask[inside] & ~excluded[inside]
+        excluded |= new
+        records.append(
+            CommunityFilterRecord(
+                images=members,
+                threshold=threshold,
+                n_excluded=int(new.sum()),
+                excluded_per_image=new[members].sum(axis=1).astype(np.int64),
+                dependency=delta.astype(np.float32),
+            )
+        )
+    return FilterResult(excluded=excluded, records=records)

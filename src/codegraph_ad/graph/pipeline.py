@@ -1,0 +1,86 @@
+"""CoDeGraph stages 1-3 composed: minima in, excluded patch positions out (SPEC sections 4-6).
+
+The caller owns feature extraction and scoring: it passes the per-layer minima of the
+degree r that feeds the graph (``GraphConfig.graph_degree``) and a ``score_fn`` over its
+stored minima; final scoring with ``GraphConfig.final_q`` is also the caller's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from codegraph_ad.config import GraphConfig
+from codegraph_ad.graph.communities import CommunityResult, detect_communities
+from codegraph_ad.graph.endurance import endurance_ratios, reference_rank
+from codegraph_ad.graph.filtering import FilterResult, ScoreFn, targeted_filtering
+from codegraph_ad.graph.links import LinkSelection, select_links
+from codegraph_ad.graph.similarity_vectors import MutualSimilarity, mutual_similarity_vectors, validate_minima
+
+
+@dataclass(frozen=True)
+class GraphResult:
+    """Everything the diagnostics need from one run of the graph stages.
+
+    k: reference rank used. excluded: (N, M) bool, the positions removed from B.
+    similarity: the truncated mutual similarity vectors, kept only on request (large).
+    """
+
+    k: int
+    links: LinkSelection
+    communities: CommunityResult
+    filtering: FilterResult
+    similarity: MutualSimilarity | None = None
+
+    @property
+    def excluded(self) -> np.ndarray:
+        return self.filtering.excluded
+
+    @property
+    def outlier_communities(self) -> list[np.ndarray]:
+        return self.communities.outlier_communities
+
+
+def run_graph_stages(
+    mins_per_layer: Sequence[np.ndarray],
+    config: GraphConfig,
+    score_fn: ScoreFn,
+    patch_mask: np.ndarray | None = None,
+    keep_similarity: bool = False,
+) -> GraphResult:
+    """Stages 1-3 on ``mins_per_layer``: L arrays (N, N, M) of per-image minima.
+
+    score_fn(reference_images (N,) bool, excluded (N, M) bool) -> (N, M) MSM scores.
+    patch_mask: (N, M) bool, patches allowed to form links and to serve as the filtering
+    threshold population (e.g. non-void cubes); None means all.
+    """
+    _, n, m = validate_minima(mins_per_layer)
+    k = reference_rank(n, config.k_fraction)
+    sim = mutual_similarity_vectors(mins_per_layer, max_rank=k)
+    zeta = endurance_ratios(sim.dbar, k, config.alpha)
+    links = select_links(
+        zeta,
+        sim.rank_images,
+        target_coverage=config.target_coverage,
+        links_per_batch=config.links_per_batch,
+        patch_mask=patch_mask,
+    )
+    del zeta
+    comms = detect_communities(links.weights, kappa=config.kappa, seed=config.leiden_seed)
+    filt = targeted_filtering(
+        score_fn,
+        comms.outlier_communities,
+        n_images=n,
+        n_patches=m,
+        percentile=config.dependency_percentile,
+        patch_mask=patch_mask,
+    )
+    return GraphResult(
+        k=k,
+        links=links,
+        communities=comms,
+        filtering=filt,
+        similarity=sim if keep_similarity else None,
+    )

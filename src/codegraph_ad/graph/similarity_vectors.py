@@ -1,0 +1,108 @@
+"""Mutual similarity vectors D(x) per layer and their rank-wise layer mean (SPEC section 3).
+
+The graph stages only look at the first k ranks of D(x), so the vectors are truncated to
+``max_rank`` columns: an (L, N, M, N-1) tensor for a 200-image batch of 1369 patches is
+close to 1 GB per array, its first 0.3N ranks a third of that.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from codegraph_ad.errors import BatchTooSmallError
+
+
+@dataclass(frozen=True)
+class MutualSimilarity:
+    """Sorted per-image minima of every patch, truncated to R ranks.
+
+    sorted_per_layer: (L, N, M, R) float32, ``[l, q, m, i]`` = d_l^(i+1)(x) for patch m of
+        image q (ascending in i; the image itself is never among them).
+    rank_images: (L, N, M, R) integer (int16 when N < 2**15, else int32), the image C_l^(i+1)(x).
+    dbar: (N, M, R) float32, the rank-wise mean over layers (non-decreasing in i, because
+        each layer's vector is).
+    """
+
+    sorted_per_layer: np.ndarray
+    rank_images: np.ndarray
+    dbar: np.ndarray
+
+    @property
+    def n_images(self) -> int:
+        return int(self.dbar.shape[0])
+
+    @property
+    def n_patches(self) -> int:
+        return int(self.dbar.shape[1])
+
+    @property
+    def max_rank(self) -> int:
+        return int(self.dbar.shape[2])
+
+
+def _index_dtype(n_images: int) -> type:
+    """Image indices fit int16 for any realistic batch; halves the largest array here."""
+    return np.int16 if n_images < 2**15 else np.int32
+
+
+def validate_minima(mins_per_layer: Sequence[np.ndarray]) -> tuple[int, int, int]:
+    """Check the layer stack has one shape (N, N, M) with N >= 3; return (L, N, M)."""
+    if len(mins_per_layer) == 0:
+        raise ValueError("mins_per_layer is empty: need at least one layer of (N, N, M) minima")
+    shape = np.shape(mins_per_layer[0])
+    for l, mins in enumerate(mins_per_layer):
+        if np.shape(mins) != shape or len(shape) != 3 or shape[0] != shape[1]:
+            raise ValueError(
+                f"mins_per_layer[{l}] has shape {np.shape(mins)}; every layer must be (N, N, M) "
+                f"with the shape of layer 0 {shape}"
+            )
+    n, m = int(shape[0]), int(shape[2])
+    if n < 3:
+        raise BatchTooSmallError(f"the graph stages need a batch of at least 3 images, got {n}")
+    if m < 1:
+        raise ValueError(f"mins_per_layer has no patches (M = {m})")
+    return len(mins_per_layer), n, m
+
+
+def mutual_similarity_vectors(
+    mins_per_layer: Sequence[np.ndarray], max_rank: int | None = None
+) -> MutualSimilarity:
+    """Sort each patch's N-1 per-image minima, keeping the first ``max_rank`` ranks.
+
+    mins_per_layer: L arrays (N, N, M), ``[q, j, m]`` = distance from patch m of image q to
+    its nearest patch in image j. The diagonal ``[q, q, :]`` is ignored (treated as +inf)
+    whatever it holds, so a caller that forgot to mask it cannot make an image its own
+    nearest neighbour. NaN is rejected. Ties are broken deterministically (for R = N-1 by
+    the lower image index).
+    """
+    n_layers, n, m = validate_minima(mins_per_layer)
+    r = n - 1 if max_rank is None else int(max_rank)
+    if not 1 <= r <= n - 1:
+        raise ValueError(f"max_rank must be in [1, N-1] = [1, {n - 1}], got {max_rank}")
+
+    sorted_pl = np.empty((n_layers, n, m, r), dtype=np.float32)
+    rank_img = np.empty((n_layers, n, m, r), dtype=_index_dtype(n))
+    diag = np.arange(n)
+    for l, mins in enumerate(mins_per_layer):
+        # (N, M, N): the per-image distances of one patch are contiguous for the sort.
+        a = np.ascontiguousarray(np.moveaxis(np.asarray(mins, dtype=np.float32), 2, 1))
+        if np.isnan(a).any():
+            raise ValueError(f"mins_per_layer[{l}] contains NaN")
+        a[diag, :, diag] = np.inf
+        if r < n - 1:
+            part = np.argpartition(a, r - 1, axis=-1)[..., :r]
+            vals = np.take_along_axis(a, part, axis=-1)
+            order = np.argsort(vals, axis=-1, kind="stable")
+            idx = np.take_along_axis(part, order, axis=-1)
+            vals = np.take_along_axis(vals, order, axis=-1)
+        else:
+            idx = np.argsort(a, axis=-1, kind="stable")[..., :r]
+            vals = np.take_along_axis(a, idx, axis=-1)
+        sorted_pl[l] = vals
+        rank_img[l] = idx
+        del a
+    dbar = sorted_pl.mean(axis=0, dtype=np.float64).astype(np.float32)
+    return MutualSimilarity(sorted_per_layer=sorted_pl, rank_images=rank_img, dbar=dbar)

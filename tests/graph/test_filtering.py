@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+
+from codegraph_ad.graph.filtering import dependency_ratio, targeted_filtering
+
+
+def test_dependency_ratio_guards():
+    without = np.array([0.0, 0.5, np.inf, np.inf, 0.4, 0.2])
+    with_ = np.array([0.0, 0.0, np.inf, 0.3, 0.2, 0.2])
+    d = dependency_ratio(without, with_)
+    assert d[0] == 1.0 and d[2] == 1.0 and d[5] == 1.0
+    assert d[1] > 1e5  # exact copies only inside c: fully dependent
+    assert d[3] == np.inf
+    assert d[4] == pytest.approx(2.0, rel=1e-5)
+    assert not np.isnan(d).any()
+
+
+def _fake_scores(n, m, dependent):
+    """score 1 everywhere; without community c, the patches in dependent[c] score 5."""
+
+    calls = []
+
+    def score_fn(refs, excluded):
+        calls.append((refs.copy(), excluded.copy()))
+        s = np.ones((n, m))
+        s += 0.01 * np.arange(n * m).reshape(n, m) / (n * m)  # spread for the percentile
+        if not refs.all():
+            for members, patches in dependent:
+                if not refs[members].any():
+                    s[patches] = 5.0
+        return s
+
+    return score_fn, calls
+
+
+def test_excludes_exactly_the_dependent_patches_and_updates_in_turn():
+    n, m = 10, 6
+    dep_a = np.zeros((n, m), dtype=bool)
+    dep_a[[1, 2], 0] = True
+    dep_b = np.zeros((n, m), dtype=bool)
+    dep_b[[5, 6, 7], 3] = True
+    comms = [np.array([1, 2]), np.array([5, 6, 7])]
+    score_fn, calls = _fake_scores(n, m, [(comms[0], dep_a), (comms[1], dep_b)])
+    res = targeted_filtering(score_fn, comms, n, m, percentile=99.0)
+    np.testing.assert_array_equal(res.excluded, dep_a | dep_b)
+    assert [r.n_excluded for r in res.records] == [2, 3]
+    assert res.records[1].excluded_per_image.tolist() == [1, 1, 1]
+    # the second community is scored against the base already refined by the first
+    assert not calls[0][1].any()
+    np.testing.assert_array_equal(calls[2][1], dep_a)
+    assert calls[3][0].tolist() == [True] * 5 + [False] * 3 + [True] * 2
+
+
+def test_skips_a_community_holding_every_image_and_zero_scores():
+    n, m = 4, 3
+    res = targeted_filtering(lambda r, e: np.zeros((n, m)), [np.arange(4), np.array([0, 1])], n, m, 99.0)
+    assert res.records[0].skipped is not None and not res.excluded.any()
+    assert res.records[1].skipped is None and res.records[1].threshold == 1.0
+
+
+def test_rejects_bad_score_shape():
+    with pytest.raises(ValueError, match="shape"):
+        targeted_filtering(lambda r, e: np.zeros((3, 3)), [np.array([0])], 4, 3, 99.0)

@@ -1,0 +1,123 @@
+import math
+
+import numpy as np
+import pytest
+
+from codegraph_ad.graph.links import required_touched, select_links
+
+
+def _naive(zeta, rank_images, target, batch, patch_mask=None):
+    """Algorithm 1 as written: stable sort, then add batch after batch in a Python loop."""
+    n, m, k1 = zeta.shape
+    n_layers = rank_images.shape[0]
+    valid = np.isfinite(zeta)
+    if patch_mask is not None:
+        valid &= patch_mask[:, :, None]
+    order = [i for i in np.argsort(zeta.reshape(-1), kind="stable") if valid.reshape(-1)[i]]
+    w = np.zeros((n, n))
+    used, history, cov = 0, [], 0.0
+    while used < len(order):
+        for flat in order[used : used + batch]:
+            q, p, i = np.unravel_index(flat, (n, m, k1))
+            for l in range(n_layers):
+                t = rank_images[l, q, p, i]
+                w[q, t] += 1
+                w[t, q] += 1
+        used = min(used + batch, len(order))
+        cov = float(np.mean((w > 0).any(axis=1)))
+        history.append(cov)
+        if cov >= target:
+            break
+    return w, used, cov, history
+
+
+def _random_case(rng, n, m, k1, n_layers, ties, crowd, rare_rate=0.02):
+    zeta = rng.uniform(0, 1, size=(n, m, k1)).astype(np.float32)
+    if ties:
+        zeta = (np.round(zeta * 4) / 4).astype(np.float32)
+    ranks = np.empty((n_layers, n, m, k1 + 1), dtype=np.int16)
+    for l in range(n_layers):
+        for q in range(n):
+            others = np.array([j for j in range(n) if j != q])
+            if crowd:  # most links stay within a few images: coverage arrives late
+                small = others[others < 3]
+                pick = rng.choice(small, size=(m, k1 + 1))
+                rare = rng.uniform(size=(m, k1 + 1)) < rare_rate
+                pick[rare] = rng.choice(others, size=int(rare.sum()))
+            else:
+                pick = rng.choice(others, size=(m, k1 + 1))
+            ranks[l, q] = pick
+    if crowd:
+        zeta[3:] += 0.5  # the outside images' own links come last
+    return zeta, ranks
+
+
+@pytest.mark.parametrize("case", range(24))
+def test_matches_naive_batch_loop(case):
+    rng = np.random.default_rng(case)
+    n = int(rng.integers(4, 12))
+    m = int(rng.integers(3, 40))
+    k1 = int(rng.integers(1, 6))
+    n_layers = int(rng.integers(1, 4))
+    zeta, ranks = _random_case(rng, n, m, k1, n_layers, ties=case % 2 == 0, crowd=case % 3 == 0)
+    target = float(rng.choice([0.5, 0.8, 0.95, 1.0]))
+    batch = int(rng.choice([1, 2, 3, n, 7 * n]))
+    mask = rng.uniform(size=(n, m)) < 0.8 if case % 4 == 1 else None
+    got = select_links(zeta, ranks, target, batch, patch_mask=mask)
+    w, used, cov, hist = _naive(zeta, ranks, target, batch, mask)
+    np.testing.assert_array_equal(got.weights, w)
+    assert got.n_links == used
+    assert got.coverage == pytest.approx(cov)
+    np.testing.assert_allclose(got.coverage_history, hist)
+    assert got.reached_target == (cov >= target)
+    assert got.weights.sum() == 2 * n_layers * used
+
+
+def test_many_growth_rounds_match_naive():
+    """Forces the lazy prefix to grow several times (candidates >> the first prefix)."""
+    rng = np.random.default_rng(99)
+    zeta, ranks = _random_case(rng, n=8, m=200, k1=5, n_layers=2, ties=True, crowd=True, rare_rate=0.0)
+    got = select_links(zeta, ranks, 1.0, 1)
+    w, used, cov, _ = _naive(zeta, ranks, 1.0, 1)
+    assert used > 4 * 64 * 8  # beyond the second prefix
+    np.testing.assert_array_equal(got.weights, w)
+    assert got.n_links == used and got.coverage == cov
+    order = np.argsort(zeta.reshape(-1), kind="stable")[:used]
+    q, p, i = np.unravel_index(order, zeta.shape)
+    np.testing.assert_array_equal(got.link_image, q)
+    np.testing.assert_array_equal(got.link_patch, p)
+    np.testing.assert_array_equal(got.link_rank, i + 1)
+    assert got.zeta_cutoff == zeta.reshape(-1)[order[-1]]
+
+
+def test_no_candidates_and_unreachable_target():
+    rng = np.random.default_rng(3)
+    zeta, ranks = _random_case(rng, 5, 4, 2, 2, ties=False, crowd=False)
+    none = select_links(zeta, ranks, 0.95, patch_mask=np.zeros((5, 4), dtype=bool))
+    assert none.n_links == 0 and none.coverage == 0.0 and none.weights.sum() == 0
+    assert math.isnan(none.zeta_cutoff) and not none.reached_target
+    ranks[:] = 1
+    ranks[:, 1] = 0  # image 2..4 only ever link to 1; 0 and 1 link to each other
+    zeta[2:] = np.inf  # ... and images 2..4 have no finite ratio at all
+    out = select_links(zeta, ranks, 1.0, 3)
+    assert out.n_links == 2 * 4 * 2 and out.coverage == pytest.approx(0.4)
+    assert not out.reached_target
+
+
+def test_required_touched_uses_the_loop_comparison():
+    assert required_touched(20, 0.95) == 19
+    assert required_touched(30, 0.95) == 29  # 28/30 = 0.9333
+    assert required_touched(10, 1.0) == 10
+
+
+def test_rejects_bad_input():
+    z = np.ones((4, 3, 2), dtype=np.float32)
+    r = np.zeros((1, 4, 3, 2), dtype=np.int16)
+    with pytest.raises(ValueError, match="target_coverage"):
+        select_links(z, r, 0.0)
+    with pytest.raises(ValueError, match="links_per_batch"):
+        select_links(z, r, 0.5, 0)
+    with pytest.raises(ValueError, match="NaN"):
+        select_links(np.full((4, 3, 2), np.nan, dtype=np.float32), r, 0.5)
+    with pytest.raises(ValueError, match="rank_images"):
+        select_links(z, r[:, :, :, :1], 0.5)
