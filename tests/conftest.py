@@ -16,6 +16,15 @@ MRI = SHARED_DATA / "mri"
 torch.manual_seed(0)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Keep the backbone-graph and feature caches of every test out of the user's ~/.cache."""
+    path = tmp_path_factory.mktemp("codegraph-ad-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CODEGRAPH_AD_CACHE", str(path))
+        yield path
+
+
 @pytest.fixture
 def bottle_dir() -> Path:
     if not (BOTTLE / "test").is_dir():

@@ -28,7 +28,6 @@ from codegraph_ad.io.batch import ImageBatch, load_batch
 from codegraph_ad.io.images import discover_images, load_mask
 from codegraph_ad.io.run_outputs import (
     MANIFEST,
-    prepare_out_dir,
     write_maps_and_overlays,
     write_scores,
 )
@@ -89,11 +88,41 @@ def load_backbone(config: RunConfig):
     )
 
 
-def features_for_batch(batch: ImageBatch, config: RunConfig, backbone=None, progress: bool = True) -> FeatureSet:
-    backbone = backbone if backbone is not None else load_backbone(config)
-    return extract_features(
-        backbone, lambda i: batch.resized[i], len(batch), config.features.batch_size, progress
+def features_for_batch(
+    batch: ImageBatch,
+    config: RunConfig,
+    backbone=None,
+    progress: bool = True,
+    cache: bool | None = None,
+    cache_dir: str | Path | None = None,
+    stats: dict[str, float] | None = None,
+) -> FeatureSet:
+    """Backbone features of a decoded batch, taken from the feature cache where it has them.
+
+    cache: None (auto) uses the cache unless ``backbone`` is given (a passed model's weights
+    cannot be identified; see ``features.cache.CacheConfig``); True/False force it.
+    stats: when given, receives ``features_cached`` / ``features_extracted`` counts.
+    """
+    from codegraph_ad.features.cache import CacheConfig, cached_features, open_cache
+
+    cache_cfg = CacheConfig(cache, Path(cache_dir) if cache_dir is not None else None)
+    if not cache_cfg.active(backbone is not None) or len(batch.hashes) != len(batch):
+        backbone = backbone if backbone is not None else load_backbone(config)
+        feats = extract_features(
+            backbone, lambda i: batch.resized[i], len(batch), config.features.batch_size, progress
+        )
+        if stats is not None:
+            stats.update(features_cached=0, features_extracted=len(batch))
+        return feats
+    store = open_cache(config.features, cache_cfg, backbone)
+    feats = cached_features(
+        store, batch.hashes, lambda i: batch.resized[i],
+        lambda: backbone if backbone is not None else load_backbone(config),
+        config.features.batch_size, progress,
     )
+    if stats is not None:
+        stats.update(store.stats.as_timings())
+    return feats
 
 
 def score_features(features: FeatureSet, config: RunConfig = RunConfig(), progress: bool = False) -> ScoreResult:
@@ -114,27 +143,36 @@ def _run(
     overlays: bool,
     backbone,
     mask_paths: list[tuple[Path, ...]] | None = None,
+    cache: bool | None = None,
+    cache_dir: str | Path | None = None,
 ) -> RunResult:
-    out = prepare_out_dir(Path(out_dir), overwrite) if out_dir is not None else None
+    from codegraph_ad.io.run_outputs import output_folder, replacing_outputs
+
     check_batch_size(len(paths))
     timings: dict[str, float] = {}
-    with thread_budget(config.engine.threads):
-        t0 = time.perf_counter()
-        batch = load_batch(paths, config.features.image_size, root, on_error, progress)
-        check_batch_size(len(batch))
-        timings["read_s"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        feats = features_for_batch(batch, config, backbone, progress)
-        timings["features_s"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        scores = make_method(config, progress).score(feats)
-        timings["scoring_s"] = time.perf_counter() - t0
-    result = RunResult(batch.names, batch.paths, scores, config, timings, batch.original_sizes, out, batch.skipped)
-    if out is not None:
-        if mask_paths is not None and batch.skipped:
-            keep = {p: mp for p, mp in zip(paths, mask_paths)}
-            mask_paths = [keep[p] for p in batch.paths]
-        write_run(result, out, mask_paths, overlays, progress)
+    # An interrupted run leaves no folder it created and no manifest (see output_folder).
+    with output_folder(out_dir, overwrite) as out:
+        with thread_budget(config.engine.threads):
+            t0 = time.perf_counter()
+            batch = load_batch(paths, config.features.image_size, root, on_error, progress)
+            check_batch_size(len(batch))
+            timings["read_s"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            cache_stats: dict[str, float] = {}
+            feats = features_for_batch(batch, config, backbone, progress, cache, cache_dir, cache_stats)
+            timings["features_s"] = time.perf_counter() - t0
+            timings.update(cache_stats)
+            t0 = time.perf_counter()
+            scores = make_method(config, progress).score(feats)
+            timings["scoring_s"] = time.perf_counter() - t0
+        result = RunResult(batch.names, batch.paths, scores, config, timings, batch.original_sizes, out,
+                           batch.skipped)
+        if out is not None:
+            if mask_paths is not None and batch.skipped:
+                keep = {p: mp for p, mp in zip(paths, mask_paths)}
+                mask_paths = [keep[p] for p in batch.paths]
+            with replacing_outputs(out):
+                write_run(result, out, mask_paths, overlays, progress)
     return result
 
 
@@ -174,8 +212,15 @@ def detect(
     progress: bool = True,
     overlays: bool = True,
     backbone=None,
+    cache: bool | None = None,
+    cache_dir: str | Path | None = None,
 ) -> RunResult:
-    """Score every image of a folder (recursive) or of a list of files as one batch."""
+    """Score every image of a folder (recursive) or of a list of files as one batch.
+
+    cache / cache_dir: the per-image feature cache (None: on unless ``backbone`` is
+    given; the folder defaults to ``$CODEGRAPH_AD_CACHE/features`` or
+    ``~/.cache/codegraph-ad/features``). Reruns extract only images not seen before.
+    """
     if isinstance(inputs, (str, Path)):
         root = Path(inputs)
         paths = discover_images(root)
@@ -184,7 +229,8 @@ def detect(
     else:
         paths = [Path(p) for p in inputs]
         root = None
-    return _run(paths, root, out_dir, config, overwrite, on_error, progress, overlays, backbone)
+    return _run(paths, root, out_dir, config, overwrite, on_error, progress, overlays, backbone,
+                cache=cache, cache_dir=cache_dir)
 
 
 def evaluate(
@@ -197,40 +243,50 @@ def evaluate(
     overlays: bool = True,
     backbone=None,
     samples: list[LabelledSample] | None = None,
+    cache: bool | None = None,
+    cache_dir: str | Path | None = None,
 ) -> EvaluationResult:
-    """Run on an MVTec-layout category and compute image and pixel metrics against its labels."""
+    """Run on an MVTec-layout category and compute image and pixel metrics against its labels.
+
+    An occupied ``out_dir`` is refused before any computing; cache options as in ``detect``.
+    """
+    from codegraph_ad.io.run_outputs import output_folder, replacing_outputs
     from codegraph_ad.metrics import image_metrics, pixel_metrics
 
     samples = samples if samples is not None else read_mvtec_category(category_dir)
     paths = [s.image_path for s in samples]
     mask_paths = [s.mask_paths for s in samples]
     root = Path(category_dir) / "test" if samples and (Path(category_dir) / "test").is_dir() else None
-    run = _run(paths, root, None, config, overwrite, "stop", progress, overlays, backbone)
-    t0 = time.perf_counter()
-    labels = np.array([s.label for s in samples])
-    s = run.scores
-    h, w = s.grid
-    size = config.features.image_size
-    maps = torch.nn.functional.interpolate(s.patch_scores.view(-1, 1, h, w), size=(size, size), mode="bilinear",
-                                           align_corners=True)[:, 0]
-    masks = np.stack([_eval_mask(smp, hw, eval_size) for smp, hw in zip(samples, run.original_sizes)])
-    maps_eval = torch.nn.functional.interpolate(maps[:, None], size=(eval_size, eval_size), mode="bilinear",
-                                                align_corners=False)[:, 0].numpy()
-    metrics: dict[str, Any] = {
-        "image": image_metrics(s.image_scores, labels),
-        "pixel": pixel_metrics(maps_eval, masks),
-        "n_images": len(samples),
-        "n_anomalous": int(labels.sum()),
-        "eval_size": eval_size,
-    }
-    run.timings["metrics_s"] = time.perf_counter() - t0
-    metrics["timings"] = run.timings
-    if out_dir is not None:
-        out = prepare_out_dir(Path(out_dir), overwrite)
-        run.out_dir = out
-        extra = [{"label": int(x.label), "defect": x.defect} for x in samples]
-        write_run(run, out, mask_paths, overlays, progress, extra_rows=extra)
-        write_json(out / "metrics.json", {"metrics": metrics, "config": config_to_dict(config), "versions": versions()})
+    with output_folder(out_dir, overwrite) as out:
+        run = _run(paths, root, None, config, overwrite, "stop", progress, overlays, backbone,
+                   cache=cache, cache_dir=cache_dir)
+        t0 = time.perf_counter()
+        labels = np.array([s.label for s in samples])
+        s = run.scores
+        h, w = s.grid
+        size = config.features.image_size
+        maps = torch.nn.functional.interpolate(s.patch_scores.view(-1, 1, h, w), size=(size, size),
+                                               mode="bilinear", align_corners=True)[:, 0]
+        masks = np.stack([_eval_mask(smp, hw, eval_size) for smp, hw in zip(samples, run.original_sizes)])
+        maps_eval = torch.nn.functional.interpolate(maps[:, None], size=(eval_size, eval_size), mode="bilinear",
+                                                    align_corners=False)[:, 0].numpy()
+        metrics: dict[str, Any] = {
+            "image": image_metrics(s.image_scores, labels),
+            "pixel": pixel_metrics(maps_eval, masks),
+            "n_images": len(samples),
+            "n_anomalous": int(labels.sum()),
+            "eval_size": eval_size,
+        }
+        run.timings["metrics_s"] = time.perf_counter() - t0
+        metrics["timings"] = run.timings
+        if out is not None:
+            run.out_dir = out
+            extra = [{"label": int(x.label), "defect": x.defect} for x in samples]
+            with replacing_outputs(out):
+                # metrics.json before write_run, whose manifest must be the last file written.
+                write_json(out / "metrics.json",
+                           {"metrics": metrics, "config": config_to_dict(config), "versions": versions()})
+                write_run(run, out, mask_paths, overlays, progress, extra_rows=extra)
     return EvaluationResult(run, metrics)
 
 

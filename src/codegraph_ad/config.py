@@ -10,6 +10,13 @@ from __future__ import annotations
 from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from typing import Any, Literal
 
+from codegraph_ad.errors import ConfigError
+
+
+def _require(ok: bool, name: str, value: Any, rule: str) -> None:
+    if not ok:
+        raise ConfigError(f"{name} must be {rule}, got {value!r}")
+
 
 @dataclass(frozen=True)
 class FeatureConfig:
@@ -27,6 +34,12 @@ class FeatureConfig:
     checkpoint: str | None = None
     batch_size: int = 8
 
+    def __post_init__(self) -> None:
+        _require(self.image_size > 0, "image_size", self.image_size, "positive")
+        _require(len(self.layers) > 0 and all(i >= 1 for i in self.layers), "layers", self.layers,
+                 "a non-empty list of 1-based block indices")
+        _require(self.batch_size >= 1, "batch_size", self.batch_size, ">= 1")
+
 
 @dataclass(frozen=True)
 class LNAMDConfig:
@@ -34,12 +47,19 @@ class LNAMDConfig:
 
     degrees: tuple[int, ...] = (1, 3, 5)
 
+    def __post_init__(self) -> None:
+        _require(len(self.degrees) > 0 and all(r >= 1 and r % 2 == 1 for r in self.degrees), "degrees",
+                 self.degrees, "a non-empty list of positive odd integers")
+
 
 @dataclass(frozen=True)
 class MSMConfig:
     """Mutual scoring: mean of the K = max(1, ceil(q (N-1))) smallest image distances."""
 
     q: float = 0.3
+
+    def __post_init__(self) -> None:
+        _require(0.0 < self.q <= 1.0, "q", self.q, "in (0, 1]")
 
 
 @dataclass(frozen=True)
@@ -49,17 +69,31 @@ class RsCINConfig:
     enabled: bool = True
     k_list: tuple[int, ...] = (1, 2, 3)
 
+    def __post_init__(self) -> None:
+        _require(len(self.k_list) > 0 and all(k >= 1 for k in self.k_list), "k_list", self.k_list,
+                 "a non-empty list of positive integers")
+
 
 @dataclass(frozen=True)
 class EngineConfig:
     """Mutual-similarity engine knobs (SPEC section 8, issue 4)."""
 
     precision: Literal["fp32", "bf16", "int8", "fast"] = "fp32"
-    memory_budget_mb: int = 4096
+    memory_budget_mb: int | None = None  # None: 70% of physical memory (engine/memory.py)
     threads: int | None = None  # None: all cores
     subsets: int = 1  # subset division s
     screening_percent: float = 100.0  # [CLS] screening p
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        _require(self.precision in ("fp32", "bf16", "int8", "fast"), "precision", self.precision,
+                 "one of fp32, bf16, int8, fast")
+        _require(self.memory_budget_mb is None or self.memory_budget_mb > 0, "memory_budget_mb",
+                 self.memory_budget_mb, "positive")
+        _require(self.threads is None or self.threads >= 0, "threads", self.threads, ">= 0")
+        _require(self.subsets >= 1, "subsets", self.subsets, ">= 1")
+        _require(0.0 < self.screening_percent <= 100.0, "screening_percent", self.screening_percent,
+                 "in (0, 100]")
 
 
 @dataclass(frozen=True)
@@ -75,6 +109,17 @@ class GraphConfig:
     graph_degree: int = 1  # which r feeds the graph [reconstructed]
     final_q: float = 0.1  # final scoring q [thesis]
     leiden_seed: int = 0
+
+    def __post_init__(self) -> None:
+        _require(0.0 < self.k_fraction < 1.0, "k_fraction", self.k_fraction, "in (0, 1)")
+        _require(self.alpha >= 0.0, "alpha", self.alpha, ">= 0")
+        _require(self.links_per_batch is None or self.links_per_batch >= 1, "links_per_batch",
+                 self.links_per_batch, ">= 1")
+        _require(0.0 < self.target_coverage <= 1.0, "target_coverage", self.target_coverage, "in (0, 1]")
+        _require(self.kappa >= 0.0, "kappa", self.kappa, ">= 0")
+        _require(0.0 < self.dependency_percentile <= 100.0, "dependency_percentile",
+                 self.dependency_percentile, "in (0, 100]")
+        _require(0.0 < self.final_q <= 1.0, "final_q", self.final_q, "in (0, 1]")
 
 
 @dataclass(frozen=True)

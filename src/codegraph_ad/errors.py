@@ -15,3 +15,7 @@ class BatchTooSmallError(InputError):
 
 class MemoryBudgetError(CodegraphError):
     """The run cannot fit the memory budget; the message says which knob to turn."""
+
+
+class ConfigError(CodegraphError, ValueError):
+    """A configuration value is out of its range; the message names the field and value."""

@@ -29,14 +29,15 @@ def msm_scores(
     """
     n = dist.shape[0]
     if reference_images is None:
-        reference_images = torch.ones(n, dtype=torch.bool)
+        reference_images = torch.ones(n, dtype=torch.bool, device=dist.device)
     allowed = reference_images.view(1, n).expand(n, n) if reference_images.dim() == 1 else reference_images
     d = dist
     if not bool(allowed.all()):
         d = dist.masked_fill(~allowed.unsqueeze(2), float("inf"))
-    eye = torch.eye(n, dtype=torch.bool)
+    eye = torch.eye(n, dtype=torch.bool, device=dist.device)
+    allowed = allowed.to(dist.device)
     n_refs = (allowed & ~eye).sum(dim=1)  # (N,)
-    scores = torch.empty(dist.shape[0], dist.shape[2], dtype=torch.float32)
+    scores = torch.empty(dist.shape[0], dist.shape[2], dtype=torch.float32, device=dist.device)
     for k_val in torch.unique(n_refs).tolist():
         rows = torch.nonzero(n_refs == k_val).flatten()
         k = msm_k(max(int(k_val), 1), q)

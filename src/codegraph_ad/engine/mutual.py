@@ -67,9 +67,11 @@ def pair_minima(
     n, m, c = feats.shape
     feats = feats.float().contiguous()
     product = make_product(precision, m)
-    best_sim = torch.full((n, n, m), -2.0 if product.exact else torch.iinfo(torch.int32).min, dtype=product.out_dtype)
+    best_sim = torch.full((n, n, m), -2.0 if product.exact else torch.iinfo(torch.int32).min,
+                          dtype=product.out_dtype, device=feats.device)
     need_arg = with_argmin or not product.exact
-    best_arg = torch.zeros((n, n, m), dtype=torch.int16 if m < 32768 else torch.int32) if need_arg else None
+    best_arg = (torch.zeros((n, n, m), dtype=torch.int16 if m < 32768 else torch.int32, device=feats.device)
+                if need_arg else None)
     low = product.prepare(feats.reshape(n * m, c))
     b = min(n, images_per_block(m, budget_mb))
     starts = list(range(0, n, b))
@@ -100,7 +102,7 @@ def pair_minima(
     if not product.exact:
         best_sim = _exact_similarity(feats, best_arg)
     dist = similarity_to_distance(best_sim)
-    idx = torch.arange(n)
+    idx = torch.arange(n, device=feats.device)
     dist[idx, idx] = float("inf")
     return PairMinima(dist=dist, argmin=best_arg if with_argmin else None)
 
@@ -108,9 +110,9 @@ def pair_minima(
 def _exact_similarity(feats: torch.Tensor, arg: torch.Tensor) -> torch.Tensor:
     """fp32 dot product of every patch with the neighbour chosen in each other image."""
     n, m, c = feats.shape
-    out = torch.empty((n, n, m), dtype=torch.float32)
+    out = torch.empty((n, n, m), dtype=torch.float32, device=feats.device)
     flat = feats.reshape(n * m, c)
-    offsets = (torch.arange(n) * m).view(1, n, 1)
+    offsets = (torch.arange(n, device=feats.device) * m).view(1, n, 1)
     for q in range(n):  # one query image at a time bounds the (N, M, C) gather
         rows = (arg[q].long() + offsets[0]).reshape(-1)  # (N*M,) indices into flat
         neigh = flat[rows].view(n, m, c)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from codegraph_ad.errors import InputError
-from codegraph_ad.io.images import load_image_rgb
+from codegraph_ad.io.images import decode_image, read_file_bytes
 
 
 @dataclass
@@ -24,6 +25,7 @@ class ImageBatch:
         at N * S^2 * 3 bytes whatever the camera resolution).
     original_sizes: ``(height, width)`` per image, for maps at input resolution.
     skipped: ``(path, reason)`` of files left out when ``on_error='skip'``.
+    hashes: SHA-256 (hex) of each file's bytes, the key of the feature cache.
     """
 
     paths: list[Path]
@@ -31,6 +33,7 @@ class ImageBatch:
     original_sizes: list[tuple[int, int]]
     resized: np.ndarray
     skipped: list[tuple[Path, str]] = field(default_factory=list)
+    hashes: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -64,24 +67,50 @@ def load_batch(
     on_error: Literal["stop", "skip"] = "stop",
     progress: bool = True,
 ) -> ImageBatch:
-    """Decode and resize every file; a bad file stops the run or is skipped with a warning."""
+    """Decode and resize every file; a bad file stops the run or is skipped with a warning.
+
+    Each file is read once: the same bytes are hashed (feature-cache key) and decoded, so
+    a file replaced during the run cannot pair one content's features with another's name.
+    """
+    if on_error not in ("stop", "skip"):
+        raise ValueError(f"on_error must be 'stop' or 'skip', got {on_error!r}")
     kept: list[Path] = []
     sizes: list[tuple[int, int]] = []
     arrays: list[np.ndarray] = []
+    hashes: list[str] = []
     skipped: list[tuple[Path, str]] = []
     for p in tqdm(paths, desc="reading images", unit="img", disable=not progress, leave=False):
         try:
-            rgb = load_image_rgb(p)
+            data = read_file_bytes(p)
+            rgb = decode_image(data, p)
         except InputError as exc:
             if on_error == "stop":
                 raise InputError(f"{exc} (use --skip-bad to leave such files out)") from exc
             skipped.append((Path(p), str(exc)))
             continue
         kept.append(Path(p))
+        hashes.append(hashlib.sha256(data).hexdigest())
         sizes.append((rgb.shape[0], rgb.shape[1]))
         arrays.append(np.asarray(Image.fromarray(rgb).resize((size, size), Image.BICUBIC)))
     if skipped:
         listing = "\n  ".join(f"{p}: {why}" for p, why in skipped)
         warnings.warn(f"skipped {len(skipped)} unreadable file(s):\n  {listing}", stacklevel=2)
+    _warn_duplicates(kept, hashes)
     resized = np.stack(arrays) if arrays else np.zeros((0, size, size, 3), np.uint8)
-    return ImageBatch(kept, unique_names(kept, root), sizes, resized, skipped)
+    return ImageBatch(kept, unique_names(kept, root), sizes, resized, skipped, hashes)
+
+
+def _warn_duplicates(paths: Sequence[Path], hashes: Sequence[str]) -> None:
+    """Byte-identical files are scored, but each one's copies vouch for it as 'normal'.
+
+    A defect present in two copies of one file looks like a consistent anomaly to MuSc,
+    so the user should know the batch holds copies.
+    """
+    groups: dict[str, list[Path]] = {}
+    for p, h in zip(paths, hashes):
+        groups.setdefault(h, []).append(p)
+    dups = [g for g in groups.values() if len(g) > 1]
+    if dups:
+        listing = "\n  ".join(" = ".join(str(p) for p in g) for g in dups)
+        warnings.warn(f"{len(dups)} group(s) of byte-identical files in the batch (each copy lowers the "
+                      f"others' scores):\n  {listing}", stacklevel=3)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,18 +22,86 @@ from codegraph_ad.io.images import load_image_rgb, load_mask
 MANIFEST = "run.json"
 SCORES_CSV = "scores.csv"
 SCORES_JSON = "scores.json"
+# Every file a run writes besides the manifest, and the folders of per-image files.
+OUTPUT_FILES = (SCORES_CSV, SCORES_JSON, "patch_scores.npy", "excluded.npy", "metrics.json")
+OUTPUT_DIRS = (("maps", ".npy"), ("overlays", ".png"))
+
+
+def has_outputs(out_dir: Path) -> bool:
+    """True when ``out_dir`` holds any file a run writes (finished or not)."""
+    out_dir = Path(out_dir)
+    if any((out_dir / f).exists() for f in (MANIFEST, *OUTPUT_FILES)):
+        return True
+    return any(any((out_dir / d).glob(f"*{ext}")) for d, ext in OUTPUT_DIRS if (out_dir / d).is_dir())
 
 
 def prepare_out_dir(out_dir: Path, overwrite: bool) -> Path:
-    """Create ``out_dir``; refuse one that holds another run's results unless ``overwrite``."""
+    """Create ``out_dir``; refuse one that holds another run's outputs unless ``overwrite``."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"{out_dir}: output path exists and is not a folder")
-    if (out_dir / MANIFEST).exists() or (out_dir / SCORES_CSV).exists():
-        if not overwrite:
-            raise InputError(f"{out_dir}: holds the results of another run; pass --overwrite to replace them")
+    if has_outputs(out_dir) and not overwrite:
+        raise InputError(f"{out_dir}: holds the results of another run; pass --overwrite to replace them")
     out_dir.mkdir(parents=True, exist_ok=True)
     return out_dir
+
+
+def remove_outputs(out_dir: Path) -> None:
+    """Delete the files a run writes, the manifest first, then empty output subfolders.
+
+    Called before a run replaces earlier results and when a run stops while writing, so
+    a folder is never left holding a manifest beside files of another run. Files the
+    tool does not write are left alone.
+    """
+    out_dir = Path(out_dir)
+    for name in (MANIFEST, *OUTPUT_FILES):
+        (out_dir / name).unlink(missing_ok=True)
+    for d, ext in OUTPUT_DIRS:
+        sub = out_dir / d
+        if not sub.is_dir():
+            continue
+        for f in sub.glob(f"*{ext}"):
+            f.unlink(missing_ok=True)
+        try:
+            sub.rmdir()
+        except OSError:  # holds other files
+            pass
+
+
+@contextmanager
+def output_folder(out_dir: str | Path | None, overwrite: bool) -> Iterator[Path | None]:
+    """``prepare_out_dir`` for the length of a run; a folder this run created is removed
+    again if the run fails or is interrupted before writing anything into it."""
+    if out_dir is None:
+        yield None
+        return
+    path = Path(out_dir)
+    fresh = not path.exists()
+    out = prepare_out_dir(path, overwrite)
+    try:
+        yield out
+    except BaseException:
+        if fresh:
+            try:
+                out.rmdir()
+            except OSError:  # not empty: something else was put there meanwhile
+                pass
+        raise
+
+
+@contextmanager
+def replacing_outputs(out_dir: Path) -> Iterator[None]:
+    """Clear earlier outputs, let the block write new ones; if it fails, remove what it wrote.
+
+    With the manifest written last by the block, the folder holds either a complete run
+    or no manifest at all, whatever the moment of the interruption.
+    """
+    remove_outputs(out_dir)
+    try:
+        yield
+    except BaseException:
+        remove_outputs(out_dir)
+        raise
 
 
 def upsample_map(patch_scores: torch.Tensor, grid: tuple[int, int], size: tuple[int, int]) -> np.ndarray:

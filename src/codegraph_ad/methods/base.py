@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +18,7 @@ from codegraph_ad.features.extract import FeatureSet
 from codegraph_ad.features.lnamd import lnamd
 
 MIN_BATCH = 3
+log = logging.getLogger("codegraph_ad")
 
 
 @dataclass
@@ -59,8 +62,13 @@ def finish_image_scores(patch_scores: torch.Tensor, cls: torch.Tensor, rscin_cfg
     return raw, final
 
 
-def subset_partition(n: int, engine_cfg: EngineConfig) -> list[np.ndarray]:
-    """Seeded random partition into ``subsets`` near-equal groups (SPEC section 8)."""
+def subset_partition(n: int, engine_cfg: EngineConfig, content_key: np.ndarray | None = None) -> list[np.ndarray]:
+    """Seeded random partition into ``subsets`` near-equal groups (SPEC section 8).
+
+    content_key: ``(N,)`` values that identify each image by its content (e.g. a
+    projection of its [CLS] vector). The seeded shuffle is applied to the images in key
+    order, so the same images land in the same subsets whatever the input file order.
+    """
     s = max(1, int(engine_cfg.subsets))
     if s == 1:
         return [np.arange(n)]
@@ -68,8 +76,16 @@ def subset_partition(n: int, engine_cfg: EngineConfig) -> list[np.ndarray]:
         raise BatchTooSmallError(
             f"{n} images split into {s} subsets leaves fewer than {MIN_BATCH} per subset; use fewer subsets"
         )
-    perm = np.random.default_rng(engine_cfg.seed).permutation(n)
+    order = np.argsort(content_key, kind="stable") if content_key is not None else np.arange(n)
+    perm = order[np.random.default_rng(engine_cfg.seed).permutation(n)]
     return [np.sort(part) for part in np.array_split(perm, s)]
+
+
+def content_key(features: FeatureSet) -> np.ndarray:
+    """One number per image from its [CLS] vector: order-free identity for subset division."""
+    g = torch.Generator().manual_seed(12345)
+    proj = torch.randn(features.cls.shape[1], generator=g, dtype=torch.float64)
+    return (features.cls.double().cpu() @ proj).numpy()
 
 
 def screening_mask(cls: torch.Tensor, percent: float) -> torch.Tensor | None:
@@ -87,3 +103,23 @@ def screening_mask(cls: torch.Tensor, percent: float) -> torch.Tensor | None:
     mask = torch.zeros((n, n), dtype=torch.bool)
     mask.scatter_(1, top, True)
     return mask
+
+
+def budget_mb(engine_cfg: EngineConfig) -> float:
+    from codegraph_ad.engine.memory import default_budget_mb
+
+    return float(engine_cfg.memory_budget_mb) if engine_cfg.memory_budget_mb else default_budget_mb()
+
+
+def check_run_memory(features: FeatureSet, method: str, n_degrees: int, engine_cfg: EngineConfig,
+                     k_fraction: float = 0.3, image_size: int | None = None) -> None:
+    """Log the memory estimate; refuse a run that cannot fit the budget before it starts."""
+    from codegraph_ad.engine.memory import check_memory, estimate_memory
+
+    n, n_layers, m, c = features.layers.shape
+    est = estimate_memory(n, m, c, n_layers, n_degrees, method, engine_cfg.subsets, k_fraction)
+    budget = budget_mb(engine_cfg)
+    log.info("memory estimate: %.2f GB of a %.1f GB budget (%s, %d images, %d patches)",
+             est.total_mb / 1e3, budget / 1e3, method, n, m)
+    size = image_size if image_size is not None else int(round(math.sqrt(m)))
+    check_memory(est, budget, n, size, engine_cfg.subsets)

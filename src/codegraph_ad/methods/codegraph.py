@@ -15,11 +15,119 @@ from codegraph_ad.features.extract import FeatureSet
 from codegraph_ad.features.lnamd import lnamd
 from codegraph_ad.methods.base import (
     ScoreResult,
+    budget_mb,
     check_batch_size,
+    check_run_memory,
+    content_key,
     finish_image_scores,
     screening_mask,
     subset_partition,
 )
+
+
+@dataclass
+class FirstPass:
+    """Every (layer, degree) minima array of one batch, with argmins: what all later stages read.
+
+    minima[(layer_index, r)]: PairMinima with ``dist (N, N, M)`` and ``argmin``.
+    allowed: ``(N, N)`` [CLS]-screening mask or None.
+    """
+
+    features: FeatureSet
+    degrees: tuple[int, ...]
+    minima: dict[tuple[int, int], PairMinima]
+    allowed: torch.Tensor | None
+    memory_budget_mb: float
+
+    @property
+    def n_images(self) -> int:
+        return self.features.n_images
+
+    @property
+    def maps(self) -> list[tuple[int, int]]:
+        return list(self.minima.keys())
+
+    def unit_features(self, key: tuple[int, int]) -> torch.Tensor:
+        li, r = key
+        return lnamd(self.features.layers[:, li], self.features.grid, r)
+
+    def subset(self, index: np.ndarray | list[int]) -> "FirstPass":
+        """The first pass of a sub-batch, cut from this one (no recomputation)."""
+        idx = torch.as_tensor(np.asarray(index), dtype=torch.long)
+        cut = {
+            key: PairMinima(pm.dist[idx][:, idx].contiguous(),
+                            None if pm.argmin is None else pm.argmin[idx][:, idx].contiguous())
+            for key, pm in self.minima.items()
+        }
+        allowed = None if self.allowed is None else self.allowed[idx][:, idx]
+        return FirstPass(self.features.subset(idx), self.degrees, cut, allowed, self.memory_budget_mb)
+
+    def distances(self, excluded: np.ndarray | None) -> list[torch.Tensor]:
+        """Per-map minima against the base set without the ``excluded (N, M)`` positions."""
+        if excluded is None or not excluded.any():
+            return [pm.dist for pm in self.minima.values()]
+        ex = torch.from_numpy(np.asarray(excluded, dtype=bool))
+        return [refine_minima(self.unit_features(key), pm, ex, self.memory_budget_mb) for key, pm in self.minima.items()]
+
+    def scores(self, q: float, reference_images: np.ndarray | None = None,
+               excluded: np.ndarray | None = None, dists: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """MSM patch scores ``(N, M)`` averaged over every layer and degree."""
+        n = self.n_images
+        refs = torch.ones(n, dtype=torch.bool) if reference_images is None else torch.from_numpy(
+            np.asarray(reference_images, dtype=bool))
+        mask = refs.view(1, n).expand(n, n)
+        if self.allowed is not None:
+            mask = mask & self.allowed
+        dists = dists if dists is not None else self.distances(excluded)
+        total = None
+        for d in dists:
+            s = msm_scores(d, q, mask)
+            total = s if total is None else total + s
+        return total / len(dists)
+
+
+def compute_first_pass(features: FeatureSet, lnamd_cfg: LNAMDConfig, engine: EngineConfig,
+                       progress: bool = False) -> FirstPass:
+    """Minima and argmins for every layer and degree (the only full-cost step)."""
+    minima: dict[tuple[int, int], PairMinima] = {}
+    for li in range(features.layers.shape[1]):
+        for r in lnamd_cfg.degrees:
+            minima[(li, r)] = pair_minima(
+                lnamd(features.layers[:, li], features.grid, r),
+                budget_mb=budget_mb(engine),
+                precision=engine.precision,
+                with_argmin=True,
+                progress=progress,
+                desc=f"first pass layer {li + 1} r={r}",
+            )
+    allowed = screening_mask(features.cls, engine.screening_percent)
+    return FirstPass(features, tuple(lnamd_cfg.degrees), minima, allowed, budget_mb(engine))
+
+
+def graph_and_rescore(first: FirstPass, graph: GraphConfig, patch_mask: np.ndarray | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+    """Stages 1-3 on a first pass, then final scoring against the refined base set."""
+    from codegraph_ad.graph.diagnostics import summarize
+    from codegraph_ad.graph.pipeline import run_graph_stages
+
+    if graph.graph_degree not in first.degrees:
+        raise ValueError(f"graph_degree {graph.graph_degree} is not among the LNAMD degrees {first.degrees}")
+    n_layers = first.features.layers.shape[1]
+    cache: dict[bytes, list[torch.Tensor]] = {}
+
+    def score_fn(reference_images: np.ndarray, excluded: np.ndarray) -> np.ndarray:
+        excluded = np.asarray(excluded, dtype=bool)
+        key = np.packbits(excluded).tobytes()
+        if key not in cache:
+            cache.clear()  # filtering moves forward: only the latest base set is reused
+            cache[key] = first.distances(excluded)
+        return first.scores(graph.final_q, reference_images, dists=cache[key]).numpy()
+
+    graph_mins = [first.minima[(li, graph.graph_degree)].dist.numpy() for li in range(n_layers)]
+    result = run_graph_stages(graph_mins, graph, score_fn, patch_mask=patch_mask)
+    excluded = np.asarray(result.excluded, dtype=bool)
+    final = score_fn(np.ones(first.n_images, dtype=bool), excluded)
+    return torch.from_numpy(final).float(), torch.from_numpy(excluded), summarize(result)
 
 
 @dataclass
@@ -28,7 +136,7 @@ class CoDeGraph:
 
     The first pass keeps every (layer, degree) minima array with its argmins; the graph
     stages, the dependency ratios and the final scoring all read them, recomputing only
-    the reference images that lost patches (``refine_minima``).
+    the queries whose stored nearest patch was removed (``refine_minima``).
     """
 
     lnamd: LNAMDConfig = field(default_factory=LNAMDConfig)
@@ -36,81 +144,25 @@ class CoDeGraph:
     rscin: RsCINConfig = field(default_factory=RsCINConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
     progress: bool = True
+    patch_mask: np.ndarray | None = None  # (N, M) patches allowed in the graph stages (volumes: non-void)
 
     def score(self, features: FeatureSet) -> ScoreResult:
         n = features.n_images
         check_batch_size(n)
         m = features.layers.shape[2]
+        check_run_memory(features, "codegraph", len(self.lnamd.degrees), self.engine, self.graph.k_fraction)
         patch = torch.zeros((n, m), dtype=torch.float32)
         excluded = torch.zeros((n, m), dtype=torch.bool)
         subsets: list[dict[str, Any]] = []
-        for part in subset_partition(n, self.engine):
+        for part in subset_partition(n, self.engine, content_key(features)):
             idx = torch.as_tensor(part)
-            s, ex, diag = self._score_subset(features.subset(part))
-            patch[idx] = s
-            excluded[idx] = ex
+            first = compute_first_pass(features.subset(part), self.lnamd, self.engine, self.progress)
+            mask = None if self.patch_mask is None else np.asarray(self.patch_mask)[part]
+            s, ex, diag = graph_and_rescore(first, self.graph, mask)
+            patch[idx] = s.cpu()
+            excluded[idx] = ex.cpu()
             diag["images"] = [int(i) for i in part]
             subsets.append(diag)
         raw, final = finish_image_scores(patch, features.cls, self.rscin)
         diagnostics = {"method": "codegraph", "exclusion_rate": float(excluded.float().mean()), "subsets": subsets}
         return ScoreResult(patch, final, raw, features.grid, excluded, diagnostics)
-
-    def _maps(self, features: FeatureSet) -> list[tuple[int, int]]:
-        return [(li, r) for li in range(features.layers.shape[1]) for r in self.lnamd.degrees]
-
-    def _score_subset(self, features: FeatureSet) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
-        from codegraph_ad.graph.pipeline import run_graph_stages
-
-        n = features.n_images
-        allowed = screening_mask(features.cls, self.engine.screening_percent)
-        maps = self._maps(features)
-        if self.graph.graph_degree not in self.lnamd.degrees:
-            raise ValueError(f"graph_degree {self.graph.graph_degree} is not among the LNAMD degrees {self.lnamd.degrees}")
-        first: dict[tuple[int, int], PairMinima] = {}
-        for li, r in maps:
-            first[(li, r)] = pair_minima(
-                lnamd(features.layers[:, li], features.grid, r),
-                budget_mb=self.engine.memory_budget_mb,
-                precision=self.engine.precision,
-                with_argmin=True,
-                progress=self.progress,
-                desc=f"first pass layer {li + 1} r={r}",
-            )
-        cache: dict[bytes, list[torch.Tensor]] = {}
-
-        def distances(excluded: np.ndarray) -> list[torch.Tensor]:
-            if not excluded.any():
-                return [first[key].dist for key in maps]
-            key = np.packbits(excluded).tobytes()
-            if key not in cache:
-                cache.clear()  # only the latest base set is reused
-                ex = torch.from_numpy(excluded)
-                cache[key] = [
-                    refine_minima(lnamd(features.layers[:, li], features.grid, r), first[(li, r)], ex,
-                                  self.engine.memory_budget_mb)
-                    for li, r in maps
-                ]
-            return cache[key]
-
-        def score_fn(reference_images: np.ndarray, excluded: np.ndarray) -> np.ndarray:
-            refs = torch.from_numpy(np.asarray(reference_images, dtype=bool))
-            mask = refs.view(1, n).expand(n, n)
-            if allowed is not None:
-                mask = mask & allowed
-            total = None
-            for d in distances(np.asarray(excluded, dtype=bool)):
-                s = msm_scores(d, self.graph.final_q, mask)
-                total = s if total is None else total + s
-            return (total / len(maps)).numpy()
-
-        graph_mins = [first[(li, self.graph.graph_degree)].dist.numpy() for li in range(features.layers.shape[1])]
-        result = run_graph_stages(graph_mins, self.graph, score_fn)
-        excluded = np.asarray(result.excluded, dtype=bool)
-        final = score_fn(np.ones(n, dtype=bool), excluded)
-        return torch.from_numpy(final).float(), torch.from_numpy(excluded), _diagnostics(result)
-
-
-def _diagnostics(result: Any) -> dict[str, Any]:
-    from codegraph_ad.graph.diagnostics import summarize
-
-    return summarize(result)

@@ -12,7 +12,10 @@ from codegraph_ad.engine.mutual import pair_minima
 from codegraph_ad.features.extract import FeatureSet
 from codegraph_ad.methods.base import (
     ScoreResult,
+    budget_mb,
     check_batch_size,
+    check_run_memory,
+    content_key,
     feature_maps,
     finish_image_scores,
     screening_mask,
@@ -38,8 +41,9 @@ class MuSc:
         n = features.n_images
         check_batch_size(n)
         m = features.layers.shape[2]
+        check_run_memory(features, "musc", len(self.lnamd.degrees), self.engine)
         patch = torch.zeros((n, m), dtype=torch.float32)
-        for part in subset_partition(n, self.engine):
+        for part in subset_partition(n, self.engine, content_key(features)):
             patch[torch.as_tensor(part)] = self._score_subset(features.subset(part))
         raw, final = finish_image_scores(patch, features.cls, self.rscin)
         return ScoreResult(patch, final, raw, features.grid, diagnostics={"method": "musc"})
@@ -51,7 +55,7 @@ class MuSc:
         for li, r, feats in feature_maps(features, self.lnamd):
             minima = pair_minima(
                 feats,
-                budget_mb=self.engine.memory_budget_mb,
+                budget_mb=budget_mb(self.engine),
                 precision=self.engine.precision,
                 progress=self.progress,
                 desc=f"scoring layer {li + 1} r={r}",
@@ -61,4 +65,4 @@ class MuSc:
             count += 1
             del minima
         assert total is not None
-        return total / count
+        return (total / count).cpu()

@@ -1,0 +1,164 @@
+"""CoDeGraph vs MuSc on the clean MVTec bottle batch and on its SynCA variant, plus a sweep.
+
+    python benchmarks/synca_codegraph.py --size 448 [--sweep]
+
+Builds SynCA (12 seeded copies of broken_large/000) outside the repo, extracts features
+once for all 95 images, computes the first pass once (the clean batch's first pass is cut
+from it: no recomputation), then scores MuSc (q = 0.3, 0.1) and CoDeGraph on both batches.
+Reports whole-batch metrics, metrics of the group "source image + its copies", exclusion
+and capture rates. ``--sweep`` varies one reconstructed parameter at a time around the
+defaults (k, alpha, coverage, kappa, dependency percentile) on both batches.
+Writes benchmarks/results/synca_codegraph_<size>.json (and _sweep_<size>.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from common import BOTTLE, RESULTS, peak_rss_mb, pct
+
+from codegraph_ad.api import load_backbone, versions
+from codegraph_ad.config import EngineConfig, FeatureConfig, GraphConfig, RunConfig, config_to_dict
+from codegraph_ad.datasets.mvtec import read_mvtec_category
+from codegraph_ad.datasets.synca import build_synca
+from codegraph_ad.evaluation import (
+    batch_metrics,
+    consistent_patches,
+    eval_maps,
+    eval_masks,
+    exclusion_stats,
+    patch_labels,
+)
+from codegraph_ad.features.extract import extract_features
+from codegraph_ad.io.batch import load_batch
+from codegraph_ad.methods.base import finish_image_scores
+from codegraph_ad.methods.codegraph import compute_first_pass, graph_and_rescore
+
+WORK = Path.home() / ".cache" / "codegraph-ad" / "bench"
+SOURCE = "broken_large/000"
+N_COPIES = 12
+
+
+def summarize_metrics(m: dict) -> dict:
+    return {"image": pct(m["image"]), "pixel": pct(m["pixel"]), "n_images": m["n_images"]}
+
+
+class Batch:
+    """One batch (clean or SynCA) with its first pass and its evaluation targets."""
+
+    def __init__(self, name, first, samples, sizes, config, eval_size=256):
+        self.name = name
+        self.first = first
+        self.samples = samples
+        self.labels = np.array([s.label for s in samples])
+        self.masks = eval_masks(samples, sizes, eval_size)
+        self.grid = first.features.grid
+        self.config = config
+        self.eval_size = eval_size
+        self.group = [i for i, s in enumerate(samples)
+                      if s.image_path.stem.startswith("synca_") or s.name == SOURCE]
+        self.anomalous_patches = patch_labels(self.masks, self.grid)
+        self.musc01 = first.scores(0.1).numpy()
+        self.consistent = consistent_patches(self.musc01, self.anomalous_patches, self.labels)
+
+    def evaluate(self, patch: torch.Tensor, excluded: np.ndarray | None) -> dict:
+        _, image_scores = finish_image_scores(patch, self.first.features.cls, self.config.rscin)
+        maps = eval_maps(patch, self.grid, self.config.features.image_size, self.eval_size)
+        out = {"all": summarize_metrics(batch_metrics(image_scores, maps, self.masks, self.labels))}
+        if self.group:
+            g = batch_metrics(image_scores, maps, self.masks, self.labels, self.group)
+            out["group"] = {"pixel": pct(g["pixel"]), "n_images": g["n_images"]}
+        out.update(exclusion_stats(excluded, self.consistent))
+        return out
+
+
+def run_methods(batch: Batch, graph: GraphConfig) -> dict:
+    res = {}
+    for q in (0.3, 0.1):
+        res[f"musc_q{q}"] = batch.evaluate(batch.first.scores(q), None)
+    t0 = time.perf_counter()
+    patch, excluded, diag = graph_and_rescore(batch.first, graph)
+    res["codegraph"] = batch.evaluate(patch, excluded.numpy())
+    res["codegraph"]["graph_s"] = round(time.perf_counter() - t0, 2)
+    outliers = [c for c in diag["communities"] if c["outlier"]]
+    res["codegraph"]["outlier_communities"] = [
+        {"names": [batch.samples[i].name for i in c["images"]], "density": round(c["density"], 2)} for c in outliers]
+    res["codegraph"]["densities_top5"] = sorted((round(c["density"], 2) for c in diag["communities"]), reverse=True)[:5]
+    res["codegraph"]["fence"] = diag["quartiles"]["fence"]
+    res["codegraph"]["links"] = {k: diag["links"][k] for k in ("n_links", "coverage", "reached_target")}
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--size", type=int, default=448)
+    ap.add_argument("--precision", default="fp32")
+    ap.add_argument("--sweep", action="store_true")
+    ap.add_argument("--only-sweep", action="store_true", help="skip the main comparison")
+    a = ap.parse_args()
+    cfg = RunConfig(features=FeatureConfig(image_size=a.size), engine=EngineConfig(precision=a.precision))
+    synca_dir = WORK / "synca_bottle"
+    build_synca(BOTTLE, synca_dir, n_copies=N_COPIES, source=SOURCE, seed=0, overwrite=True)
+    samples = read_mvtec_category(synca_dir)
+    clean_idx = [i for i, s in enumerate(samples) if not s.image_path.stem.startswith("synca_")]
+
+    batch = load_batch([s.image_path for s in samples], a.size, progress=False)
+    stash = WORK / f"synca_first_pass_{a.size}_{a.precision}.pt"
+    if stash.exists():  # features and first pass of an earlier run with the same build and settings
+        saved = torch.load(stash, weights_only=False)
+        first, t_feat, t_first = saved["first"], saved["t_feat"], saved["t_first"]
+    else:
+        t0 = time.perf_counter()
+        feats = extract_features(load_backbone(cfg), lambda i: batch.resized[i], len(batch), 8, progress=False)
+        t_feat = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        first = compute_first_pass(feats, cfg.lnamd, cfg.engine)
+        t_first = time.perf_counter() - t0
+        torch.save({"first": first, "t_feat": t_feat, "t_first": t_first}, stash)
+
+    synca = Batch("synca", first, samples, batch.original_sizes, cfg)
+    clean = Batch("clean", first.subset(clean_idx), [samples[i] for i in clean_idx],
+                  [batch.original_sizes[i] for i in clean_idx], cfg)
+    results = {"benchmark": "synca_codegraph", "size": a.size, "source": SOURCE, "n_copies": N_COPIES,
+               "time_s": {"features": round(t_feat, 1), "first_pass_95_images": round(t_first, 1)},
+               "config": config_to_dict(cfg), "versions": versions()}
+    if not a.only_sweep:
+        for b in (clean, synca):
+            results[b.name] = run_methods(b, cfg.graph)
+            print(b.name, json.dumps(results[b.name], indent=1), flush=True)
+        results["peak_rss_mb"] = round(peak_rss_mb(), 1)
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / f"synca_codegraph_{a.size}.json").write_text(json.dumps(results, indent=2) + "\n")
+    if a.sweep or a.only_sweep:
+        sweep(cfg.graph, clean, synca, a.size)
+
+
+def sweep(base: GraphConfig, clean: Batch, synca: Batch, size: int) -> None:
+    grid = {"k_fraction": [0.3, 0.5, 0.7], "alpha": [0.0, 0.25, 0.5, 1.0],
+            "target_coverage": [0.8, 0.9, 0.95, 0.99], "kappa": [1.5, 3.0, 5.0],
+            "dependency_percentile": [90.0, 95.0, 99.0, 99.9]}
+    rows = []
+    for name, values in grid.items():
+        for v in values:
+            g = replace(base, **{name: v})
+            row = {"param": name, "value": v}
+            for b in (clean, synca):
+                patch, excluded, diag = graph_and_rescore(b.first, g)
+                r = b.evaluate(patch, excluded.numpy())
+                row[b.name] = {"pixel": r["all"]["pixel"], "image_auroc": r["all"]["image"]["auroc"],
+                               "group_pixel": r.get("group", {}).get("pixel"),
+                               "exclusion_rate": r["exclusion_rate"], "capture_rate": r.get("capture_rate")}
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    (RESULTS / f"synca_codegraph_sweep_{size}.json").write_text(
+        json.dumps({"base": asdict(base), "rows": rows}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
