@@ -25,7 +25,7 @@ from codegraph_ad.errors import InputError
 from codegraph_ad.features.extract import FeatureSet, extract_features
 from codegraph_ad.io.atomic import write_json, write_npy
 from codegraph_ad.io.batch import ImageBatch, load_batch
-from codegraph_ad.io.images import discover_images, load_mask
+from codegraph_ad.io.images import discover_images
 from codegraph_ad.io.run_outputs import (
     MANIFEST,
     write_maps_and_overlays,
@@ -250,8 +250,8 @@ def evaluate(
 
     An occupied ``out_dir`` is refused before any computing; cache options as in ``detect``.
     """
+    from codegraph_ad.evaluation import batch_metrics, eval_maps, eval_masks
     from codegraph_ad.io.run_outputs import output_folder, replacing_outputs
-    from codegraph_ad.metrics import image_metrics, pixel_metrics
 
     samples = samples if samples is not None else read_mvtec_category(category_dir)
     paths = [s.image_path for s in samples]
@@ -262,21 +262,10 @@ def evaluate(
                    cache=cache, cache_dir=cache_dir)
         t0 = time.perf_counter()
         labels = np.array([s.label for s in samples])
-        s = run.scores
-        h, w = s.grid
-        size = config.features.image_size
-        maps = torch.nn.functional.interpolate(s.patch_scores.view(-1, 1, h, w), size=(size, size),
-                                               mode="bilinear", align_corners=True)[:, 0]
-        masks = np.stack([_eval_mask(smp, hw, eval_size) for smp, hw in zip(samples, run.original_sizes)])
-        maps_eval = torch.nn.functional.interpolate(maps[:, None], size=(eval_size, eval_size), mode="bilinear",
-                                                    align_corners=False)[:, 0].numpy()
-        metrics: dict[str, Any] = {
-            "image": image_metrics(s.image_scores, labels),
-            "pixel": pixel_metrics(maps_eval, masks),
-            "n_images": len(samples),
-            "n_anomalous": int(labels.sum()),
-            "eval_size": eval_size,
-        }
+        sc = run.scores
+        maps = eval_maps(sc.patch_scores, sc.grid, config.features.image_size, eval_size)
+        masks = eval_masks(samples, run.original_sizes, eval_size)
+        metrics: dict[str, Any] = {**batch_metrics(sc.image_scores, maps, masks, labels), "eval_size": eval_size}
         run.timings["metrics_s"] = time.perf_counter() - t0
         metrics["timings"] = run.timings
         if out is not None:
@@ -288,17 +277,6 @@ def evaluate(
                            {"metrics": metrics, "config": config_to_dict(config), "versions": versions()})
                 write_run(run, out, mask_paths, overlays, progress, extra_rows=extra)
     return EvaluationResult(run, metrics)
-
-
-def _eval_mask(sample: LabelledSample, shape: tuple[int, int], size: int) -> np.ndarray:
-    """Ground truth at the evaluation size: union of masks, resized bilinearly, cut at 0.5."""
-    if not sample.mask_paths:
-        return np.zeros((size, size), dtype=bool)
-    full = np.zeros(shape, dtype=bool)
-    for mp in sample.mask_paths:
-        full |= load_mask(mp, shape)
-    t = torch.from_numpy(full.astype(np.float32))[None, None]
-    return (torch.nn.functional.interpolate(t, size=(size, size), mode="bilinear", align_corners=False)[0, 0] >= 0.5).numpy()
 
 
 def with_overrides(config: RunConfig, **sections: Any) -> RunConfig:
