@@ -177,7 +177,7 @@ def _run(
 
 
 def write_run(result: RunResult, out: Path, mask_paths=None, overlays: bool = True, progress: bool = True,
-              extra_rows: list[dict[str, Any]] | None = None) -> None:
+              extra_rows: list[dict[str, Any]] | None = None, report: bool = True) -> None:
     """Write every output, then the manifest last: its presence marks a complete run."""
     from codegraph_ad.report.overlay import shared_scale
 
@@ -201,6 +201,21 @@ def write_run(result: RunResult, out: Path, mask_paths=None, overlays: bool = Tr
                                 "original_sizes": [list(x) for x in result.original_sizes], "grid": list(s.grid),
                                 "config": config_to_dict(result.config), "versions": versions(),
                                 "timings": result.timings})
+    if report:
+        _write_report(out)
+
+
+def _write_report(out: Path) -> None:
+    """report.html is built from the finished files; a failure costs the page, not the results."""
+    import warnings
+
+    from codegraph_ad.report.html import write_report
+
+    try:
+        write_report(out)
+    except Exception as exc:  # noqa: BLE001 - the run's results are complete and kept
+        warnings.warn(f"{out}: report.html could not be written ({exc.__class__.__name__}: {exc}); "
+                      f"run `codegraph-ad report {out}` to retry", stacklevel=2)
 
 
 def detect(
@@ -270,7 +285,8 @@ def evaluate(
         metrics["timings"] = run.timings
         if out is not None:
             run.out_dir = out
-            extra = [{"label": int(x.label), "defect": x.defect} for x in samples]
+            extra = [{"label": int(x.label), "defect": x.defect, "mask_paths": [str(p) for p in x.mask_paths]}
+                     for x in samples]
             with replacing_outputs(out):
                 # metrics.json before write_run, whose manifest must be the last file written.
                 write_json(out / "metrics.json",

@@ -104,6 +104,15 @@ def replacing_outputs(out_dir: Path) -> Iterator[None]:
         raise
 
 
+def _csv_value(v: Any) -> Any:
+    """Floats with 8 significant digits (stable across runs), lists joined with ';'."""
+    if isinstance(v, float):
+        return f"{v:.8g}"
+    if isinstance(v, (list, tuple)):
+        return ";".join(str(x) for x in v)
+    return v
+
+
 def upsample_map(patch_scores: torch.Tensor, grid: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
     """``(M,)`` patch scores -> ``(H, W)`` float32 map, bilinear with aligned corners (as MuSc)."""
     g = patch_scores.float().view(1, 1, *grid)
@@ -117,7 +126,7 @@ def write_scores(out_dir: Path, rows: list[dict[str, Any]], meta: dict[str, Any]
     writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: (f"{v:.8g}" if isinstance(v, float) else v) for k, v in row.items()})
+        writer.writerow({k: _csv_value(v) for k, v in row.items()})
     write_text(out_dir / SCORES_CSV, buf.getvalue())
     write_json(out_dir / SCORES_JSON, {**meta, "images": rows})
 

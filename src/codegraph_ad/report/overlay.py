@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 from matplotlib import colormaps
 from PIL import Image
@@ -44,3 +46,33 @@ def overlay(
         edge = find_boundaries(mask, mode="outer")
         out[edge] = 255.0
     return Image.fromarray(np.clip(out, 0, 255).astype(np.uint8))
+
+
+@lru_cache(maxsize=8)
+def _lut(cmap: str) -> np.ndarray:
+    """(256, 3) uint8 colour table: a report colours a thousand maps with one colormap."""
+    return (colormaps[cmap](np.linspace(0.0, 1.0, 256))[:, :3] * 255.0 + 0.5).astype(np.uint8)
+
+
+def colorize(anomaly_map: np.ndarray, scale: tuple[float, float], cmap: str = "jet") -> Image.Image:
+    """The map alone in colour, on the batch's shared ``scale`` (so maps compare by eye)."""
+    lo, hi = scale
+    norm = np.clip((anomaly_map.astype(np.float32) - lo) / (hi - lo), 0.0, 1.0)
+    return Image.fromarray(_lut(cmap)[np.rint(norm * 255).astype(np.intp)])
+
+
+def tint_cells(
+    image_rgb: np.ndarray,
+    cells: np.ndarray,
+    colour: tuple[int, int, int] = (230, 20, 20),
+    alpha: float = 0.55,
+) -> Image.Image:
+    """``image_rgb: (H, W, 3)`` with the true cells of the patch grid ``cells: (h, w)`` tinted.
+
+    Nearest-neighbour upsampling keeps a patch a block: an excluded patch is a whole cell.
+    """
+    h, w = image_rgb.shape[:2]
+    up = Image.fromarray(np.asarray(cells, dtype=np.uint8) * 255).resize((w, h), Image.NEAREST)
+    sel = (np.asarray(up) > 127)[..., None]
+    tinted = (1.0 - alpha) * image_rgb.astype(np.float32) + alpha * np.asarray(colour, dtype=np.float32)
+    return Image.fromarray(np.where(sel, tinted, image_rgb).astype(np.uint8))

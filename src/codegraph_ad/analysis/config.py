@@ -1,0 +1,40 @@
+"""Settings of ``codegraph-ad analyze``; every default is here with its reason."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class AnalysisConfig:
+    """How the scaling, burnout and tail analyses are measured.
+
+    fit_rank_min, fit_rank_max: ranks used by the power-law fit of the mean growth curve.
+        None: up to the run's reference rank k = ceil(k_fraction N), which the thesis
+        places inside the power-law region; beyond it a finite batch runs out of
+        look-alikes and tau rises again (on bottle at 112 px the whole-curve fit had
+        R^2 0.01-0.1, see docs/analysis.md).
+    consistent_percentile: an anomalous patch is "consistent" when its MuSc score is below
+        this percentile of the normal patches' scores (SPEC section 12, thesis 2.2.3).
+    mask_fraction: a patch counts as anomalous when at least this share of its pixels is
+        inside the ground-truth mask, normal-image patches are normal; patches of anomalous
+        images outside the mask belong to neither group (their label is uncertain).
+    hill_references: reference patches (a seeded sample of normal patches) whose
+        patch-to-patch similarities feed the Hill plot; 64 keeps the (R, N*M) distance
+        block small while the mean curve is already smooth.
+    hill_k_max: largest number of order statistics on the Hill plot (capped by the pool).
+    hill_plateau: the share of the Hill plot, as fractions of its k range, whose median is
+        reported as the tail index (small k is noise-dominated, large k leaves the tail).
+    qq_points: quantile levels on the Beta(alpha, 1) Q-Q plot.
+    seed: for the reference-patch sample.
+    """
+
+    fit_rank_min: int = 1
+    fit_rank_max: int | None = None
+    consistent_percentile: float = 80.0
+    mask_fraction: float = 0.5
+    hill_references: int = 64
+    hill_k_max: int = 500
+    hill_plateau: tuple[float, float] = (0.1, 0.5)
+    qq_points: int = 100
+    seed: int = 0
