@@ -1,0 +1,132 @@
+"""Subcommands ``volumes``, ``evaluate-volumes`` and ``make-cohort`` (registered by cli.py)."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from pathlib import Path
+
+from codegraph_ad.volumes.config import CohortConfig, VolumeConfig
+
+_VOL = VolumeConfig()
+_COHORT = CohortConfig()
+
+
+def add_volume_options(p: argparse.ArgumentParser) -> None:
+    """Every scoring option of 2D runs plus the volume-specific ones."""
+    from codegraph_ad.cli import add_run_options
+
+    add_run_options(p)  # --image-size is ignored for volumes: slices are fed at --size
+    p.set_defaults(batch_size=_VOL.run.features.batch_size)
+    p.add_argument("--size", type=int, default=_VOL.size, help="cube side D (multiple of the patch size)")
+    p.add_argument("--crop", choices=["brain", "none"], default=_VOL.crop,
+                   help="crop to the brain box before resampling")
+    p.add_argument("--projection-dim", type=int, default=_VOL.projection_dim, help="d' per axis")
+    p.add_argument("--projection-seed", type=int, default=_VOL.projection_seed)
+    p.add_argument("--void-fraction", type=float, default=_VOL.void_fraction,
+                   help="cubes with less brain than this are kept out of the graph stages")
+    p.add_argument("--void-scores", choices=["zero", "keep"], default=_VOL.void_scores)
+    p.add_argument("--no-histogram-standardisation", action="store_true",
+                   help="percentile scaling only (no Nyul standardisation across the batch)")
+    p.add_argument("--slice-stride", type=int, default=_VOL.slice_stride,
+                   help="feed every s-th slice of each group of p to the model (speed knob)")
+    p.add_argument("--no-mosaics", action="store_true", help="skip the PNG mosaics")
+
+
+def volume_config_from_args(a: argparse.Namespace) -> VolumeConfig:
+    from codegraph_ad.cli import config_from_args
+
+    run = config_from_args(a)
+    run = replace(run, lnamd=_VOL.run.lnamd, rscin=replace(run.rscin, enabled=bool(a.rscin)))
+    return VolumeConfig(
+        size=a.size,
+        crop=a.crop,
+        crop_margin=_VOL.crop_margin,
+        percentiles=_VOL.percentiles,
+        white_level=_VOL.white_level,
+        histogram_standardisation=not a.no_histogram_standardisation,
+        projection_dim=a.projection_dim,
+        projection_seed=a.projection_seed,
+        void_fraction=a.void_fraction,
+        void_scores=a.void_scores,
+        slice_stride=a.slice_stride,
+        run=run,
+    )
+
+
+def _print_rows(rows: list[dict], limit: int = 20) -> None:
+    rows = sorted(rows, key=lambda r: -r["score"])
+    print(f"{'score':>10}  volume")
+    for r in rows[:limit]:
+        print(f"{r['score']:10.4f}  {r['name']}")
+    if len(rows) > limit:
+        print(f"... {len(rows) - limit} more in scores.csv")
+
+
+def cmd_volumes(a: argparse.Namespace) -> int:
+    from codegraph_ad.volumes.api import detect_volumes
+
+    result = detect_volumes(a.folder, a.out, volume_config_from_args(a), brain_masks=a.brain_masks,
+                            overwrite=a.overwrite, progress=not a.quiet, mosaics=not a.no_mosaics)
+    _print_rows(result.table())
+    print(f"results written to {a.out}")
+    return 0
+
+
+def _fmt(v: object) -> str:
+    return "n/a" if v is None else f"{100 * float(v):6.2f}"  # type: ignore[arg-type]
+
+
+def cmd_evaluate_volumes(a: argparse.Namespace) -> int:
+    from codegraph_ad.volumes.api import evaluate_volumes
+
+    res = evaluate_volumes(a.cohort_dir, a.out, volume_config_from_args(a), overwrite=a.overwrite,
+                           progress=not a.quiet, mosaics=not a.no_mosaics)
+    m = res.metrics
+    print(f"patient AUROC    {_fmt(m['patient']['auroc'])}")
+    print(f"patient F1-max   {_fmt(m['patient']['f1_max'])}")
+    print(f"voxel AUROC      {_fmt(m['voxel_auroc'])}")
+    print(f"Dice (all)       {_fmt(m['dice_mean'])}")
+    print(f"Dice (lesioned)  {_fmt(m['dice_lesioned'])}")
+    for group, d in m.get("dice_by_group", {}).items():
+        print(f"Dice {group:<11} {_fmt(d)}")
+    print(f"metrics written to {a.out / 'metrics.json'}")
+    return 0
+
+
+def cmd_make_cohort(a: argparse.Namespace) -> int:
+    from codegraph_ad.volumes.cohort import build_cohort
+
+    cfg = replace(_COHORT, sources=tuple(str(s) for s in a.source), n_healthy=a.healthy, n_random=a.random,
+                  n_consistent=a.consistent, voxel_mm=a.voxel_mm, seed=a.seed)
+    manifest = build_cohort(a.out, cfg, overwrite=a.overwrite, progress=not a.quiet)
+    print(f"cohort of {cfg.n_healthy + cfg.n_random + cfg.n_consistent} volumes written to {a.out} ({manifest.name})")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("volumes", help="score a folder of skull-stripped, co-registered NIfTI volumes as one batch")
+    p.add_argument("folder", type=Path)
+    p.add_argument("--brain-masks", type=Path, default=None,
+                   help="folder of brain masks named like the volumes (default: voxels > 0)")
+    add_volume_options(p)
+    p.set_defaults(func=cmd_volumes)
+
+    p = sub.add_parser("evaluate-volumes", help="score a cohort folder (volumes/ + masks/) and compute 3D metrics")
+    p.add_argument("cohort_dir", type=Path)
+    add_volume_options(p)
+    p.set_defaults(func=cmd_evaluate_volumes)
+
+    p = sub.add_parser("make-cohort", help="build a synthetic lesion cohort from healthy skull-stripped volumes")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--source", type=Path, action="append", required=True,
+                   help="healthy, skull-stripped NIfTI volume (repeat for several)")
+    p.add_argument("--healthy", type=int, default=_COHORT.n_healthy)
+    p.add_argument("--random", type=int, default=_COHORT.n_random, help="subjects with one random lesion")
+    p.add_argument("--consistent", type=int, default=_COHORT.n_consistent,
+                   help="subjects with the repeated lesion type")
+    p.add_argument("--voxel-mm", type=float, default=_COHORT.voxel_mm)
+    p.add_argument("--seed", type=int, default=_COHORT.seed)
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_make_cohort)

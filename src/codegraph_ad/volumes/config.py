@@ -1,0 +1,129 @@
+"""Every tunable of the volume pipeline and of the synthetic cohort builder (SPEC section 9).
+
+Only what is specific to volumes lives here; the scoring stages after token construction
+read the ordinary ``RunConfig`` (held in ``VolumeConfig.run``), unchanged from 2D.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from codegraph_ad.config import FeatureConfig, LNAMDConfig, RsCINConfig, RunConfig
+
+
+def default_volume_run() -> RunConfig:
+    """The 2D run configuration with the settings that differ for volumes.
+
+    LNAMD degrees = (1,): the 2D LNAMD pools over an (h, w) grid, which a flattened 3D grid
+    is not, and each 3D-patch token already averages a whole p^3 cube (its neighbourhood
+    role); r = 1 is the identity pooling, so only the per-volume LayerNorm is applied.
+    RsCIN off: SPEC section 9 defines the patient score as the maximum token score.
+    FeatureConfig.image_size is ignored: slices are fed at the cube side ``VolumeConfig.size``.
+    """
+    return RunConfig(features=FeatureConfig(batch_size=32), lnamd=LNAMDConfig(degrees=(1,)),
+                     rscin=RsCINConfig(enabled=False))
+
+
+@dataclass(frozen=True)
+class VolumeConfig:
+    """How NIfTI volumes become 3D-patch tokens, and how their maps are written.
+
+    size: cube side D (the thesis resizes to 224); a multiple of the backbone patch size,
+        giving a token grid of (D/p)^3 cubes.
+    crop: "brain" crops each volume to the bounding box of its brain mask (plus
+        ``crop_margin`` voxels) before resampling, which removes the void background as the
+        thesis' fixed crop does and roughly aligns brains of different sizes; "none"
+        resamples the whole field of view.
+    percentiles: brain-voxel intensity percentiles mapped to 0 and ``white_level``.
+    white_level: where the upper percentile lands; values clip at 1, so the headroom above
+        it keeps the contrast of lesions brighter than the brightest normal tissue (on T1,
+        a hyperintense lesion in white matter would otherwise be clipped flat).
+    histogram_standardisation: Nyul-Udupa piecewise-linear standardisation of each volume's
+        brain histogram to the batch mean landmarks (transductive, like the scoring).
+    projection_dim: d', the per-axis token size after the seeded Gaussian projection
+        [reconstructed: 128].
+    projection_seed: seed of that projection, shared by every volume of every run.
+    void_fraction: a cube with fewer than this share of brain voxels is void: it is kept
+        out of CoDeGraph's links and filtering population [reconstructed: 0.5].
+    void_scores: "zero" sets the scores of void cubes to 0 (nothing outside the brain can
+        be a lesion; boundary cubes otherwise mix brain shape into the patient score);
+        "keep" leaves them as scored.
+    slice_stride: feed every s-th slice of each group of p to the backbone (1 = all, as in
+        the thesis); larger values trade fidelity for time.
+    Slices per backbone call: ``run.features.batch_size``.
+    """
+
+    size: int = 224
+    crop: Literal["brain", "none"] = "brain"
+    crop_margin: int = 2
+    percentiles: tuple[float, float] = (0.5, 99.5)
+    white_level: float = 0.75
+    histogram_standardisation: bool = True
+    projection_dim: int = 128
+    projection_seed: int = 0
+    void_fraction: float = 0.5
+    void_scores: Literal["zero", "keep"] = "zero"
+    slice_stride: int = 1
+    run: RunConfig = field(default_factory=default_volume_run)
+
+
+@dataclass(frozen=True)
+class LesionConfig:
+    """Synthetic lesions: irregular ellipsoids with a relative intensity change and texture.
+
+    diameter_mm: range of the ellipsoid's largest diameter; the other two axes are
+        ``axis_ratio`` times it. contrast: |intensity change| as a fraction of the local
+        tissue intensity (sign drawn at random: hypo- or hyper-intense).
+    irregularity: amplitude of the smooth noise that perturbs the boundary (in units of the
+        normalised ellipsoid radius). texture: amplitude of the smooth multiplicative noise
+        inside the lesion (fraction of the local intensity). edge_mm: width of the soft edge.
+    """
+
+    diameter_mm: tuple[float, float] = (8.0, 30.0)
+    axis_ratio: tuple[float, float] = (0.6, 1.0)
+    contrast: tuple[float, float] = (0.15, 0.40)
+    irregularity: float = 0.25
+    texture: float = 0.08
+    edge_mm: float = 2.0
+
+
+@dataclass(frozen=True)
+class CohortConfig:
+    """A seeded synthetic cohort built from real healthy volumes (README of shared/data/mri).
+
+    sources: healthy, skull-stripped volumes to derive subjects from (paths; the builder
+        refuses empty ones). voxel_mm: isotropic spacing of the written volumes.
+    n_healthy / n_random / n_consistent: subjects without lesion, with one random lesion,
+        with the consistent lesion type (same shape, size, intensity and place, up to
+        ``consistent_jitter``).
+    deformation_mm: peak amplitude of the smooth random displacement field, smoothness_mm
+        its Gaussian correlation length. rotation_deg / scale: random affine ranges. The
+        defaults imitate what remains between subjects after registration to a template
+        (inputs are expected co-registered): a few mm, a few degrees, a few percent.
+    gamma / bias / noise: intensity changes of healthy subjects: gamma exponent range,
+        amplitude of a smooth multiplicative bias field (what remains after bias-field
+        correction), Gaussian noise (fraction of the brain's 99th percentile).
+    consistent_diameter_mm / consistent_contrast / consistent_place: the repeated lesion
+        type; place is a position in the unit cube of the subject's brain bounding box.
+    consistent_jitter: relative jitter of the repeated lesion's size, contrast and place.
+    """
+
+    sources: tuple[str, ...] = ()
+    voxel_mm: float = 1.5
+    n_healthy: int = 22
+    n_random: int = 5
+    n_consistent: int = 5
+    deformation_mm: float = 2.5
+    smoothness_mm: float = 20.0
+    rotation_deg: float = 2.0
+    scale: tuple[float, float] = (0.97, 1.03)
+    gamma: tuple[float, float] = (0.85, 1.18)
+    bias: float = 0.04
+    noise: float = 0.015
+    lesion: LesionConfig = field(default_factory=LesionConfig)
+    consistent_diameter_mm: float = 22.0
+    consistent_contrast: float = 0.30
+    consistent_place: tuple[float, float, float] = (0.32, 0.55, 0.62)
+    consistent_jitter: float = 0.08
+    seed: int = 0

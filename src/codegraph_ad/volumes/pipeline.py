@@ -1,0 +1,152 @@
+"""Volumes in, 3D-patch token batch out: read, prepare cubes, standardise, build tokens."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from codegraph_ad.engine.threads import thread_budget
+from codegraph_ad.errors import InputError
+from codegraph_ad.features.extract import FeatureSet
+from codegraph_ad.methods.base import check_batch_size
+from codegraph_ad.volumes.config import VolumeConfig
+from codegraph_ad.volumes.nifti import VolumeGeometry, load_mask_like, load_nifti, nifti_stem
+from codegraph_ad.volumes.preprocess import Cube, histogram_standardise, prepare_cube
+from codegraph_ad.volumes.tokens import TokenBuilder, VolumeTokens, stack_tokens
+
+
+@dataclass
+class PreparedVolume:
+    """One input after preprocessing: its file geometry and its model cube."""
+
+    name: str
+    geometry: VolumeGeometry
+    cube: Cube
+
+
+@dataclass
+class TokenBatch:
+    """Everything scoring and writing need.
+
+    features: a ``FeatureSet`` whose ``grid`` is ``(g, g * g)`` (the flattened 3D grid;
+    only LNAMD r = 1 is valid on it). solid: ``(N, M)`` bool, cubes with enough brain.
+    """
+
+    volumes: list[PreparedVolume]
+    features: FeatureSet
+    grid3d: tuple[int, int, int]
+    brain_share: np.ndarray
+    solid: np.ndarray
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def names(self) -> list[str]:
+        return [v.name for v in self.volumes]
+
+    def subset(self, index: Sequence[int]) -> "TokenBatch":
+        """A sub-batch sharing these tokens (e.g. several cohorts drawn from one extraction)."""
+        idx = [int(i) for i in index]
+        return TokenBatch([self.volumes[i] for i in idx], self.features.subset(idx), self.grid3d,
+                          self.brain_share[idx], self.solid[idx], dict(self.timings))
+
+
+def unique_names(paths: Sequence[Path]) -> list[str]:
+    """File stems, made unique with the parent folder's name where two collide."""
+    stems = [nifti_stem(p) for p in paths]
+    out = []
+    for p, s in zip(paths, stems):
+        out.append(s if stems.count(s) == 1 else f"{p.parent.name}__{s}")
+    if len(set(out)) != len(out):
+        raise InputError(f"input volumes have colliding names: {sorted(out)}")
+    return out
+
+
+def prepare_volumes(
+    paths: Sequence[Path],
+    config: VolumeConfig,
+    brain_masks: Sequence[Path | None] | None = None,
+    progress: bool = True,
+) -> list[PreparedVolume]:
+    """Read each file, build its cube, then (optionally) standardise histograms across the batch."""
+    if brain_masks is not None and len(brain_masks) != len(paths):
+        raise ValueError(f"{len(brain_masks)} brain masks for {len(paths)} volumes")
+    names = unique_names(paths)
+    out = []
+    for i in tqdm(range(len(paths)), desc="reading volumes", unit="vol", disable=not progress, leave=False):
+        vol = load_nifti(paths[i])
+        mask_path = None if brain_masks is None else brain_masks[i]
+        brain = None if mask_path is None else load_mask_like(mask_path, vol.geometry)
+        cube = prepare_cube(vol, config.size, config.crop, config.crop_margin, config.percentiles, brain,
+                            config.white_level)
+        out.append(PreparedVolume(names[i], vol.geometry, cube))
+        del vol
+    if config.histogram_standardisation:
+        histogram_standardise([v.cube for v in out])
+    return out
+
+
+def build_tokens(
+    volumes: Sequence[PreparedVolume],
+    config: VolumeConfig,
+    backbone=None,
+    progress: bool = True,
+) -> list[VolumeTokens]:
+    """3D-patch tokens of each prepared volume (one shared backbone and projection)."""
+    if backbone is None:
+        backbone = load_volume_backbone(config)
+    builder = TokenBuilder(backbone, config.size, config.projection_dim, config.projection_seed,
+                           config.slice_stride, config.run.features.batch_size)
+    bar = tqdm(total=len(volumes) * builder.slices_per_volume, desc="slices", unit="slice",
+               disable=not progress, leave=False)
+    try:
+        return [builder.build(v.cube.image, v.cube.brain, bar) for v in volumes]
+    finally:
+        bar.close()
+
+
+def load_volume_backbone(config: VolumeConfig):
+    """The configured 2D backbone at the cube side (slices are fed at their own size)."""
+    from codegraph_ad.backbones import create_backbone
+
+    f = config.run.features
+    return create_backbone(f.backbone, image_size=config.size, layers=f.layers, final_norm=f.final_norm,
+                           checkpoint=f.checkpoint, threads=config.run.engine.threads)
+
+
+def token_batch(volumes: list[PreparedVolume], tokens: Sequence[VolumeTokens], config: VolumeConfig) -> TokenBatch:
+    """Stack per-volume tokens into a ``FeatureSet`` the 2D methods accept unchanged."""
+    layers, cls, share = stack_tokens(tokens)
+    g = tokens[0].grid
+    features = FeatureSet(layers, cls, (g[0], g[1] * g[2]))
+    return TokenBatch(volumes, features, g, share, share >= config.void_fraction)
+
+
+def tokens_from_paths(
+    paths: Sequence[Path],
+    config: VolumeConfig,
+    brain_masks: Sequence[Path | None] | None = None,
+    backbone=None,
+    progress: bool = True,
+) -> TokenBatch:
+    """Read, prepare and tokenise a batch of volumes, timing each phase."""
+    check_batch_size(len(paths))
+    with thread_budget(config.run.engine.threads):
+        t0 = time.perf_counter()
+        volumes = prepare_volumes(paths, config, brain_masks, progress)
+        t1 = time.perf_counter()
+        tokens = build_tokens(volumes, config, backbone, progress)
+        t2 = time.perf_counter()
+    batch = token_batch(volumes, tokens, config)
+    batch.timings.update({"read_s": t1 - t0, "tokens_s": t2 - t1})
+    return batch
+
+
+def token_maps(patch_scores: torch.Tensor, grid3d: tuple[int, int, int]) -> np.ndarray:
+    """``(N, M)`` scores -> ``(N, g, g, g)`` float32 token-grid maps in (x, y, z) order."""
+    return patch_scores.float().reshape(-1, *grid3d).numpy()

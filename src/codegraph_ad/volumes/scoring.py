@@ -1,0 +1,49 @@
+"""Score stacked volume tokens with the unchanged 2D methods; void cubes as a patch mask.
+
+Void cubes must not form CoDeGraph's suspicious links nor serve as its filtering
+population: their identical blank features would dominate the graph (thesis section 5.2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from codegraph_ad.config import RunConfig
+from codegraph_ad.engine.threads import thread_budget
+from codegraph_ad.features.extract import FeatureSet
+from codegraph_ad.methods import make_method
+from codegraph_ad.methods.base import ScoreResult, finish_image_scores
+
+
+def score_volume_features(
+    features: FeatureSet,
+    solid: np.ndarray,
+    config: RunConfig,
+    zero_void: bool = True,
+    progress: bool = False,
+) -> ScoreResult:
+    """Score ``features`` (grid flattened from 3D) with ``config.method``.
+
+    solid: ``(N, M)`` bool, cubes with enough brain (the graph stages' patch mask). With
+    ``zero_void`` the scores of the other cubes are set to 0 and the image scores are
+    recomputed from the masked maps (then RsCIN as configured).
+    """
+    if any(r != 1 for r in config.lnamd.degrees):
+        raise ValueError(
+            "volumes use LNAMD degrees (1,) only (the 2D pooling does not apply to a 3D grid), "
+            f"got {config.lnamd.degrees}"
+        )
+    with thread_budget(config.engine.threads):
+        method = make_method(config, progress)
+        if config.method == "codegraph":
+            method = replace(method, patch_mask=solid)
+        result = method.score(features)
+    if zero_void:
+        result.patch_scores = torch.where(torch.from_numpy(solid), result.patch_scores, torch.zeros(()))
+        raw, final = finish_image_scores(result.patch_scores, features.cls, config.rscin)
+        result.raw_image_scores, result.image_scores = raw, final
+    result.diagnostics["solid_cubes"] = int(solid.sum())
+    return result

@@ -1,0 +1,107 @@
+"""End to end on tiny volumes with the fast stand-in backbone: outputs, geometry, metrics."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from codegraph_ad.config import MSMConfig
+from codegraph_ad.errors import BatchTooSmallError, InputError
+from codegraph_ad.volumes.api import detect_volumes, evaluate_volumes
+from codegraph_ad.volumes.config import VolumeConfig
+from tests.volumes.helpers import FakeBackbone, brain_volume, lps_affine, save
+
+D = 28
+CFG = VolumeConfig(size=D, void_fraction=0.3, run=replace(VolumeConfig().run, method="musc", msm=MSMConfig(q=0.3)))
+
+
+@pytest.fixture
+def cohort(tmp_path):
+    """Five volumes (two orientations), the last with a bright lesion; masks alongside."""
+    root = tmp_path / "cohort"
+    for i in range(5):
+        vol, mask = brain_volume(seed=i, lesion=(0.35, 0.3, -0.3) if i == 4 else None, lesion_radius=0.45)
+        affine = lps_affine() if i % 2 else np.diag([1.1, 1.0, 1.3, 1.0])
+        save(root / "volumes" / f"s{i}.nii.gz", vol, affine)
+        save(root / "masks" / f"s{i}.nii.gz", mask.astype(np.uint8), affine)
+    return root
+
+
+def test_detect_writes_maps_in_the_input_grid(cohort, tmp_path):
+    out = tmp_path / "run"
+    res = detect_volumes(cohort / "volumes", out, CFG, progress=False, backbone=FakeBackbone(D))
+    assert res.names == [f"s{i}" for i in range(5)]
+    assert int(np.argmax(res.scores.image_scores)) == 4
+    for i in range(5):
+        src = nib.load(str(cohort / "volumes" / f"s{i}.nii.gz"))
+        amap = nib.load(str(out / "maps" / f"s{i}.nii.gz"))
+        assert amap.shape == src.shape
+        np.testing.assert_allclose(amap.affine, src.affine, atol=1e-6)
+        assert amap.get_data_dtype() == np.float32
+        assert (out / "mosaics" / f"s{i}.png").is_file()
+    # In the file's own (LPS or RAS) voxel grid the map is hot at the lesion, cold at its mirror point.
+    for i, name in ((4, "s4"),):
+        amap = nib.load(str(out / "maps" / f"{name}.nii.gz")).get_fdata()
+        lesion = nib.load(str(cohort / "masks" / f"{name}.nii.gz")).get_fdata() > 0
+        centre = np.round(np.argwhere(lesion).mean(axis=0)).astype(int)
+        mirror = np.asarray(amap.shape) - 1 - centre
+        assert amap[tuple(centre)] > amap[tuple(mirror)]
+        assert amap[tuple(centre)] >= np.percentile(amap[amap > 0], 90)
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["grid"] == [2, 2, 2] and manifest["config"]["size"] == D
+    assert np.load(out / "token_scores.npy").shape == (5, 2, 2, 2)
+    rows = (out / "scores.csv").read_text().splitlines()
+    assert rows[0].startswith("name,path,score") and len(rows) == 6
+    with pytest.raises(InputError, match="holds the results of another run"):
+        detect_volumes(cohort / "volumes", out, CFG, progress=False, backbone=FakeBackbone(D))
+
+
+def test_evaluate_cohort_metrics(cohort, tmp_path):
+    ev = evaluate_volumes(cohort, tmp_path / "eval", CFG, progress=False, mosaics=False, backbone=FakeBackbone(D))
+    m = ev.metrics
+    assert m["n_volumes"] == 5 and m["n_lesioned"] == 1
+    assert m["patient"]["auroc"] == 1.0
+    for key in ("voxel_auroc", "dice_mean", "dice_lesioned", "token_f1"):
+        assert 0.0 <= m[key] <= 1.0, key
+    assert m["dice_lesioned"] > 0.0
+    assert [r["dice"] for r in m["per_volume"][:4]] == [1.0] * 4  # lesion-free and nothing predicted
+    saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert saved["metrics"]["patient"] == m["patient"]
+
+
+def test_brain_mask_folder_and_missing_mask(cohort, tmp_path):
+    masks = tmp_path / "brains"
+    for i in range(5):
+        img = nib.load(str(cohort / "volumes" / f"s{i}.nii.gz"))
+        save(masks / f"s{i}.nii.gz", (img.get_fdata() > 0).astype(np.uint8), img.affine)
+    a = detect_volumes(cohort / "volumes", None, CFG, brain_masks=masks, progress=False, backbone=FakeBackbone(D))
+    b = detect_volumes(cohort / "volumes", None, CFG, progress=False, backbone=FakeBackbone(D))
+    np.testing.assert_allclose(a.maps, b.maps, rtol=1e-5)
+    (masks / "s3.nii.gz").unlink()
+    with pytest.raises(InputError, match="no brain masks named like"):
+        detect_volumes(cohort / "volumes", None, CFG, brain_masks=masks, progress=False, backbone=FakeBackbone(D))
+
+
+def test_too_few_and_bad_volume_named(cohort, tmp_path):
+    vols = sorted((cohort / "volumes").glob("*.nii.gz"))
+    with pytest.raises(BatchTooSmallError):
+        detect_volumes(vols[:2], None, CFG, progress=False, backbone=FakeBackbone(D))
+    bad = save(tmp_path / "nan.nii.gz", np.full((6, 6, 6), np.nan, np.float32))
+    with pytest.raises(InputError, match="nan.nii.gz"):
+        detect_volumes([*vols[:3], bad], None, CFG, progress=False, backbone=FakeBackbone(D))
+
+
+@pytest.mark.realdata
+def test_real_backbone_smoke(cohort, mri_dir, tmp_path):
+    """The embedded ViT-S on 28 px slices (2 x 2 x 2 cubes): runs, writes aligned maps."""
+    cfg = VolumeConfig(size=D, void_fraction=0.3, slice_stride=7)
+    vols = sorted((cohort / "volumes").glob("*.nii.gz"))[:3]
+    res = detect_volumes(vols, tmp_path / "real", cfg, progress=False, mosaics=False)
+    assert res.maps.shape == (3, 2, 2, 2) and np.isfinite(res.maps).all()
+    src = nib.load(str(cohort / "volumes" / "s1.nii.gz"))
+    out = nib.load(str(tmp_path / "real" / "maps" / "s1.nii.gz"))
+    assert out.shape == src.shape and np.allclose(out.affine, src.affine)

@@ -1,0 +1,42 @@
+"""The three volume subcommands through ``codegraph_ad.cli.main``."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from codegraph_ad.cli import main
+from tests.volumes.helpers import FakeBackbone, brain_volume, save
+
+
+@pytest.fixture(autouse=True)
+def fake_backbone(monkeypatch):
+    monkeypatch.setattr("codegraph_ad.volumes.pipeline.load_volume_backbone", lambda cfg: FakeBackbone(cfg.size))
+
+
+def test_make_cohort_then_evaluate_and_detect(tmp_path, capsys):
+    vol, _ = brain_volume(shape=(44, 50, 40))
+    src = save(tmp_path / "brain.nii.gz", vol, np.diag([2.0, 2.0, 2.0, 1.0]))
+    cohort = tmp_path / "cohort"
+    assert main(["make-cohort", "--out", str(cohort), "--source", str(src), "--healthy", "3", "--random", "1",
+                 "--consistent", "1", "--voxel-mm", "3", "--quiet"]) == 0
+    assert len(json.loads((cohort / "cohort.json").read_text())["subjects"]) == 5
+    common = ["--size", "28", "--method", "musc", "--quiet", "--no-mosaics", "--void-fraction", "0.3"]
+    assert main(["evaluate-volumes", str(cohort), "--out", str(tmp_path / "ev"), *common]) == 0
+    out = capsys.readouterr().out
+    assert "patient AUROC" in out and "Dice consistent" in out
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert metrics["config"]["size"] == 28 and metrics["config"]["run"]["lnamd"]["degrees"] == [1]
+    assert main(["volumes", str(cohort / "volumes"), "--out", str(tmp_path / "det"), *common]) == 0
+    assert len(list((tmp_path / "det" / "maps").glob("*.nii.gz"))) == 5
+
+
+def test_bad_volume_is_a_one_line_error(tmp_path, capsys):
+    for i in range(3):
+        save(tmp_path / "in" / f"v{i}.nii.gz", brain_volume(seed=i)[0])
+    save(tmp_path / "in" / "v3.nii.gz", np.full((8, 8, 8), np.nan, np.float32))
+    assert main(["volumes", str(tmp_path / "in"), "--out", str(tmp_path / "o"), "--size", "28", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "v3.nii.gz" in err and "NaN" in err
