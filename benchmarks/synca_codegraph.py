@@ -140,9 +140,9 @@ def main() -> None:
 
 
 def sweep(base: GraphConfig, clean: Batch, synca: Batch, size: int) -> None:
-    grid = {"k_fraction": [0.3, 0.5, 0.7], "alpha": [0.0, 0.25, 0.5, 1.0],
-            "target_coverage": [0.8, 0.9, 0.95, 0.99], "kappa": [1.5, 3.0, 5.0],
-            "dependency_percentile": [90.0, 95.0, 99.0, 99.9]}
+    # one parameter at a time around the defaults; the most informative values first
+    grid = {"alpha": [0.5, 0.25, 1.0], "kappa": [5.0, 1.5], "dependency_percentile": [99.9, 95.0],
+            "target_coverage": [0.9, 0.99, 0.8], "k_fraction": [0.5, 0.7]}
     rows = []
     for name, values in grid.items():
         for v in values:
@@ -156,8 +156,10 @@ def sweep(base: GraphConfig, clean: Batch, synca: Batch, size: int) -> None:
                                "exclusion_rate": r["exclusion_rate"], "capture_rate": r.get("capture_rate")}
             print(json.dumps(row), flush=True)
             rows.append(row)
+            (RESULTS / f"synca_codegraph_sweep_{size}.json").write_text(
+                json.dumps({"base": asdict(base), "rows": rows, "complete": False}, indent=2) + "\n")
     (RESULTS / f"synca_codegraph_sweep_{size}.json").write_text(
-        json.dumps({"base": asdict(base), "rows": rows}, indent=2) + "\n")
+        json.dumps({"base": asdict(base), "rows": rows, "complete": True}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
