@@ -50,7 +50,7 @@ def test_analyze_unlabelled_run_uses_scores(evaluated_run, small_backbone, tmp_p
     shutil.copytree(evaluated_run, run)
     scores = json.loads((run / "scores.json").read_text())
     for row in scores["images"]:
-        row.pop("label"), row.pop("defect")
+        row.pop("label"), row.pop("defect"), row.pop("mask_paths", None)
     manifest = json.loads((run / "run.json").read_text())
     moved = tmp_path / "images"
     moved.mkdir()

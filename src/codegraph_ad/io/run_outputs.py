@@ -23,8 +23,9 @@ MANIFEST = "run.json"
 SCORES_CSV = "scores.csv"
 SCORES_JSON = "scores.json"
 # Every file a run writes besides the manifest, and the folders of per-image files.
-OUTPUT_FILES = (SCORES_CSV, SCORES_JSON, "patch_scores.npy", "excluded.npy", "metrics.json")
-OUTPUT_DIRS = (("maps", ".npy"), ("overlays", ".png"))
+# report.html is a view built from the others after the manifest; it goes with them.
+OUTPUT_FILES = (SCORES_CSV, SCORES_JSON, "patch_scores.npy", "excluded.npy", "metrics.json", "report.html")
+OUTPUT_DIRS = (("maps", ".npy"), ("overlays", ".png"), ("report_assets", ".js"))
 
 
 def has_outputs(out_dir: Path) -> bool:
