@@ -79,7 +79,7 @@ def test_refusals_are_clear(category, tmp_path):
         build_synca(category, tmp_path / "o1", source="crack/999")
     with pytest.raises(InputError, match="not an anomalous image"):
         build_synca(category, tmp_path / "o2", source="good/000")
-    with pytest.raises(InputError, match="outside the source category"):
+    with pytest.raises(InputError, match="outside the source"):
         build_synca(category, category / "synca")
     other = tmp_path / "busy"
     other.mkdir()

@@ -88,3 +88,32 @@ def save_png(path: Path, array: np.ndarray) -> Path:
     """Write a uint8 ``(H, W)`` or ``(H, W, 3)`` array as PNG, atomically."""
     image = Image.fromarray(np.ascontiguousarray(array))
     return atomic_write(path, lambda fh: image.save(fh, format="PNG", compress_level=PNG_COMPRESS_LEVEL))
+
+
+def check_build_folder(out: Path, sources: list[Path], kind: str, label: str, overwrite: bool) -> bool:
+    """Refuse to build over a source dataset or over a folder this builder did not make.
+
+    Returns True when ``out`` holds an earlier build of ``kind`` that may be replaced.
+    ``label`` names the build in messages (e.g. "SynCA").
+    """
+    import json
+
+    o = out.resolve()
+    for src in sources:
+        s = src.resolve()
+        if o == s or s in o.parents or o in s.parents:
+            raise InputError(f"{out}: the output folder must be outside the source {src} (and not contain it)")
+    if not (out.exists() and any(out.iterdir())):
+        return False
+    manifest = out / "manifest.json"
+    if not manifest.is_file():
+        raise InputError(f"{out}: folder is not empty and holds no {label} manifest.json; choose an empty folder")
+    if not overwrite:
+        raise InputError(f"{out}: holds an earlier {label} build; pass --overwrite to replace it")
+    try:
+        found = json.loads(manifest.read_text()).get("kind")
+    except (OSError, ValueError, AttributeError):
+        found = None
+    if found != kind:
+        raise InputError(f"{out}: its manifest.json is not a {label} build; choose another folder")
+    return True

@@ -16,7 +16,6 @@ last): sources, seed, counts and, for MANTA, every chosen file with its view and
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 import warnings
@@ -26,12 +25,11 @@ from pathlib import Path
 import numpy as np
 
 from codegraph_ad import __version__
-from codegraph_ad.datasets._layout import resolve_category, save_png
+from codegraph_ad.datasets._layout import check_build_folder, resolve_category, save_png
 from codegraph_ad.datasets.base import LabelledSample
 from codegraph_ad.datasets.loco import read_loco_category
 from codegraph_ad.datasets.manta import MantaConfig, MantaView, extract_manta_views
 from codegraph_ad.datasets.mvtec import read_mvtec_category
-from codegraph_ad.errors import InputError
 from codegraph_ad.io.atomic import write_bytes, write_json
 from codegraph_ad.io.images import load_mask
 
@@ -162,25 +160,7 @@ def _union(s: LabelledSample) -> np.ndarray:
 
 
 def _prepare_out(out: Path, overwrite: bool, sources: list[Path]) -> Path:
-    o = out.resolve()
-    for src in sources:
-        s = src.resolve()
-        if o == s or s in o.parents or o in s.parents:
-            raise InputError(f"{out}: the output folder must be outside the source dataset {src}")
-    if out.exists() and any(out.iterdir()):
-        if not (out / MANIFEST).is_file():
-            raise InputError(f"{out}: folder is not empty and holds no ConsistAD {MANIFEST}; choose an empty folder")
-        if not overwrite:
-            raise InputError(f"{out}: holds an earlier ConsistAD build; pass --overwrite to replace it")
-        if _manifest_kind(out / MANIFEST) != "consistad":
-            raise InputError(f"{out}: its {MANIFEST} is not a ConsistAD build; choose another folder")
+    if check_build_folder(out, sources, "consistad", "ConsistAD", overwrite):
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     return out
-
-
-def _manifest_kind(path: Path) -> str | None:
-    try:
-        return json.loads(path.read_text()).get("kind")
-    except (OSError, ValueError, AttributeError):
-        return None

@@ -15,7 +15,6 @@ The same inputs and seed give byte-identical files.
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -24,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from codegraph_ad import __version__
-from codegraph_ad.datasets._layout import category_dirs, save_png
+from codegraph_ad.datasets._layout import check_build_folder, category_dirs, save_png
 from codegraph_ad.datasets.base import LabelledSample
 from codegraph_ad.datasets.mvtec import read_mvtec_category
 from codegraph_ad.datasets.transforms import add_noise, jitter, sampling_grid, warp
@@ -229,26 +228,10 @@ def _copy_tree(src: Path, dst: Path) -> None:
 
 def _prepare_out(src: Path, out: Path, overwrite: bool) -> Path:
     """Refuse to write over the source or a folder this builder did not make."""
-    s, o = src.resolve(), out.resolve()
-    if o == s or s in o.parents or o in s.parents:
-        raise InputError(f"{out}: the output folder must be outside the source category {src} (and not contain it)")
-    if out.exists() and any(out.iterdir()):
-        if not (out / MANIFEST).is_file():
-            raise InputError(f"{out}: folder is not empty and holds no SynCA {MANIFEST}; choose an empty folder")
-        if not overwrite:
-            raise InputError(f"{out}: holds an earlier SynCA build; pass --overwrite to replace it")
-        if _manifest_kind(out / MANIFEST) != "synca":
-            raise InputError(f"{out}: its {MANIFEST} is not a single-category SynCA build; choose another folder")
+    if check_build_folder(out, [src], "synca", "SynCA", overwrite):
         (out / MANIFEST).unlink()
         for folder in COPIED_FOLDERS:
             if (out / folder).is_dir():
                 shutil.rmtree(out / folder)
     out.mkdir(parents=True, exist_ok=True)
     return out
-
-
-def _manifest_kind(path: Path) -> str | None:
-    try:
-        return json.loads(path.read_text()).get("kind")
-    except (OSError, ValueError, AttributeError):
-        return None
