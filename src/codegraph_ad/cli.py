@@ -17,7 +17,8 @@ _DEFAULTS = RunConfig()
 # Each area of the package adds its own subcommands through ``register(subparsers)``;
 # their functions take the parsed namespace and return an exit code.
 _COMMAND_MODULES: tuple[str, ...] = ("codegraph_ad.report.cli", "codegraph_ad.analysis.cli", "codegraph_ad.datasets.cli",
-                                     "codegraph_ad.suite.cli", "codegraph_ad.volumes.cli")
+                                     "codegraph_ad.suite.cli", "codegraph_ad.volumes.cli",
+                                     "codegraph_ad.distill.commands")
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
@@ -31,10 +32,12 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layers", default=",".join(map(str, f.layers)), help="1-based blocks, comma separated")
     p.add_argument("--final-norm", action="store_true", help="apply the final LayerNorm to block tokens")
     p.add_argument("--q", type=float, default=None, help="MSM share q (default 0.3 for musc, 0.1 for codegraph final scoring)")
-    p.add_argument("--no-rscin", action="store_true", help="disable RsCIN image-score re-weighting")
+    p.add_argument("--rscin", action="store_true",
+                   help="re-weight image scores by [CLS] similarity (RsCIN, k = 1,2,3); off by default")
     p.add_argument("--precision", choices=["fp32", "bf16", "int8", "fast"], default=e.precision,
                    help="block-product precision; fast picks bf16 or int8 by measuring this CPU")
-    p.add_argument("--memory-mb", type=int, default=e.memory_budget_mb, help="memory budget for scoring blocks")
+    p.add_argument("--memory-mb", type=int, default=e.memory_budget_mb,
+                   help="memory budget for scoring in MB (default: 70%% of physical memory)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
     p.add_argument("--subsets", type=int, default=e.subsets, help="subset division s")
     p.add_argument("--screening", type=float, default=e.screening_percent, help="[CLS] screening p in percent")
@@ -62,7 +65,7 @@ def config_from_args(a: argparse.Namespace) -> RunConfig:
                         dependency_percentile=a.dependency_percentile)
     if a.q is not None and a.method == "codegraph":
         graph = replace(graph, final_q=a.q)
-    rscin = RsCINConfig(enabled=not a.no_rscin)
+    rscin = RsCINConfig(enabled=a.rscin)
     return RunConfig(a.method, features, _DEFAULTS.lnamd, msm, rscin, engine, graph)
 
 
@@ -77,12 +80,10 @@ def _print_scores(result, limit: int = 20) -> None:
 
 def cmd_detect(a: argparse.Namespace) -> int:
     from codegraph_ad.api import detect
-    from codegraph_ad.io.signals import terminate_as_interrupt
 
-    with terminate_as_interrupt():  # SIGTERM cleans up like Ctrl-C
-        result = detect(a.folder, a.out, config_from_args(a), overwrite=a.overwrite,
-                        on_error="skip" if a.skip_bad else "stop", progress=not a.quiet,
-                        overlays=not a.no_overlays, cache=False if a.no_cache else None, cache_dir=a.cache_dir)
+    result = detect(a.folder, a.out, config_from_args(a), overwrite=a.overwrite,
+                    on_error="skip" if a.skip_bad else "stop", progress=not a.quiet,
+                    overlays=not a.no_overlays, cache=False if a.no_cache else None, cache_dir=a.cache_dir)
     _print_scores(result)
     print(f"results written to {a.out}")
     return 0
@@ -98,12 +99,10 @@ def format_metrics_table(metrics: dict) -> str:
 
 def cmd_evaluate(a: argparse.Namespace) -> int:
     from codegraph_ad.api import evaluate
-    from codegraph_ad.io.signals import terminate_as_interrupt
 
-    with terminate_as_interrupt():  # SIGTERM cleans up like Ctrl-C
-        res = evaluate(a.category_dir, a.out, config_from_args(a), eval_size=a.eval_size, overwrite=a.overwrite,
-                       progress=not a.quiet, overlays=not a.no_overlays,
-                       cache=False if a.no_cache else None, cache_dir=a.cache_dir)
+    res = evaluate(a.category_dir, a.out, config_from_args(a), eval_size=a.eval_size, overwrite=a.overwrite,
+                   progress=not a.quiet, overlays=not a.no_overlays,
+                   cache=False if a.no_cache else None, cache_dir=a.cache_dir)
     print(format_metrics_table(res.metrics))
     print(f"metrics written to {a.out / 'metrics.json'}")
     return 0
@@ -156,7 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_backbones)
 
     for module in _COMMAND_MODULES:
-        importlib.import_module(module).register(sub)
+        try:
+            importlib.import_module(module).register(sub)
+        except ImportError as exc:  # one broken optional area must not take detect down with it
+            print(f"warning: commands of {module} unavailable ({exc})", file=sys.stderr)
     return parser
 
 
@@ -173,8 +175,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     warnings.simplefilter("default")
+    from codegraph_ad.io.signals import terminate_as_interrupt
+
     try:
-        return int(a.func(a))
+        with terminate_as_interrupt():  # SIGTERM cleans up like Ctrl-C, for every command
+            return int(a.func(a))
     except CodegraphError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

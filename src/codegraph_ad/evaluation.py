@@ -55,10 +55,14 @@ def batch_metrics(image_scores: np.ndarray, maps: np.ndarray, masks: np.ndarray,
     }
 
 
-def patch_labels(masks: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
-    """``(N, M)`` bool: a patch is anomalous when any of its pixels is (mask max-pooled to the grid)."""
+def patch_labels(masks: np.ndarray, grid: tuple[int, int], min_fraction: float = 0.5) -> np.ndarray:
+    """``(N, M)`` bool: a patch is anomalous when at least ``min_fraction`` of its pixels are.
+
+    Half the cell (as in the analysis module) keeps border patches that are mostly normal
+    out of the anomalous set, so they do not count as "consistent" anomalies.
+    """
     t = torch.from_numpy(masks.astype(np.float32))[:, None]
-    pooled = F.adaptive_max_pool2d(t, grid)[:, 0] > 0
+    pooled = F.adaptive_avg_pool2d(t, grid)[:, 0] >= min_fraction
     return pooled.reshape(masks.shape[0], -1).numpy()
 
 

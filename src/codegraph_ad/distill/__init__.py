@@ -1,0 +1,46 @@
+"""Pseudo-masks from batch runs and single-image models trained on them (SPEC section 10).
+
+    codegraph-ad pseudomask RUN --out PSEUDO     # truncated-GMM masks in the MVTec layout
+    codegraph-ad distill RUN --out head.pt       # patch head on frozen ViT tokens
+    codegraph-ad predict head.pt IMAGES --out P  # one image at a time, no batch
+
+CLIP-based models (WinCLIP, APRIL-GAN-style adapter, AnomalyCLIP-style prompts) live in
+``codegraph_ad.distill.clip`` and import open_clip only when used. See docs/distill.md.
+"""
+
+from codegraph_ad.distill.config import (
+    ClipConfig,
+    DistillConfig,
+    HeadConfig,
+    LossConfig,
+    PseudoMaskConfig,
+    TextModelConfig,
+    TrainConfig,
+    WinClipConfig,
+)
+from codegraph_ad.distill.detector import DistilledDetector, load_detector
+from codegraph_ad.distill.distill_head import TrainingReport, train_patch_head
+from codegraph_ad.distill.predict import PredictResult, predict_images
+from codegraph_ad.distill.pseudomask import ThresholdFit, fit_threshold, pseudo_masks
+from codegraph_ad.distill.pseudomask_run import write_pseudomasks
+
+__all__ = [
+    "ClipConfig",
+    "DistillConfig",
+    "DistilledDetector",
+    "HeadConfig",
+    "LossConfig",
+    "PredictResult",
+    "PseudoMaskConfig",
+    "TextModelConfig",
+    "ThresholdFit",
+    "TrainConfig",
+    "TrainingReport",
+    "WinClipConfig",
+    "fit_threshold",
+    "load_detector",
+    "predict_images",
+    "pseudo_masks",
+    "train_patch_head",
+    "write_pseudomasks",
+]

@@ -1,0 +1,162 @@
+"""Every tunable of the distillation stage (SPEC section 10, thesis chapter 6), in one place.
+
+Pseudo-masks turn a batch run's anomaly maps into binary labels; per-image models (a small
+head on frozen ViT tokens, or CLIP-based text models) are then trained on them so that new
+images can be scored one at a time, without a batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from codegraph_ad.config import FeatureConfig
+
+FitScope = Literal["image", "batch"]
+
+
+@dataclass(frozen=True)
+class PseudoMaskConfig:
+    """Truncated Gaussian-mixture thresholding of anomaly maps (SPEC section 10).
+
+    q: scores above the q-quantile are left out of the fit so that the (few) anomalous pixels
+        do not widen the normal component [reconstructed, 0.95].
+    beta: tail probability of each component: t_k = mu_k + z_(1-beta) sigma_k
+        [reconstructed, 0.01].
+    scope: "batch" (default) pools the maps of the run and fits one threshold for all of them;
+        "image" fits one mixture per anomaly map (the thesis's formulation). Per image, every
+        normal image gets its own top few percent of pixels flagged, and a large defect widens
+        its own map's mixture: on MVTec bottle at 224 px (benchmarks/results/
+        distill_pseudomask.json) pixel F1 was 39.0 per image vs 72.6 per batch, image-level
+        agreement 69 % vs 95 %, with the same q and beta.
+    max_components: the BIC chooses among 1..max_components (the thesis uses 1 or 2).
+    max_fit_samples: pixels drawn (seeded, without replacement) for the fit; the maps are
+        bilinear upsamplings of a patch grid, so a subsample loses nothing and keeps the fit
+        in milliseconds at camera resolution.
+    """
+
+    q: float = 0.95
+    beta: float = 0.01
+    scope: FitScope = "batch"
+    max_components: int = 2
+    max_fit_samples: int = 20_000
+    seed: int = 0
+
+    def validate(self) -> PseudoMaskConfig:
+        if not 0.0 < self.q <= 1.0:
+            raise ValueError(f"pseudo-mask q must be in (0, 1], got {self.q}")
+        if not 0.0 < self.beta < 1.0:
+            raise ValueError(f"pseudo-mask beta must be in (0, 1), got {self.beta}")
+        if self.scope not in ("image", "batch"):
+            raise ValueError(f"pseudo-mask scope must be 'image' or 'batch', got {self.scope!r}")
+        if self.max_components < 1:
+            raise ValueError(f"max_components must be >= 1, got {self.max_components}")
+        if self.max_fit_samples < 10:
+            raise ValueError(f"max_fit_samples must be >= 10, got {self.max_fit_samples}")
+        return self
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Focal + Dice on patch-grid targets (as APRIL-GAN and AnomalyCLIP train).
+
+    Focal handles the class imbalance (few anomalous patches); Dice rewards the overlap of the
+    predicted region as a whole. Targets are the anomalous fraction of each patch (soft), so
+    a patch half-covered by a thin defect is not forced to 0 or 1.
+    """
+
+    focal_gamma: float = 2.0
+    focal_alpha: float | None = None  # weight of the positive class; None: unweighted
+    dice_weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimiser settings shared by every trainable per-image model."""
+
+    epochs: int = 60  # the setting behind every number in docs/distill.md
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    batch_images: int = 8  # images per optimiser step
+    seed: int = 0
+    loss: LossConfig = field(default_factory=LossConfig)
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """The distilled patch head on frozen backbone tokens.
+
+    degrees: LNAMD degrees whose unit tokens are concatenated over all layers as the head's
+        input (r = 1: each patch alone; r = 3 adds its neighbourhood).
+    hidden: width of the MLP's hidden layer; 0 (default) makes the head linear. On bottle
+        (224 px, split seed 1, benchmarks/results/distill_head_choice.json) the linear heads
+        trained on pseudo-masks stayed within 1.2 points of those trained on real masks, while
+        MLPs (64, 256 hidden) fitted the pseudo-masks' errors and lost 2-7 points of pixel and
+        image AUROC; with real masks an MLP gained about 1 point of pixel AUROC. r = (1, 3)
+        beat r = 1 on image AUROC (99.7 vs 99.0) at the same pixel AUROC.
+    """
+
+    degrees: tuple[int, ...] = (1, 3)
+    hidden: int = 0
+    dropout: float = 0.1  # on the hidden layer only
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """A distilled single-image detector: which backbone, which head, how it is trained."""
+
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass(frozen=True)
+class ClipConfig:
+    """A CLIP model (open_clip) loaded from a local checkpoint.
+
+    arch: an open_clip model name ("ViT-L-14-336") or one of this package's backbone names
+        ("clip_vitl14_336"). quick_gelu: True for OpenAI's weights (see backbones/official.py).
+    layers: 1-based blocks whose patch tokens feed the adapters (APRIL-GAN and AnomalyCLIP use
+        4 evenly spaced blocks of ViT-L: 6/12/18/24); None takes the backbone's default four.
+    """
+
+    arch: str = "ViT-L-14-336"
+    checkpoint: str | None = None
+    image_size: int = 336
+    layers: tuple[int, ...] | None = None
+    quick_gelu: bool = True
+
+
+@dataclass(frozen=True)
+class WinClipConfig:
+    """WinCLIP zero-shot scoring: window sizes in patches, softmax temperature.
+
+    scales: side of the square windows in patches (WinCLIP: small and mid windows, 2 and 3
+        patches at ViT-B/16 240 px). Patch scores are the harmonic mean of the scores of the windows covering the patch, averaged over scales.
+    """
+
+    scales: tuple[int, ...] = (2, 3)
+    stride: int = 1
+    temperature: float = 100.0  # CLIP's logit scale
+    window_batch: int = 256  # windows per forward pass
+
+
+@dataclass(frozen=True)
+class TextModelConfig:
+    """APRIL-GAN-style adapter or AnomalyCLIP-style learnable prompts on a frozen CLIP.
+
+    kind: "aprilgan" trains one linear map per layer from patch tokens to the text space,
+        against fixed prompt-ensemble text embeddings; "anomalyclip" trains object-agnostic
+        context vectors ("[V1..Vn] object" / "[W1..Wn] damaged object") and projects patch
+        tokens with CLIP's own frozen projection.
+    n_ctx: learnable context tokens per prompt (AnomalyCLIP: 12).
+    object_name: the noun used in the prompts ("object" keeps them object-agnostic).
+    temperature: scale of the cosine similarities before the normal/abnormal softmax.
+    """
+
+    kind: Literal["aprilgan", "anomalyclip"] = "aprilgan"
+    clip: ClipConfig = field(default_factory=ClipConfig)
+    n_ctx: int = 12
+    object_name: str = "object"
+    temperature: float = 100.0
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=30, lr=1e-3))
