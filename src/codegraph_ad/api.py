@@ -196,6 +196,10 @@ def write_run(result: RunResult, out: Path, mask_paths=None, overlays: bool = Tr
     write_npy(out / "patch_scores.npy", s.patch_scores.numpy().astype(np.float32))
     if s.excluded is not None:
         write_npy(out / "excluded.npy", s.excluded.numpy())
+        if s.diagnostics.get("subsets"):
+            from codegraph_ad.report.graph_files import write_graph_files
+
+            write_graph_files(out, result.names, result.paths, s.excluded.numpy(), s.grid, s.diagnostics)
     result.timings["write_s"] = time.perf_counter() - t0
     write_json(out / MANIFEST, {"names": result.names, "paths": [str(p) for p in result.paths],
                                 "original_sizes": [list(x) for x in result.original_sizes], "grid": list(s.grid),

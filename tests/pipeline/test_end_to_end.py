@@ -40,8 +40,11 @@ def test_detect_cli_ranks_defects_first_and_writes_outputs(demo_folder, tmp_path
         assert (out / "overlays" / f"{r['name']}.png").exists()
     assert (out / "run.json").exists()
     if method == "codegraph":
-        assert (out / "excluded.npy").exists()
+        assert (out / "excluded.npy").exists() and (out / "graph.png").exists()
         assert "exclusion_rate" in meta["diagnostics"]
+        excluded = np.load(out / "excluded.npy")
+        overlays_of_excluded = sorted(p.stem for p in (out / "excluded").glob("*.png")) if excluded.any() else []
+        assert overlays_of_excluded == sorted(r["name"] for i, r in enumerate(rows) if excluded[i].any())
     printed = capsys.readouterr().out
     assert "defect_" in printed.splitlines()[1]
 

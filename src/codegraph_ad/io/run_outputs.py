@@ -24,8 +24,9 @@ SCORES_CSV = "scores.csv"
 SCORES_JSON = "scores.json"
 # Every file a run writes besides the manifest, and the folders of per-image files.
 # report.html is a view built from the others after the manifest; it goes with them.
-OUTPUT_FILES = (SCORES_CSV, SCORES_JSON, "patch_scores.npy", "excluded.npy", "metrics.json", "report.html")
-OUTPUT_DIRS = (("maps", ".npy"), ("overlays", ".png"), ("report_assets", ".js"))
+OUTPUT_FILES = (SCORES_CSV, SCORES_JSON, "patch_scores.npy", "excluded.npy", "metrics.json", "report.html",
+                "graph.png")
+OUTPUT_DIRS = (("maps", ".npy"), ("overlays", ".png"), ("report_assets", ".js"), ("excluded", ".png"))
 
 
 def has_outputs(out_dir: Path) -> bool:
