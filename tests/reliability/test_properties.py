@@ -54,8 +54,12 @@ def test_duplicating_the_batch_does_not_raise_scores(fs: FeatureSet) -> None:
     n = fs.n_images
     a = _musc().score(fs)
     b = _musc().score(fs.subset(list(range(n)) * 2))
-    assert (b.patch_scores[:n] <= a.patch_scores + 1e-6).all()
-    assert (b.raw_image_scores[:n] <= a.raw_image_scores + 1e-6).all()
+    # Distances are sqrt(2 - 2 s) from fp32 products: near zero, a rounding error of ~1e-7
+    # in s becomes up to ~5e-4 in d, and block sizes (hence rounding) differ between the
+    # two batch sizes; that is the tolerance the property holds to.
+    tol = 1e-3
+    assert (b.patch_scores[:n] <= a.patch_scores + tol).all()
+    assert (b.raw_image_scores[:n] <= a.raw_image_scores + tol).all()
 
 
 @SETTINGS
