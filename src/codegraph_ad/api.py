@@ -9,7 +9,7 @@ from __future__ import annotations
 import platform
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -297,8 +297,3 @@ def evaluate(
                            {"metrics": metrics, "config": config_to_dict(config), "versions": versions()})
                 write_run(run, out, mask_paths, overlays, progress, extra_rows=extra)
     return EvaluationResult(run, metrics)
-
-
-def with_overrides(config: RunConfig, **sections: Any) -> RunConfig:
-    """Copy of ``config`` with whole sections or fields replaced (``features=FeatureConfig(...)``)."""
-    return replace(config, **sections)
