@@ -69,9 +69,10 @@ def config_from_args(a: argparse.Namespace) -> RunConfig:
     return RunConfig(a.method, features, _DEFAULTS.lnamd, msm, rscin, engine, graph)
 
 
-def _print_scores(result, limit: int = 20) -> None:
-    rows = sorted(result.table(), key=lambda r: -r["score"])
-    print(f"{'score':>10}  image")
+def print_score_rows(rows: list[dict], item: str = "image", limit: int = 20) -> None:
+    """The highest-scoring rows first, as every scoring command prints them."""
+    rows = sorted(rows, key=lambda r: -r["score"])
+    print(f"{'score':>10}  {item}")
     for r in rows[:limit]:
         print(f"{r['score']:10.4f}  {r['name']}")
     if len(rows) > limit:
@@ -84,7 +85,7 @@ def cmd_detect(a: argparse.Namespace) -> int:
     result = detect(a.folder, a.out, config_from_args(a), overwrite=a.overwrite,
                     on_error="skip" if a.skip_bad else "stop", progress=not a.quiet,
                     overlays=not a.no_overlays, cache=False if a.no_cache else None, cache_dir=a.cache_dir)
-    _print_scores(result)
+    print_score_rows(result.table())
     print(f"results written to {a.out}")
     return 0
 
@@ -117,7 +118,7 @@ def cmd_demo(a: argparse.Namespace) -> int:
     print(f"wrote demo images to {folder} (3 with synthetic defects: defect_*.png)")
     cfg = config_from_args(a)
     result = detect(folder, a.out / "run", cfg, overwrite=True, progress=not a.quiet, overlays=not a.no_overlays)
-    _print_scores(result)
+    print_score_rows(result.table())
     print(f"results written to {a.out / 'run'}")
     return 0
 

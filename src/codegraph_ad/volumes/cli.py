@@ -54,21 +54,14 @@ def volume_config_from_args(a: argparse.Namespace) -> VolumeConfig:
     )
 
 
-def _print_rows(rows: list[dict], limit: int = 20) -> None:
-    rows = sorted(rows, key=lambda r: -r["score"])
-    print(f"{'score':>10}  volume")
-    for r in rows[:limit]:
-        print(f"{r['score']:10.4f}  {r['name']}")
-    if len(rows) > limit:
-        print(f"... {len(rows) - limit} more in scores.csv")
-
-
 def cmd_volumes(a: argparse.Namespace) -> int:
     from codegraph_ad.volumes.api import detect_volumes
 
     result = detect_volumes(a.folder, a.out, volume_config_from_args(a), brain_masks=a.brain_masks,
                             overwrite=a.overwrite, progress=not a.quiet, mosaics=not a.no_mosaics)
-    _print_rows(result.table())
+    from codegraph_ad.cli import print_score_rows
+
+    print_score_rows(result.table(), item="volume")
     print(f"results written to {a.out}")
     return 0
 
