@@ -19,9 +19,11 @@ from codegraph_ad.engine.products import make_product
 # Share of the memory budget the similarity block may use; the rest holds features,
 # minima and reduction temporaries.
 _BLOCK_SHARE = 0.25
-# Blocks larger than this stop fitting the caches: measured on 2 cores, a 16 MB block
-# scored N=40, M=256 in 1.25 s against 2.8 s for a 1 GB block (same FLOPs).
-_BLOCK_CAP_BYTES = 32e6
+# Blocks larger than this stop fitting the caches. Measured on 2 cores: a 16 MB block scored
+# N=40, M=256 in 1.25 s against 2.8 s for a 1 GB block (same FLOPs); products of side 1024,
+# 2048 and 3072 ran at 233 / 231 / 164 GFLOP/s in fp32 and the int8 engine scored N=32,
+# M=1024 at 581 GOPS with 1024-side blocks against 525 with 2048.
+_BLOCK_CAP_BYTES = 1024 * 1024 * 4
 
 
 @dataclass
@@ -59,17 +61,18 @@ def pair_minima(
 ) -> PairMinima:
     """Nearest-patch distances between every ordered image pair of ``feats: (N, M, C)`` (unit rows).
 
-    In the reduced-precision modes (``bf16``, ``int8``, ``fast``) the block product only
-    chooses the nearest patch; its similarity is then recomputed in fp32 from the two
-    vectors (N^2 M dot products, 1/M of the work), so the minima stay fp32-accurate unless
-    rounding swaps two near-tied neighbours (then the distance is that of the runner-up).
+    ``bf16`` only chooses the nearest patch; its similarity is then recomputed in fp32 from
+    the two vectors (N^2 M dot products, 1/M of the work), so the minima stay fp32-accurate
+    unless rounding swaps two near-tied neighbours. ``int8`` keeps its own maxima, dequantised
+    (similarity error about 1e-3 on unit vectors; see products.py). ``fast`` is whichever of
+    the three runs fastest here.
     """
     n, m, c = feats.shape
     feats = feats.float().contiguous()
     product = make_product(precision, m)
     best_sim = torch.full((n, n, m), -2.0 if product.exact else torch.iinfo(torch.int32).min,
                           dtype=product.out_dtype, device=feats.device)
-    need_arg = with_argmin or not product.exact
+    need_arg = with_argmin or product.recompute
     best_arg = (torch.zeros((n, n, m), dtype=torch.int16 if m < 32768 else torch.int32, device=feats.device)
                 if need_arg else None)
     low = product.prepare(feats.reshape(n * m, c))
@@ -99,8 +102,7 @@ def pair_minima(
                 best_sim[j0:j1, i0:i1] = s_ji.permute(1, 0, 2)
                 best_arg[j0:j1, i0:i1] = a_ji.permute(1, 0, 2).to(best_arg.dtype)
         del sim
-    if not product.exact:
-        best_sim = _exact_similarity(feats, best_arg)
+    best_sim = _exact_similarity(feats, best_arg) if product.recompute else product.to_similarity(best_sim)
     dist = similarity_to_distance(best_sim)
     idx = torch.arange(n, device=feats.device)
     dist[idx, idx] = float("inf")
