@@ -22,6 +22,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="normal reference patches on the Hill plot")
     p.add_argument("--hill-k-max", type=int, default=_DEFAULTS.hill_k_max, help="largest k on the Hill plot")
     p.add_argument("--seed", type=int, default=_DEFAULTS.seed)
+    p.add_argument("--repeated", action="append", default=[], metavar="GLOB",
+                   help="images carrying one repeated defect (<defect>/<stem>, file name or path; "
+                        "repeatable); their anomalous patches get their own burnout curve. "
+                        "Default: the source and copies of a SynCA build")
     p.add_argument("--no-figures", action="store_true", help="write analysis.json only")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_analyze)
@@ -32,10 +36,11 @@ def cmd_analyze(a: argparse.Namespace) -> int:
     from codegraph_ad.report.html import REPORT_NAME, write_report
 
     config = AnalysisConfig(consistent_percentile=a.consistent_percentile, mask_fraction=a.mask_fraction,
-                            hill_references=a.hill_references, hill_k_max=a.hill_k_max, seed=a.seed)
+                            hill_references=a.hill_references, hill_k_max=a.hill_k_max, seed=a.seed,
+                            repeated_images=tuple(a.repeated))
     out = a.out if a.out is not None else a.run_dir / "analysis"
     result = analyze_run(a.run_dir, out, config, progress=not a.quiet, figures=not a.no_figures)
-    print(f"{'block':>5}  {'slope':>7}  {'R2':>6}  {'Hill':>6}  {'Beta a':>6}  burnout (consistent)")
+    print(f"{'block':>5}  {'slope':>7}  {'R2':>6}  {'Hill':>6}  {'Beta a':>6}  burnout (consistent / repeated)")
     for layer in result["layers"]:
         fit = layer["scaling"]["fit"]
         slope = f"{fit['exponent']:7.3f}" if fit else "    n/a"
@@ -43,8 +48,10 @@ def cmd_analyze(a: argparse.Namespace) -> int:
         hill = layer["hill"]["plateau"]
         beta = layer["beta"]["alpha"]
         burn = layer["burnout"]["consistent"]["burnout_rank"] if layer["burnout"] else None
+        rep = (layer["burnout"] or {}).get("repeated", {}).get("burnout_rank")
         print(f"{layer['block']:>5}  {slope}  {r2}  {'   n/a' if hill is None else f'{hill:6.2f}'}  "
-              f"{'   n/a' if beta is None else f'{beta:6.2f}'}  {'n/a' if burn is None else burn}")
+              f"{'   n/a' if beta is None else f'{beta:6.2f}'}  {'n/a' if burn is None else burn} / "
+              f"{'n/a' if rep is None else rep}")
     figures = ", ".join(result["figures"].values()) or "none"
     print(f"analysis written to {out / ANALYSIS_JSON} (figures: {figures})")
     report = a.run_dir / REPORT_NAME

@@ -27,6 +27,9 @@ class AnalysisConfig:
         reported as the tail index (small k is noise-dominated, large k leaves the tail).
     qq_points: quantile levels on the Beta(alpha, 1) Q-Q plot.
     seed: for the reference-patch sample.
+    repeated_images: glob patterns (``<defect>/<stem>``, file name or path) naming the images
+        that carry one repeated defect; their anomalous patches are a third burnout group.
+        Empty: taken from a SynCA manifest when the batch is a SynCA build, else no group.
     """
 
     fit_rank_min: int = 1
@@ -38,3 +41,4 @@ class AnalysisConfig:
     hill_plateau: tuple[float, float] = (0.1, 0.5)
     qq_points: int = 100
     seed: int = 0
+    repeated_images: tuple[str, ...] = ()

@@ -18,7 +18,8 @@ from matplotlib.figure import Figure
 
 from codegraph_ad.io.atomic import write_bytes
 
-_GROUP_COLOURS = {"normal": "tab:blue", "consistent": "tab:red", "inconsistent": "tab:orange"}
+_GROUP_COLOURS = {"normal": "tab:blue", "consistent": "tab:red", "inconsistent": "tab:orange",
+                  "repeated": "tab:purple"}
 
 
 def _arr(values: list[float | None]) -> np.ndarray:
@@ -66,19 +67,20 @@ def plot_scaling(layers: list[dict[str, Any]], path: Path) -> Path:
 
 
 def plot_burnout(layers: list[dict[str, Any]], path: Path) -> Path:
-    """Growth curves of normal, consistent and inconsistent anomalous patches; a dotted line
-    marks the consistent group's burnout rank."""
+    """Growth curves of normal, consistent and inconsistent anomalous patches (and of the
+    repeated defect's patches when known); dotted lines mark the burnout ranks."""
     fig, axes = _grid(len(layers), "neighbour burnout: growth curves by patch group")
     for ax, layer in zip(axes, layers):
         s, b = layer["scaling"], layer["burnout"]
         ranks = np.asarray(s["ranks"])
         _plot_curve(ax, ranks, _arr(s["mean_tau"]), s["fit"], "normal", _GROUP_COLOURS["normal"])
-        for group in ("consistent", "inconsistent"):
-            g = b[group]
-            if g["n_patches"] == 0:
+        for group in ("consistent", "inconsistent", "repeated"):
+            g = b.get(group)
+            if g is None or g["n_patches"] == 0:
                 continue
-            _plot_curve(ax, ranks, _arr(g["mean_tau"]), None, f"{group} ({g['n_patches']})", _GROUP_COLOURS[group])
-            if group == "consistent" and g["burnout_rank"] is not None:
+            label = "repeated defect" if group == "repeated" else group
+            _plot_curve(ax, ranks, _arr(g["mean_tau"]), None, f"{label} ({g['n_patches']})", _GROUP_COLOURS[group])
+            if group in ("consistent", "repeated") and g["burnout_rank"] is not None:
                 ax.axvline(g["burnout_rank"], color=_GROUP_COLOURS[group], ls=":", lw=1)
         ax.set_title(f"block {layer['block']}")
         ax.set_xlabel("rank i")

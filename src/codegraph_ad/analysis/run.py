@@ -22,6 +22,7 @@ from codegraph_ad.analysis.burnout import burnout_excess, burnout_rank, split_an
 from codegraph_ad.analysis.config import AnalysisConfig
 from codegraph_ad.analysis.inputs import CACHE_NAME, AnalysisInputs, cache_key, compute_inputs, load_cached, save_cached
 from codegraph_ad.analysis.labels import PatchTruth, patch_truth
+from codegraph_ad.analysis.repeated import repeated_images
 from codegraph_ad.analysis.scaling import fit_power_law, growth_curve, sorted_similarity_vectors
 from codegraph_ad.analysis.tail import beta_qq, fit_beta_alpha, hill_estimates, normalised_distances, summarize_hill
 from codegraph_ad.config import RunConfig, config_from_dict, config_to_dict
@@ -69,8 +70,12 @@ def analyze_layer(
     groups: Any,
     k_ref: int,
     config: AnalysisConfig,
+    repeated: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Every estimate for one layer: scaling fit, burnout curves, Hill summary, Beta fit."""
+    """Every estimate for one layer: scaling fit, burnout curves, Hill summary, Beta fit.
+
+    repeated: ``(N, M)`` bool anomalous patches of the repeated-defect images, or None.
+    """
     sorted_normal = sorted_similarity_vectors(dist, normal)
     ranks, curve = growth_curve(sorted_normal)
     rank_max = config.fit_rank_max if config.fit_rank_max is not None else k_ref
@@ -80,6 +85,8 @@ def analyze_layer(
     burnout = None
     if groups is not None:
         burnout = {name: _group_curve(dist, getattr(groups, name), fit) for name in ("consistent", "inconsistent")}
+        if repeated is not None:
+            burnout["repeated"] = _group_curve(dist, repeated, fit)
     hs = summarize_hill(hill_estimates(hill_dists), config.hill_plateau)
     hill = {"k": hs.k.tolist(), "median": _json_list(hs.median), "q25": _json_list(hs.q25), "q75": _json_list(hs.q75),
             "plateau": hs.plateau, "k_lo": hs.k_lo, "k_hi": hs.k_hi, "n_references": int(hill_dists.shape[0])}
@@ -138,6 +145,7 @@ def analyze_run(
     n, m = len(paths), grid[0] * grid[1]
     run_scores = _run_patch_scores(run_dir, n, m)
     truth = patch_truth(rows, paths, sizes, grid, config.mask_fraction)
+    repeated, repeated_source = repeated_images(paths, config.repeated_images)
     normal, normal_rule = normal_patches(truth, run_scores)
     need_musc = truth.anomalous is not None and not _musc_reusable(run_config)
     key = cache_key([str(p) for p in paths], run_config, config, normal, need_musc)
@@ -153,7 +161,10 @@ def analyze_run(
         save_cached(out / CACHE_NAME, key, inputs)
     timings["inputs_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    result = analyze_inputs(inputs, truth, normal, run_config, config, run_scores)
+    result = analyze_inputs(inputs, truth, normal, run_config, config, run_scores, repeated)
+    if result["groups"] is not None and "repeated" in result["groups"]:
+        result["groups"]["repeated"].update(source=repeated_source,
+                                            images=[nm for nm, r in zip(manifest["names"], repeated) if r])
     result.update(run_dir=str(run_dir), names=manifest["names"], grid=list(grid), normal_patches=normal_rule,
                   n_normal_patches=int(normal.sum()), run_config=config_to_dict(run_config),
                   analysis_config=config_to_dict(config))
@@ -173,10 +184,16 @@ def analyze_inputs(
     run_config: RunConfig,
     config: AnalysisConfig,
     run_scores: np.ndarray,
+    repeated_members: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """The estimates of every layer from precomputed inputs (no backbone, no files)."""
+    """The estimates of every layer from precomputed inputs (no backbone, no files).
+
+    repeated_members: ``(N,)`` bool images carrying one repeated defect (their anomalous
+    patches become a third burnout group), or None.
+    """
     n = inputs.minima.shape[1]
     groups = None
+    repeated = None
     group_info: dict[str, Any] | None = None
     if truth.anomalous is not None:
         musc = inputs.musc_scores if inputs.musc_scores is not None else run_scores
@@ -184,10 +201,14 @@ def analyze_inputs(
         group_info = {"threshold": groups.threshold, "percentile": groups.percentile,
                       "n_anomalous": int(truth.anomalous.sum()), "n_consistent": int(groups.consistent.sum()),
                       "n_inconsistent": int(groups.inconsistent.sum())}
+        if repeated_members is not None:
+            repeated = truth.anomalous & np.asarray(repeated_members, dtype=bool)[:, None]
+            group_info["repeated"] = {"n_images": int(np.sum(repeated_members)), "n_patches": int(repeated.sum()),
+                                      "n_consistent": int((repeated & groups.consistent).sum())}
     k_ref = reference_rank(n, run_config.graph.k_fraction)
     layers = []
     for li, block in enumerate(run_config.features.layers):
-        layer = analyze_layer(inputs.minima[li], inputs.hill_dists[li], normal, groups, k_ref, config)
+        layer = analyze_layer(inputs.minima[li], inputs.hill_dists[li], normal, groups, k_ref, config, repeated)
         layers.append({"block": int(block), **layer})
     return {"n_images": int(n), "labels": truth.labels is not None, "masks": truth.anomalous is not None,
             "groups": group_info, "layers": layers}

@@ -238,21 +238,25 @@ def _analysis(run: RunFolder) -> str:
         return ""
     result = json.loads(path.read_text())
     rows = []
+    has_repeated = any("repeated" in (layer.get("burnout") or {}) for layer in result.get("layers", []))
     for layer in result.get("layers", []):
         fit = layer.get("scaling", {}).get("fit") or {}
         burn = (layer.get("burnout") or {}).get("consistent") or {}
+        rep = (layer.get("burnout") or {}).get("repeated") or {}
+        rep_cell = f"<td class=\"num\">{_fmt(rep.get('burnout_rank'))}</td>" if has_repeated else ""
         rows.append(
             f"<tr><td>{_e(layer.get('block'))}</td><td class=\"num\">{_fmt(fit.get('exponent'))}</td>"
             f"<td class=\"num\">{_fmt(fit.get('r2'))}</td><td class=\"num\">{_fmt(layer.get('hill', {}).get('plateau'))}</td>"
             f"<td class=\"num\">{_fmt(layer.get('beta', {}).get('alpha'))}</td>"
             f"<td class=\"num\">{_fmt(layer.get('beta', {}).get('ks'))}</td>"
-            f"<td class=\"num\">{_fmt(burn.get('burnout_rank'))}</td></tr>")
+            f"<td class=\"num\">{_fmt(burn.get('burnout_rank'))}</td>{rep_cell}</tr>")
     figures = "".join(
         f'<figure><img loading="lazy" src="analysis/{quote(name)}" alt="{_e(key)}" style="max-width:100%">'
         f"<figcaption>{_e(key)}</figcaption></figure>"
         for key, name in result.get("figures", {}).items() if (run.root / "analysis" / name).exists())
     return ("<table><thead><tr><th>block</th><th>scaling slope</th><th>R²</th><th>Hill plateau</th>"
-            "<th>Beta alpha</th><th>KS</th><th>burnout rank (consistent)</th></tr></thead><tbody>"
+            "<th>Beta alpha</th><th>KS</th><th>burnout rank (consistent)</th>"
+            + ("<th>burnout rank (repeated defect)</th>" if has_repeated else "") + "</tr></thead><tbody>"
             + "".join(rows) + "</tbody></table>"
             + f'<p class="muted">normal patches: {_e(result.get("normal_patches", "n/a"))}; details in '
               "analysis/analysis.json and docs/analysis.md</p>" + figures)
