@@ -1,0 +1,104 @@
+"""Screenshots of a run's report.html in headless Chromium, for the docs.
+
+    python benchmarks/report_screenshots.py RUN_DIR --out docs/figures/report_synca [--open-top 1]
+writes <out>_table.png (summary, metrics and the top of the image table), <out>_graph.png
+(the anomaly similarity graph section), <out>_detail.png (the detail view of the top-ranked
+image, or of --detail NAME) and <out>_analysis.png (when the run was analysed). Needs selenium, chromium and
+chromedriver (the browser test's requirements); fails with the reason when one is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--hide-scrollbars", "--window-size=1400,1800")
+
+
+def _driver(profile: Path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    chromium = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
+    driver_path = shutil.which("chromedriver")
+    if chromium is None or driver_path is None:
+        sys.exit("chromium or chromedriver not found (apt-get install chromium chromium-driver)")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chromium
+    for flag in FLAGS:
+        opts.add_argument(flag)
+    opts.add_argument(f"--user-data-dir={profile}")
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(driver_path), options=opts)
+    driver.set_page_load_timeout(120)
+    return driver
+
+
+def _shoot_section(driver, section_id: str, path: Path) -> bool:
+    found = driver.execute_script(
+        "const e = document.getElementById(arguments[0]); if (!e) return false;"
+        "e.scrollIntoView({block: 'start'}); return true;", section_id)
+    if found:
+        time.sleep(0.5)
+        path.write_bytes(driver.get_screenshot_as_png())
+    return bool(found)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("run_dir", type=Path)
+    ap.add_argument("--out", required=True, help="path prefix of the PNG files")
+    ap.add_argument("--detail", default=None, help="image name whose detail view to shoot (default: the top row)")
+    a = ap.parse_args()
+    page = (a.run_dir / "report.html").resolve()
+    if not page.is_file():
+        sys.exit(f"{page}: no report.html (run `codegraph-ad report {a.run_dir}` first)")
+    prefix = Path(a.out)
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as profile:
+        driver = _driver(Path(profile))
+        try:
+            driver.get(page.as_uri())
+            time.sleep(1.0)
+            severe = [e for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
+            if severe:
+                sys.exit(f"console errors: {severe}")
+            written = []
+            for section, suffix in (("summary", "table"), ("graph", "graph"), ("analysis", "analysis")):
+                target = Path(f"{prefix}_{suffix}.png")
+                if _shoot_section(driver, section, target):
+                    written.append(target)
+            clicked = driver.execute_script(
+                "const rows = [...document.querySelectorAll('#images-table tbody tr')];"
+                "const row = arguments[0] ? rows.find(r => r.textContent.includes(arguments[0])) : rows[0];"
+                "if (!row) return false; row.click(); return true;", a.detail)
+            if not clicked:
+                sys.exit(f"no table row for {a.detail!r}")
+            time.sleep(1.0)
+            target = Path(f"{prefix}_detail.png")
+            target.write_bytes(driver.get_screenshot_as_png())
+            written.append(target)
+        finally:
+            driver.quit()
+    for path in written:
+        shrink(path)
+        print(path)
+
+
+def shrink(path: Path) -> None:
+    """Palette PNG (256 colours, no dithering): a third of the size, text stays sharp."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        rgb = im.convert("RGB")
+    rgb.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(path, optimize=True)
+
+
+if __name__ == "__main__":
+    main()
