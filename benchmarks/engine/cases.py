@@ -1,7 +1,10 @@
 """One engine-benchmark case, run in its own process so that its peak memory is its own.
 
     python cases.py --kind naive|engine --precision fp32|fast --n 100 --m 1024 [--real FEATS.pt]
-prints one JSON line: seconds, executed GFLOP, peak RSS, and a checksum of the scores.
+prints one JSON line: seconds, executed GFLOP, peak RSS, whether the scores are finite, and
+the matrix-multiply peak of the case's own product type measured right before and right after
+its timed part (the development machine is a VM whose speed drifts by 2x within an hour: a
+peak taken minutes earlier is no reference).
 """
 
 from __future__ import annotations
@@ -16,6 +19,22 @@ import torch
 from codegraph_ad.engine.msm import msm_k, msm_scores
 from codegraph_ad.engine.mutual import pair_minima
 from codegraph_ad.engine.products import make_product
+
+PEAK_SIDE = 2048  # the product the peak is measured on: (2048 x 384) @ (384 x 2048)
+
+
+def product_peak(product, c: int = 384, repeats: int = 5) -> float:
+    """GOPS of the best of ``repeats`` square block products of ``product``'s type."""
+    a = torch.nn.functional.normalize(torch.randn(PEAK_SIDE, c, generator=torch.Generator().manual_seed(1)), dim=1)
+    low = product.prepare(a)
+    right = product.right(low)
+    product.block(low, right)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        product.block(low, right)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * PEAK_SIDE * PEAK_SIDE * c / best / 1e9
 
 Q = 0.3
 
@@ -49,8 +68,10 @@ def main() -> None:
         g = torch.Generator().manual_seed(0)
         x = torch.nn.functional.normalize(torch.randn(a.n, a.m, a.c, generator=g), dim=-1)
     n, m, c = x.shape
-    mode = type(make_product(a.precision, m)).__name__  # 'fast' calibrates once, outside the timing
+    product = make_product("fp32" if a.kind == "naive" else a.precision, m)  # 'fast' calibrates here
+    mode = type(product).__name__
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_before = product_peak(product, c)
     t0 = time.perf_counter()
     if a.kind == "naive":
         scores = naive_scores(x)
@@ -61,6 +82,7 @@ def main() -> None:
         scores = msm_scores(minima.dist, Q)
         gflop = 2.0 * (n * (n + 1) / 2) * m * m * c / 1e9  # one block per unordered pair (+ diagonal)
     secs = time.perf_counter() - t0
+    peak_after = product_peak(product, c)
     if a.save:
         torch.save(scores, a.save)
     print(json.dumps({
@@ -69,6 +91,8 @@ def main() -> None:
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "features_rss_mb": round(base_rss, 1), "threads": torch.get_num_threads(),
         "finite": bool(torch.isfinite(scores).all()),
+        "local_peak_gflops": round(max(peak_before, peak_after), 1),
+        "local_peak_before_after": [round(peak_before, 1), round(peak_after, 1)],
     }))
 
 
