@@ -85,3 +85,11 @@ def test_memory_estimate_scales_as_expected():
     # s subsets of N/s images: the per-map arrays are those of one subset
     assert estimate_memory(200, 1024, 384, 4, 3, "musc", subsets=2).per_map_mb == pytest.approx(one.per_map_mb)
     assert estimate_memory(100, 1024, 384, 4, 3, "codegraph").total_mb > one.total_mb
+
+
+def test_whole_set_subset_is_not_copied():
+    feats = _features(6)
+    assert feats.subset(range(6)) is feats  # one subset = the batch: no second copy of it
+    part = feats.subset([4, 1])
+    assert part.n_images == 2 and torch.equal(part.layers[0], feats.layers[4])
+    assert part.layers.data_ptr() != feats.layers.data_ptr()

@@ -103,7 +103,8 @@ def pair_minima(
                 best_arg[j0:j1, i0:i1] = a_ji.permute(1, 0, 2).to(best_arg.dtype)
         del sim
     best_sim = _exact_similarity(feats, best_arg) if product.recompute else product.to_similarity(best_sim)
-    dist = similarity_to_distance(best_sim)
+    # in place: at N = 500, M = 1024 each (N, N, M) temporary is 1 GB
+    dist = best_sim.mul_(-2.0).add_(2.0).clamp_(min=0.0).sqrt_()
     idx = torch.arange(n, device=feats.device)
     dist[idx, idx] = float("inf")
     return PairMinima(dist=dist, argmin=best_arg if with_argmin else None)
