@@ -75,6 +75,17 @@ class Batch:
             g = batch_metrics(image_scores, maps, self.masks, self.labels, self.group)
             out["group"] = {"pixel": pct(g["pixel"]), "n_images": g["n_images"]}
         out.update(exclusion_stats(excluded, self.consistent))
+        if excluded is not None and self.group:
+            # the repeated defect itself: anomalous patches of the source and its copies,
+            # whatever their MuSc score (SPEC's consistent set is what MuSc misses of them)
+            defect = np.zeros_like(self.anomalous_patches)
+            defect[self.group] = self.anomalous_patches[self.group]
+            n = int(defect.sum())
+            out["group_defect_patches"] = n
+            out["group_defect_capture_rate"] = float((excluded & defect).sum() / n) if n else None
+            per_image = excluded[self.group].mean(axis=1)
+            out["group_excluded_share_per_image"] = {self.samples[i].name: round(float(v), 3)
+                                                     for i, v in zip(self.group, per_image)}
         return out
 
 
@@ -101,6 +112,7 @@ def main() -> None:
     ap.add_argument("--precision", default="fp32")
     ap.add_argument("--sweep", action="store_true")
     ap.add_argument("--only-sweep", action="store_true", help="skip the main comparison")
+    ap.add_argument("--sweep-params", default="", help="comma-separated subset of the sweep's parameters")
     a = ap.parse_args()
     cfg = RunConfig(features=FeatureConfig(image_size=a.size), engine=EngineConfig(precision=a.precision))
     synca_dir = WORK / "synca_bottle"
@@ -136,13 +148,21 @@ def main() -> None:
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / f"synca_codegraph_{a.size}.json").write_text(json.dumps(results, indent=2) + "\n")
     if a.sweep or a.only_sweep:
-        sweep(cfg.graph, clean, synca, a.size)
+        sweep(cfg.graph, clean, synca, a.size, [p for p in a.sweep_params.split(",") if p])
 
 
-def sweep(base: GraphConfig, clean: Batch, synca: Batch, size: int) -> None:
-    # one parameter at a time around the defaults; the most informative values first
-    grid = {"alpha": [0.5, 0.25, 1.0], "kappa": [5.0, 1.5], "dependency_percentile": [99.9, 95.0],
-            "target_coverage": [0.9, 0.99, 0.8], "k_fraction": [0.5, 0.7]}
+SWEEP_GRID = {"alpha": [0.5, 0.25, 1.0], "kappa": [5.0, 1.5], "dependency_percentile": [99.9, 95.0],
+              "target_coverage": [0.9, 0.99, 0.8], "k_fraction": [0.5, 0.7], "graph_degree": [3, 5]}
+
+
+def sweep(base: GraphConfig, clean: Batch, synca: Batch, size: int, params: list[str] | None = None) -> None:
+    """One parameter at a time around the defaults; the most informative values first.
+
+    params: a subset of SWEEP_GRID's names, written to a file of its own so that a partial
+    sweep never overwrites the full one.
+    """
+    grid = {k: v for k, v in SWEEP_GRID.items() if not params or k in params}
+    path = RESULTS / (f"synca_codegraph_sweep_{size}" + ("_" + "_".join(params) if params else "") + ".json")
     rows = []
     for name, values in grid.items():
         for v in values:
@@ -153,13 +173,14 @@ def sweep(base: GraphConfig, clean: Batch, synca: Batch, size: int) -> None:
                 r = b.evaluate(patch, excluded.numpy())
                 row[b.name] = {"pixel": r["all"]["pixel"], "image_auroc": r["all"]["image"]["auroc"],
                                "group_pixel": r.get("group", {}).get("pixel"),
-                               "exclusion_rate": r["exclusion_rate"], "capture_rate": r.get("capture_rate")}
+                               "exclusion_rate": r["exclusion_rate"], "capture_rate": r.get("capture_rate"),
+                               "group_defect_capture_rate": r.get("group_defect_capture_rate"),
+                               "outlier_communities": [[b.samples[i].name for i in c["images"]]
+                                                       for c in diag["communities"] if c["outlier"]]}
             print(json.dumps(row), flush=True)
             rows.append(row)
-            (RESULTS / f"synca_codegraph_sweep_{size}.json").write_text(
-                json.dumps({"base": asdict(base), "rows": rows, "complete": False}, indent=2) + "\n")
-    (RESULTS / f"synca_codegraph_sweep_{size}.json").write_text(
-        json.dumps({"base": asdict(base), "rows": rows, "complete": True}, indent=2) + "\n")
+            path.write_text(json.dumps({"base": asdict(base), "rows": rows, "complete": False}, indent=2) + "\n")
+    path.write_text(json.dumps({"base": asdict(base), "rows": rows, "complete": True}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
