@@ -10,35 +10,12 @@ chromedriver (the browser test's requirements); fails with the reason when one i
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--hide-scrollbars", "--window-size=1400,1800")
-
-
-def _driver(profile: Path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    chromium = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
-    driver_path = shutil.which("chromedriver")
-    if chromium is None or driver_path is None:
-        sys.exit("chromium or chromedriver not found (apt-get install chromium chromium-driver)")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = chromium
-    for flag in FLAGS:
-        opts.add_argument(flag)
-    opts.add_argument(f"--user-data-dir={profile}")
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(driver_path), options=opts)
-    driver.set_page_load_timeout(120)
-    return driver
-
+from codegraph_ad.report.browser import BrowserUnavailable, chromium_driver, console_errors
 
 def _shoot_section(driver, section_id: str, path: Path) -> bool:
     found = driver.execute_script(
@@ -62,11 +39,14 @@ def main() -> None:
     prefix = Path(a.out)
     prefix.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as profile:
-        driver = _driver(Path(profile))
+        try:
+            driver = chromium_driver(Path(profile), window=(1400, 1800), page_timeout_s=120)
+        except BrowserUnavailable as exc:
+            sys.exit(str(exc))
         try:
             driver.get(page.as_uri())
             time.sleep(1.0)
-            severe = [e for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
+            severe = console_errors(driver)
             if severe:
                 sys.exit(f"console errors: {severe}")
             written = []

@@ -12,46 +12,15 @@ from pathlib import Path
 
 import pytest
 
+from codegraph_ad.report.browser import BrowserUnavailable, chromium_driver, console_errors
 from codegraph_ad.report.html import ReportConfig, write_report
-
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--window-size=1280,1600",
-)
-
-
-def _binary(*names: str) -> str | None:
-    for name in names:
-        found = shutil.which(name)
-        if found:
-            return found
-    return None
-
 
 @pytest.fixture
 def browser(tmp_path):
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install selenium)")
-    chromium = _binary("chromium", "chromium-browser", "google-chrome")
-    driver_path = _binary("chromedriver")
-    if chromium is None or driver_path is None:
-        pytest.skip("chromium or chromedriver not found (apt-get install chromium chromium-driver)")
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = chromium
-    for flag in CHROMIUM_FLAGS:
-        opts.add_argument(flag)
-    opts.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(driver_path), options=opts)
-    driver.set_page_load_timeout(60)
+    try:
+        driver = chromium_driver(tmp_path / "chromium-profile")
+    except BrowserUnavailable as exc:
+        pytest.skip(str(exc))
     try:
         yield driver
     finally:
@@ -65,10 +34,6 @@ def _save_screenshot(driver, tmp_path: Path, name: str) -> None:
     if target:
         Path(target).mkdir(parents=True, exist_ok=True)
         (Path(target) / name).write_bytes(png)
-
-
-def _severe(driver) -> list[dict]:
-    return [e for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
 
 
 def _column(driver, key: str) -> list[str]:
@@ -115,7 +80,7 @@ def _check_page(driver, run: Path, tmp_path: Path, shot: str) -> None:
     box = driver.find_element(By.ID, "filter-text")
     box.send_keys(names[0])
     assert len(_column(driver, "name")) == sum(1 for x in names if names[0].lower() in x.lower())
-    assert _severe(driver) == []
+    assert console_errors(driver) == []
 
 
 def test_report_in_browser(browser, evaluated_run, tmp_path):
