@@ -81,7 +81,9 @@ class Int8Product:
         rot = _rotation(flat.shape[1]).to(flat.device)
         c = flat.shape[1]
         pad = (-c) % 8  # _int_mm wants the inner size a multiple of 8
-        # in row chunks: the rotated fp32 copy of a whole large batch would be its size again
+        # in row chunks: the rotated fp32 copy of a whole large batch would be its size again.
+        # Each chunk is rotated twice (once for the scale, once to quantise): C/(N M) of the
+        # engine's work each time, cheaper than holding the rotated batch.
         chunks = range(0, flat.shape[0], _PREPARE_ROWS)
         peak = max(float((flat[i : i + _PREPARE_ROWS] @ rot).abs().max()) for i in chunks) if flat.shape[0] else 0.0
         self.scale = 127.0 / max(peak, 1e-12)
