@@ -123,8 +123,9 @@ def fastest_reduced_precision(n_patches: int = 256) -> str:
     Timed end to end (block products, maxima, bf16's fp32 recomputation) on 4,096 patches
     in images of ``n_patches`` patches, best of three interleaved repeats (well under a second, once per
     process and patch count).
-    On the 2-core development machine (AVX-512 VNNI, no BF16) bf16 is 4x slower than fp32
-    and int8 about 3x faster at M = 1024 (benchmarks/results/engine.json).
+    On a 2-core machine with AVX-512 VNNI (no BF16) bf16 is 4x slower than fp32 and int8
+    about 3x faster at M = 1024 (benchmarks/results/engine.json); on an AVX2-only one int8
+    runs at 5 GOPS and fp32 wins (engine_avx2.json).
     """
     from codegraph_ad.engine.mutual import pair_minima
 
