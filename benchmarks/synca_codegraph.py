@@ -152,7 +152,8 @@ def main() -> None:
 
 
 SWEEP_GRID = {"alpha": [0.5, 0.25, 1.0], "kappa": [5.0, 1.5], "dependency_percentile": [99.9, 95.0],
-              "target_coverage": [0.9, 0.99, 0.8], "k_fraction": [0.5, 0.7], "graph_degree": [3, 5]}
+              "target_coverage": [0.9, 0.99, 0.8], "k_fraction": [0.5, 0.7], "graph_degree": [3, 5],
+              "graph_layers": [(2,), (1, 2)]}
 
 
 def sweep(base: GraphConfig, clean: Batch, synca: Batch, size: int, params: list[str] | None = None) -> None:

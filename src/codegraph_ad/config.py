@@ -116,6 +116,10 @@ class GraphConfig:
     # and 2.27% at 99 (benchmarks/results/synca_codegraph_sweep_448.json).
     dependency_percentile: float = 99.9
     graph_degree: int = 1  # which r feeds the graph [reconstructed]
+    # [extension] None: the rank-wise mean over all extracted layers feeds the graph [thesis];
+    # a tuple of 0-based indices into FeatureConfig.layers restricts it to those layers
+    # (docs/codegraph.md: block 9 alone puts noisy copies in the community, at a cost).
+    graph_layers: tuple[int, ...] | None = None
     final_q: float = 0.1  # final scoring q [thesis]
     leiden_seed: int = 0
 
@@ -129,6 +133,9 @@ class GraphConfig:
         _require(0.0 < self.dependency_percentile <= 100.0, "dependency_percentile",
                  self.dependency_percentile, "in (0, 100]")
         _require(0.0 < self.final_q <= 1.0, "final_q", self.final_q, "in (0, 1]")
+        _require(self.graph_layers is None or (len(self.graph_layers) > 0 and min(self.graph_layers) >= 0
+                 and len(set(self.graph_layers)) == len(self.graph_layers)),
+                 "graph_layers", self.graph_layers, "None or distinct indices >= 0")
 
 
 @dataclass(frozen=True)

@@ -123,7 +123,10 @@ def graph_and_rescore(first: FirstPass, graph: GraphConfig, patch_mask: np.ndarr
             cache[key] = first.distances(excluded)
         return first.scores(graph.final_q, reference_images, dists=cache[key]).numpy()
 
-    graph_mins = [first.minima[(li, graph.graph_degree)].dist.numpy() for li in range(n_layers)]
+    layers = range(n_layers) if graph.graph_layers is None else graph.graph_layers
+    if max(layers) >= n_layers:
+        raise ValueError(f"graph_layers {graph.graph_layers} name a layer beyond the {n_layers} extracted")
+    graph_mins = [first.minima[(li, graph.graph_degree)].dist.numpy() for li in layers]
     result = run_graph_stages(graph_mins, graph, score_fn, patch_mask=patch_mask)
     excluded = np.asarray(result.excluded, dtype=bool)
     final = score_fn(np.ones(first.n_images, dtype=bool), excluded)

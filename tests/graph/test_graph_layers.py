@@ -1,0 +1,54 @@
+"""GraphConfig.graph_layers: which layers' minima feed the graph stages (CoDeGraph method)."""
+
+import numpy as np
+import pytest
+import torch
+
+from codegraph_ad.config import ConfigError, GraphConfig, LNAMDConfig
+from codegraph_ad.features.extract import FeatureSet
+from codegraph_ad.methods.codegraph import CoDeGraph
+
+PLANTED = [1, 4, 7, 10, 13]
+POSITIONS = [5, 6, 9, 10]
+
+
+def _two_layer_batch(n: int = 16, grid: tuple[int, int] = (4, 4), c: int = 16) -> FeatureSet:
+    """Layer 0 holds a repeated odd 2 x 2 region (POSITIONS) in PLANTED; layer 1 holds none."""
+    m = grid[0] * grid[1]
+    g = torch.Generator().manual_seed(0)
+    proto = torch.randn(m, c, generator=g)
+    layers = proto[None, None] + 0.3 * torch.randn(n, 2, m, c, generator=g)
+    odd = 3 * torch.randn(len(POSITIONS), c, generator=g)
+    for q in PLANTED:
+        layers[q, 0, POSITIONS] = odd + 0.01 * torch.randn(len(POSITIONS), c, generator=g)
+    return FeatureSet(layers, torch.randn(n, c, generator=g), grid)
+
+
+def _run(graph: GraphConfig, feats: FeatureSet):
+    method = CoDeGraph(lnamd=LNAMDConfig(degrees=(1,)), graph=graph, progress=False)
+    return method.score(feats)
+
+
+def _outliers(result) -> list[list[int]]:
+    comms = result.diagnostics["subsets"][0]["communities"]
+    return [sorted(c["images"]) for c in comms if c["outlier"]]
+
+
+def test_the_layer_holding_the_repeat_finds_it_and_the_other_does_not():
+    feats = _two_layer_batch()
+    base = GraphConfig(kappa=1.5, target_coverage=0.99)
+    found = _run(GraphConfig(**{**base.__dict__, "graph_layers": (0,)}), feats)
+    assert _outliers(found) == [PLANTED]
+    assert found.excluded[PLANTED][:, POSITIONS].all()
+    blind = _run(GraphConfig(**{**base.__dict__, "graph_layers": (1,)}), feats)
+    assert PLANTED not in _outliers(blind)
+    assert not blind.excluded[PLANTED][:, POSITIONS].any()
+
+
+def test_graph_layers_are_checked():
+    with pytest.raises(ConfigError):
+        GraphConfig(graph_layers=())
+    with pytest.raises(ConfigError):
+        GraphConfig(graph_layers=(1, 1))
+    with pytest.raises(ValueError, match="beyond the 2 extracted"):
+        _run(GraphConfig(graph_layers=(2,)), _two_layer_batch())
