@@ -54,6 +54,13 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--coverage", type=float, default=g.target_coverage)
     p.add_argument("--kappa", type=float, default=g.kappa)
     p.add_argument("--dependency-percentile", type=float, default=g.dependency_percentile)
+    p.add_argument("--graph-layers", default=None,
+                   help="comma-separated 0-based indices of --layers whose minima feed the graph "
+                        "(default: all, averaged; docs/codegraph.md)")
+
+
+def _int_tuple(text: str | None) -> tuple[int, ...] | None:
+    return None if text is None else tuple(int(x) for x in str(text).split(",") if x.strip())
 
 
 def config_from_args(a: argparse.Namespace) -> RunConfig:
@@ -62,7 +69,8 @@ def config_from_args(a: argparse.Namespace) -> RunConfig:
     engine = EngineConfig(a.precision, a.memory_mb, a.threads, a.subsets, a.screening, a.seed)
     msm = MSMConfig(q=a.q) if (a.q is not None and a.method == "musc") else MSMConfig()
     graph = GraphConfig(k_fraction=a.k_fraction, alpha=a.alpha, target_coverage=a.coverage, kappa=a.kappa,
-                        dependency_percentile=a.dependency_percentile)
+                        dependency_percentile=a.dependency_percentile,
+                        graph_layers=_int_tuple(a.graph_layers))
     if a.q is not None and a.method == "codegraph":
         graph = replace(graph, final_q=a.q)
     rscin = RsCINConfig(enabled=a.rscin)

@@ -52,3 +52,14 @@ def test_graph_layers_are_checked():
         GraphConfig(graph_layers=(1, 1))
     with pytest.raises(ValueError, match="beyond the 2 extracted"):
         _run(GraphConfig(graph_layers=(2,)), _two_layer_batch())
+
+
+def test_cli_option_reaches_the_config():
+    import argparse
+
+    from codegraph_ad.cli import add_run_options, config_from_args
+
+    p = argparse.ArgumentParser()
+    add_run_options(p)
+    assert config_from_args(p.parse_args([])).graph.graph_layers is None
+    assert config_from_args(p.parse_args(["--graph-layers", "1,2"])).graph.graph_layers == (1, 2)
