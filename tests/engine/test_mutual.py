@@ -165,3 +165,24 @@ def test_rscin_matches_definition():
             w = sim[i, idx] / sim[i, idx].sum()
             ref[i] += (w * norm[idx]).sum() / 3
     assert np.allclose(out, ref)
+
+
+def test_screen_drops_modes_whose_product_is_far_slower_or_missing(monkeypatch):
+    """A fake clock makes bf16's product 100x fp32's and int8 unavailable: only fp32 is left."""
+    from codegraph_ad.engine import products
+
+    clock = [0.0]
+    cost = {products.Fp32Product: 0.01, products.Bf16Product: 1.0}
+
+    def fake_block(self, left, right):
+        if type(self) is products.Int8Product:
+            raise RuntimeError("no int8 kernel in this build")
+        clock[0] += cost[type(self)]
+        return left.float() @ right.float()
+
+    for cls in (products.Fp32Product, products.Bf16Product, products.Int8Product):
+        monkeypatch.setattr(cls, "block", fake_block)
+    monkeypatch.setattr(products.time, "perf_counter", lambda: clock[0])
+    assert products._plausible_modes(rows=32, channels=16) == ["fp32"]
+    cost[products.Bf16Product] = 0.02  # 2x: close enough to be timed for real
+    assert products._plausible_modes(rows=32, channels=16) == ["fp32", "bf16"]

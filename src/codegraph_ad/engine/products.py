@@ -116,13 +116,42 @@ def int8_supported(rows: int) -> bool:
     return rows > 16 and rows % 8 == 0
 
 
+_SCREEN_SLOWER = 3.0  # a bare product this many times slower than fp32's cannot win
+
+
+def _plausible_modes(rows: int = 512, channels: int = 384) -> list[str]:
+    """fp32 and the reduced precisions whose bare block product is not far slower than fp32's.
+
+    A CPU without the matching instructions runs a mode's product 10-100x slower (AVX2
+    only: bf16 16 GFLOP/s, int8 5 GOPS, fp32 160); one small product each tells, in
+    milliseconds, what the full timing below would spend seconds on.
+    """
+    x = torch.nn.functional.normalize(torch.randn(rows, channels, generator=torch.Generator().manual_seed(0)), dim=1)
+    seconds: dict[str, float] = {}
+    for name, product in (("fp32", Fp32Product()), ("bf16", Bf16Product()), ("int8", Int8Product())):
+        try:
+            low = product.prepare(x)
+            right = product.right(low)
+            product.block(low, right)  # first call: kernel selection, JIT
+            best = float("inf")
+            for _ in range(3):
+                t0 = time.perf_counter()
+                product.block(low, right)
+                best = min(best, time.perf_counter() - t0)
+            seconds[name] = best
+        except RuntimeError:  # this build cannot run the mode at all
+            continue
+    return [name for name in seconds if name == "fp32" or seconds[name] < _SCREEN_SLOWER * seconds["fp32"]]
+
+
 @lru_cache(maxsize=8)
 def fastest_reduced_precision(n_patches: int = 256) -> str:
     """The fastest of fp32, bf16 and int8 for the engine on this CPU at this patch count.
 
-    Timed end to end (block products, maxima, bf16's fp32 recomputation) on 4,096 patches
-    in images of ``n_patches`` patches, best of three interleaved repeats (well under a second, once per
-    process and patch count).
+    Modes whose bare product is far slower than fp32's are dropped first (``_plausible_modes``);
+    the rest are timed end to end (block products, maxima, bf16's fp32 recomputation) on
+    4,096 patches in images of ``n_patches`` patches, best of three interleaved repeats (well
+    under a second, once per process and patch count).
     On a 2-core machine with AVX-512 VNNI (no BF16) bf16 is 4x slower than fp32 and int8
     about 3x faster at M = 1024 (benchmarks/results/engine.json); on an AVX2-only one int8
     runs at 5 GOPS and fp32 wins (engine_avx2.json).
@@ -134,7 +163,7 @@ def fastest_reduced_precision(n_patches: int = 256) -> str:
     n = max(4, 4096 // m)  # 4096 patches: blocks as large as the real run's
     x = torch.nn.functional.normalize(torch.randn(n, m, 384, generator=g), dim=-1)
     timings: dict[str, float] = {}
-    modes = ["fp32", "bf16", "int8"]
+    modes = _plausible_modes()
     for name in list(modes):  # warm-up, and drop what this build cannot run
         try:
             pair_minima(x, budget_mb=256, precision=name)
