@@ -116,6 +116,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "codegraph_volumes_cohort")
     ap.add_argument("--tag", default="")
+    ap.add_argument("--reuse-tokens", action="store_true",
+                    help="load the tokens (and their timing) stored in --work by an earlier run with the same "
+                         "size, stride and cohort, instead of extracting them again (for scoring experiments)")
     a = ap.parse_args()
 
     t0 = time.perf_counter()
@@ -130,9 +133,15 @@ def main() -> None:
     t0 = time.perf_counter()
     volumes = prepare_volumes([*paths, BRATS], base, progress=False)
     read_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    tokens = build_tokens(volumes, base, load_volume_backbone(base), progress=False)
-    tokens_s = time.perf_counter() - t0
+    stash = a.work / f"tokens_d{a.size}_s{a.slice_stride}_seed{a.seed}_{n_cohort}.pt"
+    if a.reuse_tokens and stash.exists():
+        saved = torch.load(stash, weights_only=False)
+        tokens, tokens_s = saved["tokens"], saved["tokens_s"]
+    else:
+        t0 = time.perf_counter()
+        tokens = build_tokens(volumes, base, load_volume_backbone(base), progress=False)
+        tokens_s = time.perf_counter() - t0
+        torch.save({"tokens": tokens, "tokens_s": tokens_s}, stash)
     batch = token_batch(volumes, tokens, base)
     per_volume = {"read_and_prepare_s": r4(read_s / len(volumes)), "tokens_s": r4(tokens_s / len(volumes))}
     print(f"tokens: {tokens_s:.1f} s for {len(volumes)} volumes", flush=True)
