@@ -113,8 +113,16 @@ def main() -> None:
     ap.add_argument("--sweep", action="store_true")
     ap.add_argument("--only-sweep", action="store_true", help="skip the main comparison")
     ap.add_argument("--sweep-params", default="", help="comma-separated subset of the sweep's parameters")
+    ap.add_argument("--graph", default="{}",
+                    help='GraphConfig fields to change, as JSON, e.g. \'{"graph_layers": [2], "graph_degree": 3}\'; '
+                         "the main comparison then goes to synca_codegraph_<size>_<--tag>.json")
+    ap.add_argument("--tag", default="")
     a = ap.parse_args()
-    cfg = RunConfig(features=FeatureConfig(image_size=a.size), engine=EngineConfig(precision=a.precision))
+    changes = {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(a.graph).items()}
+    if changes and not a.tag:
+        ap.error("--graph needs a --tag, so that the defaults' results file is not overwritten")
+    cfg = RunConfig(features=FeatureConfig(image_size=a.size), engine=EngineConfig(precision=a.precision),
+                    graph=replace(GraphConfig(), **changes))
     synca_dir = WORK / "synca_bottle"
     build_synca(BOTTLE, synca_dir, n_copies=N_COPIES, source=SOURCE, seed=0, overwrite=True)
     samples = read_mvtec_category(synca_dir)
@@ -146,24 +154,28 @@ def main() -> None:
             print(b.name, json.dumps(results[b.name], indent=1), flush=True)
         results["peak_rss_mb"] = round(peak_rss_mb(), 1)
         RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / f"synca_codegraph_{a.size}.json").write_text(json.dumps(results, indent=2) + "\n")
+        name = f"synca_codegraph_{a.size}" + (f"_{a.tag}" if a.tag else "")
+        (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
     if a.sweep or a.only_sweep:
-        sweep(cfg.graph, clean, synca, a.size, [p for p in a.sweep_params.split(",") if p])
+        sweep(cfg.graph, clean, synca, a.size, [p for p in a.sweep_params.split(",") if p], a.tag)
 
 
-SWEEP_GRID = {"alpha": [0.5, 0.25, 1.0], "kappa": [5.0, 1.5], "dependency_percentile": [99.9, 95.0],
+SWEEP_GRID = {"alpha": [0.5, 0.25, 1.0], "kappa": [5.0, 1.5], "dependency_percentile": [99.9, 99.99, 95.0],
               "target_coverage": [0.9, 0.99, 0.8], "k_fraction": [0.5, 0.7], "graph_degree": [3, 5],
               "graph_layers": [(2,), (1, 2)]}
 
 
-def sweep(base: GraphConfig, clean: Batch, synca: Batch, size: int, params: list[str] | None = None) -> None:
+def sweep(base: GraphConfig, clean: Batch, synca: Batch, size: int, params: list[str] | None = None,
+          tag: str = "") -> None:
     """One parameter at a time around the defaults; the most informative values first.
 
     params: a subset of SWEEP_GRID's names, written to a file of its own so that a partial
-    sweep never overwrites the full one.
+    sweep never overwrites the full one. base: the defaults, or the --graph changes (then the
+    file name carries the --tag).
     """
     grid = {k: v for k, v in SWEEP_GRID.items() if not params or k in params}
-    path = RESULTS / (f"synca_codegraph_sweep_{size}" + ("_" + "_".join(params) if params else "") + ".json")
+    path = RESULTS / (f"synca_codegraph_sweep_{size}" + (f"_{tag}" if tag else "")
+                      + ("_" + "_".join(params) if params else "") + ".json")
     rows = []
     for name, values in grid.items():
         for v in values:

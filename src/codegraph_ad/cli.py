@@ -54,6 +54,8 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--coverage", type=float, default=g.target_coverage)
     p.add_argument("--kappa", type=float, default=g.kappa)
     p.add_argument("--dependency-percentile", type=float, default=g.dependency_percentile)
+    p.add_argument("--graph-degree", type=int, default=g.graph_degree,
+                   help="LNAMD degree r whose minima feed the graph (one of the run's degrees)")
     p.add_argument("--graph-layers", default=None,
                    help="comma-separated 0-based indices of --layers whose minima feed the graph "
                         "(default: all, averaged; docs/codegraph.md)")
@@ -70,7 +72,7 @@ def config_from_args(a: argparse.Namespace) -> RunConfig:
     msm = MSMConfig(q=a.q) if (a.q is not None and a.method == "musc") else MSMConfig()
     graph = GraphConfig(k_fraction=a.k_fraction, alpha=a.alpha, target_coverage=a.coverage, kappa=a.kappa,
                         dependency_percentile=a.dependency_percentile,
-                        graph_layers=_int_tuple(a.graph_layers))
+                        graph_degree=a.graph_degree, graph_layers=_int_tuple(a.graph_layers))
     if a.q is not None and a.method == "codegraph":
         graph = replace(graph, final_q=a.q)
     rscin = RsCINConfig(enabled=a.rscin)

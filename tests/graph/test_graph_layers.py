@@ -62,4 +62,5 @@ def test_cli_option_reaches_the_config():
     p = argparse.ArgumentParser()
     add_run_options(p)
     assert config_from_args(p.parse_args(["--out", "o"])).graph.graph_layers is None
-    assert config_from_args(p.parse_args(["--out", "o", "--graph-layers", "1,2"])).graph.graph_layers == (1, 2)
+    graph = config_from_args(p.parse_args(["--out", "o", "--graph-layers", "1,2", "--graph-degree", "3"])).graph
+    assert graph.graph_layers == (1, 2) and graph.graph_degree == 3
