@@ -45,7 +45,15 @@ def test_the_layer_holding_the_repeat_finds_it_and_the_other_does_not():
     assert not blind.excluded[PLANTED][:, POSITIONS].any()
 
 
-def test_graph_layers_are_checked():
+def test_graph_layers_are_checked(monkeypatch):
+    import codegraph_ad.methods.codegraph as cg
+
+    def no_first_pass(*args, **kwargs):
+        raise AssertionError("a bad graph setting must fail before the first pass is computed")
+
+    monkeypatch.setattr(cg, "compute_first_pass", no_first_pass)
+    with pytest.raises(ValueError, match="not among the LNAMD degrees"):
+        _run(GraphConfig(graph_degree=3), _two_layer_batch())
     with pytest.raises(ConfigError):
         GraphConfig(graph_layers=())
     with pytest.raises(ConfigError):

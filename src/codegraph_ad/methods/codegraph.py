@@ -104,15 +104,24 @@ def compute_first_pass(features: FeatureSet, lnamd_cfg: LNAMDConfig, engine: Eng
     return FirstPass(features, tuple(lnamd_cfg.degrees), minima, allowed, budget_mb(engine))
 
 
+def graph_inputs(graph: GraphConfig, degrees: tuple[int, ...], n_layers: int) -> list[int]:
+    """The layer indices whose degree-``graph_degree`` minima feed the graph; checked before
+    the first pass is paid for, so a bad setting fails in a second, not after minutes."""
+    if graph.graph_degree not in degrees:
+        raise ValueError(f"graph_degree {graph.graph_degree} is not among the LNAMD degrees {tuple(degrees)}")
+    layers = list(range(n_layers)) if graph.graph_layers is None else list(graph.graph_layers)
+    if max(layers) >= n_layers:
+        raise ValueError(f"graph_layers {graph.graph_layers} name a layer beyond the {n_layers} extracted")
+    return layers
+
+
 def graph_and_rescore(first: FirstPass, graph: GraphConfig, patch_mask: np.ndarray | None = None
                       ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
     """Stages 1-3 on a first pass, then final scoring against the refined base set."""
     from codegraph_ad.graph.diagnostics import summarize
     from codegraph_ad.graph.pipeline import run_graph_stages
 
-    if graph.graph_degree not in first.degrees:
-        raise ValueError(f"graph_degree {graph.graph_degree} is not among the LNAMD degrees {first.degrees}")
-    n_layers = first.features.layers.shape[1]
+    layers = graph_inputs(graph, first.degrees, first.features.layers.shape[1])
     cache: dict[bytes, list[torch.Tensor]] = {}
 
     def score_fn(reference_images: np.ndarray, excluded: np.ndarray) -> np.ndarray:
@@ -123,9 +132,6 @@ def graph_and_rescore(first: FirstPass, graph: GraphConfig, patch_mask: np.ndarr
             cache[key] = first.distances(excluded)
         return first.scores(graph.final_q, reference_images, dists=cache[key]).numpy()
 
-    layers = range(n_layers) if graph.graph_layers is None else graph.graph_layers
-    if max(layers) >= n_layers:
-        raise ValueError(f"graph_layers {graph.graph_layers} name a layer beyond the {n_layers} extracted")
     graph_mins = [first.minima[(li, graph.graph_degree)].dist.numpy() for li in layers]
     result = run_graph_stages(graph_mins, graph, score_fn, patch_mask=patch_mask)
     excluded = np.asarray(result.excluded, dtype=bool)
@@ -154,6 +160,7 @@ class CoDeGraph:
         check_batch_size(n)
         m = features.layers.shape[2]
         check_run_memory(features, "codegraph", len(self.lnamd.degrees), self.engine, self.graph.k_fraction)
+        graph_inputs(self.graph, tuple(self.lnamd.degrees), features.layers.shape[1])
         patch = torch.zeros((n, m), dtype=torch.float32)
         excluded = torch.zeros((n, m), dtype=torch.bool)
         subsets: list[dict[str, Any]] = []
