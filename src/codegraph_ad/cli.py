@@ -66,7 +66,7 @@ def _int_tuple(text: str | None) -> tuple[int, ...] | None:
 
 
 def config_from_args(a: argparse.Namespace) -> RunConfig:
-    layers = tuple(int(x) for x in str(a.layers).split(",") if x.strip())
+    layers = _int_tuple(a.layers)
     features = FeatureConfig(a.backbone, a.image_size, layers, a.final_norm, a.checkpoint, a.batch_size)
     engine = EngineConfig(a.precision, a.memory_mb, a.threads, a.subsets, a.screening, a.seed)
     msm = MSMConfig(q=a.q) if (a.q is not None and a.method == "musc") else MSMConfig()
