@@ -105,3 +105,21 @@ def test_real_backbone_smoke(cohort, mri_dir, tmp_path):
     src = nib.load(str(cohort / "volumes" / "s1.nii.gz"))
     out = nib.load(str(tmp_path / "real" / "maps" / "s1.nii.gz"))
     assert out.shape == src.shape and np.allclose(out.affine, src.affine)
+
+
+def test_patient_min_share_changes_only_the_patient_scores(cohort):
+    from codegraph_ad.volumes.api import score_batch
+    from codegraph_ad.volumes.pipeline import tokens_from_paths
+
+    paths = sorted((cohort / "volumes").glob("*.nii.gz"))
+    batch = tokens_from_paths(paths, CFG, backbone=FakeBackbone(D), progress=False)
+    every, _ = score_batch(batch, CFG)
+    top = every.patch_scores.numpy().argmax(axis=1)
+    t = float(batch.brain_share[np.arange(len(paths)), top].min()) + 1e-4  # drops one volume's hottest cube
+    assert t <= 1.0
+    inner, _ = score_batch(batch, replace(CFG, patient_min_share=t))
+    np.testing.assert_allclose(inner.patch_scores.numpy(), every.patch_scores.numpy())
+    counted = batch.solid & (batch.brain_share >= t - 1e-6)
+    want = np.where(counted, every.patch_scores.numpy(), 0.0).max(axis=1)
+    np.testing.assert_allclose(inner.image_scores, want, rtol=1e-6)
+    assert not np.allclose(inner.image_scores, every.image_scores)

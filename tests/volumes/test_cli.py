@@ -29,8 +29,11 @@ def test_make_cohort_then_evaluate_and_detect(tmp_path, capsys):
     assert "patient AUROC" in out and "Dice consistent" in out
     metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert metrics["config"]["size"] == 28 and metrics["config"]["run"]["lnamd"]["degrees"] == [1]
-    assert main(["volumes", str(cohort / "volumes"), "--out", str(tmp_path / "det"), *common]) == 0
+    assert main(["volumes", str(cohort / "volumes"), "--out", str(tmp_path / "det"), *common,
+                 "--patient-min-share", "0.5"]) == 0
     assert len(list((tmp_path / "det" / "maps").glob("*.nii.gz"))) == 5
+    run = json.loads((tmp_path / "det" / "run.json").read_text())
+    assert run["config"]["patient_min_share"] == 0.5
 
 
 def test_bad_volume_is_a_one_line_error(tmp_path, capsys):

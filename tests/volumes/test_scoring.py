@@ -12,7 +12,7 @@ from codegraph_ad.config import LNAMDConfig, MSMConfig, RunConfig
 from codegraph_ad.features.extract import FeatureSet
 from codegraph_ad.methods import make_method
 from codegraph_ad.volumes.config import VolumeConfig
-from codegraph_ad.volumes.scoring import score_volume_features
+from codegraph_ad.volumes.scoring import patient_cubes, score_volume_features
 from tests.conftest import unit_features
 
 
@@ -48,3 +48,27 @@ def test_codegraph_runs_with_patch_mask():
 def test_rejects_2d_lnamd_degrees():
     with pytest.raises(ValueError, match=r"degrees \(1,\) only"):
         score_volume_features(_features(), np.ones((6, 27), bool), RunConfig(lnamd=LNAMDConfig(degrees=(1, 3))))
+
+
+def test_patient_score_counts_only_the_chosen_cubes():
+    feats = _features()
+    cfg = replace(VolumeConfig().run, method="musc", msm=MSMConfig(q=0.2))
+    solid = np.ones((6, 27), bool)
+    share = np.ones((6, 27), np.float32)
+    share[:, :9] = 0.7  # a partial-volume layer of cubes
+    share[:, 9] = np.float32(1.0) - np.float32(6e-8)  # a whole cube whose voxel mean reads 1 - eps
+    counted = patient_cubes(share, solid, 1.0)
+    assert not counted[:, :9].any() and counted[:, 9:].all()
+    assert patient_cubes(share, solid, None) is solid
+    got = score_volume_features(feats, solid, cfg, scored_cubes=counted)
+    every = score_volume_features(feats, solid, cfg)
+    torch.testing.assert_close(got.patch_scores, every.patch_scores)  # maps unchanged
+    np.testing.assert_allclose(got.raw_image_scores, every.patch_scores[:, 9:].max(dim=1).values.numpy(), rtol=1e-6)
+    assert (got.raw_image_scores <= every.raw_image_scores + 1e-9).all()
+    if (every.patch_scores[:, :9].max(dim=1).values > every.patch_scores[:, 9:].max(dim=1).values).any():
+        assert (got.raw_image_scores < every.raw_image_scores).any()
+
+
+def test_patient_min_share_is_checked():
+    with pytest.raises(ValueError, match="patient_min_share"):
+        VolumeConfig(patient_min_share=1.5)

@@ -27,7 +27,7 @@ from codegraph_ad.volumes.evaluation import evaluate_maps, gt_cube
 from codegraph_ad.volumes.nifti import discover_volumes, nifti_stem
 from codegraph_ad.volumes.outputs import write_volume_outputs, write_volume_tables
 from codegraph_ad.volumes.pipeline import PreparedVolume, TokenBatch, token_maps, tokens_from_paths
-from codegraph_ad.volumes.scoring import score_volume_features
+from codegraph_ad.volumes.scoring import patient_cubes, score_volume_features
 
 
 @dataclass
@@ -91,7 +91,9 @@ def _match_masks(paths: Sequence[Path], masks: str | Path | Sequence[str | Path 
 def score_batch(batch: TokenBatch, config: VolumeConfig, progress: bool = False) -> tuple[ScoreResult, float]:
     """Score a token batch with ``config.run``; returns the result and the seconds it took."""
     t0 = time.perf_counter()
-    scores = score_volume_features(batch.features, batch.solid, config.run, config.void_scores == "zero", progress)
+    counted = patient_cubes(batch.brain_share, batch.solid, config.patient_min_share)
+    scores = score_volume_features(batch.features, batch.solid, config.run, config.void_scores == "zero", progress,
+                                   scored_cubes=None if config.patient_min_share is None else counted)
     return scores, time.perf_counter() - t0
 
 

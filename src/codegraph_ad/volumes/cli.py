@@ -26,6 +26,9 @@ def add_volume_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--void-fraction", type=float, default=_VOL.void_fraction,
                    help="cubes with less brain than this are kept out of the graph stages")
     p.add_argument("--void-scores", choices=["zero", "keep"], default=_VOL.void_scores)
+    p.add_argument("--patient-min-share", type=float, default=_VOL.patient_min_share,
+                   help="patient score = max over cubes with at least this brain share (default: every "
+                        "non-void cube; 1 = cubes wholly inside the brain)")
     p.add_argument("--no-histogram-standardisation", action="store_true",
                    help="percentile scaling only (no Nyul standardisation across the batch)")
     p.add_argument("--slice-stride", type=int, default=_VOL.slice_stride,
@@ -50,6 +53,7 @@ def volume_config_from_args(a: argparse.Namespace) -> VolumeConfig:
         void_fraction=a.void_fraction,
         void_scores=a.void_scores,
         slice_stride=a.slice_stride,
+        patient_min_share=a.patient_min_share,
         run=run,
     )
 

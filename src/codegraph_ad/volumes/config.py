@@ -51,6 +51,12 @@ class VolumeConfig:
         "keep" leaves them as scored.
     slice_stride: feed every s-th slice of each group of p to the backbone (1 = all, as in
         the thesis); larger values trade fidelity for time.
+    patient_min_share: the patient score is the maximum over cubes with at least this brain
+        share; None counts every solid cube (``void_fraction``), as SPEC section 9 does. 1.0
+        counts only cubes wholly inside the brain: partial-volume cubes on the brain surface
+        follow each brain's outline and held the healthy maxima of the benchmark cohorts
+        (docs/volumes.md), at the cost of surface lesions counting only where they reach a
+        whole cube. The maps are not changed.
     Slices per backbone call: ``run.features.batch_size``.
     """
 
@@ -65,7 +71,12 @@ class VolumeConfig:
     void_fraction: float = 0.5
     void_scores: Literal["zero", "keep"] = "zero"
     slice_stride: int = 1
+    patient_min_share: float | None = None
     run: RunConfig = field(default_factory=default_volume_run)
+
+    def __post_init__(self) -> None:
+        if self.patient_min_share is not None and not 0.0 <= self.patient_min_share <= 1.0:
+            raise ValueError(f"patient_min_share must be in [0, 1] or None, got {self.patient_min_share}")
 
 
 @dataclass(frozen=True)

@@ -18,18 +18,31 @@ from codegraph_ad.methods import make_method
 from codegraph_ad.methods.base import ScoreResult, finish_image_scores
 
 
+# Brain shares are voxel means in float32: a whole cube may read 1 - 6e-8.
+_SHARE_TOLERANCE = 1e-6
+
+
+def patient_cubes(brain_share: np.ndarray, solid: np.ndarray, min_share: float | None) -> np.ndarray:
+    """``(N, M)`` bool: the cubes whose maximum is the patient score (solid ones when None)."""
+    if min_share is None:
+        return solid
+    return solid & (brain_share >= min_share - _SHARE_TOLERANCE)
+
+
 def score_volume_features(
     features: FeatureSet,
     solid: np.ndarray,
     config: RunConfig,
     zero_void: bool = True,
     progress: bool = False,
+    scored_cubes: np.ndarray | None = None,
 ) -> ScoreResult:
     """Score ``features`` (grid flattened from 3D) with ``config.method``.
 
     solid: ``(N, M)`` bool, cubes with enough brain (the graph stages' patch mask). With
     ``zero_void`` the scores of the other cubes are set to 0 and the image scores are
-    recomputed from the masked maps (then RsCIN as configured).
+    recomputed from the masked maps (then RsCIN as configured). scored_cubes: ``(N, M)``
+    bool, the cubes the image score is the maximum of (``patient_cubes``; all when None).
     """
     if any(r != 1 for r in config.lnamd.degrees):
         raise ValueError(
@@ -43,7 +56,11 @@ def score_volume_features(
         result = method.score(features)
     if zero_void:
         result.patch_scores = torch.where(torch.from_numpy(solid), result.patch_scores, torch.zeros(()))
-        raw, final = finish_image_scores(result.patch_scores, features.cls, config.rscin)
+    if zero_void or scored_cubes is not None:
+        counted = result.patch_scores
+        if scored_cubes is not None:
+            counted = torch.where(torch.from_numpy(scored_cubes), counted, torch.zeros(()))
+        raw, final = finish_image_scores(counted, features.cls, config.rscin)
         result.raw_image_scores, result.image_scores = raw, final
     result.diagnostics["solid_cubes"] = int(solid.sum())
     return result
