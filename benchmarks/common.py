@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import platform
 import resource
 from pathlib import Path
+
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("CODEGRAPH_AD_DATA", REPO.parent / "shared" / "data"))
@@ -20,3 +23,20 @@ def peak_rss_mb() -> float:
 def pct(metrics: dict) -> dict:
     """Fractions -> percentages rounded to 2 decimals (None stays None)."""
     return {k: (None if v is None else round(100 * v, 2)) for k, v in metrics.items()}
+
+
+def machine_info() -> dict:
+    """What decides which product is fastest: the CPU's model and vector extensions."""
+    model, flags = platform.processor(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and not model:
+                model = line.split(":", 1)[1].strip()
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    except OSError:
+        pass
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
+    return {"cpu": model, "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "extensions": [f for f in wanted if f in flags], "torch": torch.__version__}

@@ -1,8 +1,12 @@
 """Volumes: MuSc vs CoDeGraph on a synthetic lesion cohort, plus one real BraTS case.
 
-    python benchmarks/volumes_cohort.py --size 112 --slice-stride 2
-writes benchmarks/results/volumes_cohort.json. The cohort (and a few mosaics) go to
+    python benchmarks/volumes_cohort.py --size 168 --slice-stride 2 --seeds 0 1 2 --tag d168_3seeds
+writes benchmarks/results/volumes_cohort_<tag>.json. The cohorts (and a few mosaics) go to
 --work (default: a folder under /tmp), never into the repository.
+
+Every step below runs once per cohort seed (--seeds): with 10 lesioned volumes a cohort's
+lesion draw moves patient AUROC by 0.2 (seed 0: 0.74, seed 1: 0.95 at D = 168), so the
+summary reports the mean and range over seeds.
 
 1. Build a seeded cohort from the healthy, skull-stripped volumes in shared/data/mri
    (colin27 ch2bet, MNI152 2009a T1): --healthy subjects, --random with one random lesion,
@@ -10,7 +14,8 @@ writes benchmarks/results/volumes_cohort.json. The cohort (and a few mosaics) go
 2. Read every cohort volume and the BraTS case (brats_case_a t1n) in ONE batch: one Nyul
    standardisation and one token extraction, timed per volume.
 3. Cohort run: the cohort volumes only; MuSc (q = 0.1) and CoDeGraph (defaults): patient
-   AUROC / F1-max, voxel AUROC, Dice (all, lesioned, per group), scoring time.
+   AUROC / F1-max, voxel AUROC, Dice (all, lesioned, per group), scoring time; patient
+   metrics again with ``patient_min_share = 1`` (whole cubes only; same maps).
 4. BraTS run: the healthy cohort volumes + the BraTS case, both methods: the case's patient
    score against every healthy one, and the Dice of its map against the provided
    segmentation (a model's prediction, labels 1-3 merged) at the run's grid-F1 threshold.
@@ -20,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import tempfile
 import time
 from dataclasses import replace
@@ -30,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from common import DATA, RESULTS, peak_rss_mb
+from common import DATA, RESULTS, machine_info, peak_rss_mb
 
 from codegraph_ad.api import versions
 from codegraph_ad.config import MSMConfig, config_to_dict
@@ -43,6 +47,8 @@ from codegraph_ad.volumes.mosaic import volume_mosaic
 from codegraph_ad.volumes.nifti import nifti_stem
 from codegraph_ad.volumes.outputs import batch_scale, upsample_grid
 from codegraph_ad.volumes.pipeline import build_tokens, load_volume_backbone, prepare_volumes, token_batch
+from codegraph_ad.volumes.scoring import patient_cubes, zero_outside
+from codegraph_ad.volumes.tokens import TokenBuilder, staggered_tokens
 
 MRI = DATA / "mri"
 SOURCES = (MRI / "colin27" / "ch2bet.nii.gz",
@@ -73,10 +79,10 @@ def summary(m: dict[str, Any]) -> dict[str, Any]:
 def excluded_lesion_share(run, gts, groups: dict[str, str]) -> dict[str, float | None]:
     """Per group: share of lesion cubes (ground truth max-pooled to the grid) that CoDeGraph
     removed from the references, and share of all other cubes removed."""
-    if run.scores.excluded is None:
+    if run.excluded is None:
         return {}
     g = run.maps.shape[1:]
-    ex = run.scores.excluded.numpy().reshape(-1, *g)
+    ex = run.excluded
     t = torch.from_numpy(np.stack(gts).astype(np.float32))[:, None]
     lesion = (F.adaptive_max_pool3d(t, g)[:, 0] > 0).numpy()
     out: dict[str, float | None] = {}
@@ -88,12 +94,19 @@ def excluded_lesion_share(run, gts, groups: dict[str, str]) -> dict[str, float |
     return out
 
 
-def interior_auroc(run, share: np.ndarray, labels: list[int], min_share: float) -> float | None:
-    """Patient AUROC when only cubes with >= ``min_share`` brain count (analysis: the
-    partial-volume cubes at the brain surface are where healthy volumes score highest)."""
-    maps = run.maps.reshape(len(labels), -1)
-    scores = np.where(share >= min_share, maps, 0.0).max(axis=1)
-    return r4(image_metrics(scores, np.asarray(labels))["auroc"])
+# The patient-score variant measured next to SPEC section 9's (VolumeConfig.patient_min_share).
+WHOLE_CUBES = 1.0
+
+
+def whole_cube_scores(run, batch) -> np.ndarray:
+    """Patient scores with ``patient_min_share = 1`` from the same run (the maps do not change)."""
+    counted = patient_cubes(batch.brain_share, batch.solid, WHOLE_CUBES)
+    return zero_outside(run.scores.patch_scores, counted).max(dim=1).values.double().numpy()
+
+
+def patient_summary(scores: np.ndarray, labels: list[int]) -> dict[str, Any]:
+    m = image_metrics(scores, np.asarray(labels))
+    return {"patient_auroc": r4(m["auroc"]), "patient_f1_max": r4(m["f1_max"]), "patient_ap": r4(m["ap"])}
 
 
 def save_mosaics(folder: Path, result, gts, names: list[str]) -> None:
@@ -106,45 +119,34 @@ def save_mosaics(folder: Path, result, gts, names: list[str]) -> None:
         write_png(folder / f"{n}.png", volume_mosaic(v.cube.image, amap, scale, mask=gts[i]))
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--size", type=int, default=112, help="cube side D")
-    ap.add_argument("--slice-stride", type=int, default=2)
-    ap.add_argument("--healthy", type=int, default=22)
-    ap.add_argument("--random", type=int, default=5)
-    ap.add_argument("--consistent", type=int, default=5)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "codegraph_volumes_cohort")
-    ap.add_argument("--tag", default="")
-    ap.add_argument("--reuse-tokens", action="store_true",
-                    help="load the tokens (and their timing) stored in --work by an earlier run with the same "
-                         "size, stride and cohort, instead of extracting them again (for scoring experiments)")
-    a = ap.parse_args()
-
+def run_seed(a: argparse.Namespace, seed: int, backbone) -> dict[str, Any]:
+    """Build, tokenise and score one seeded cohort (and the BraTS case among its healthy volumes)."""
+    work = a.work / f"seed{seed}"
     t0 = time.perf_counter()
     cohort_cfg = CohortConfig(sources=tuple(str(s) for s in SOURCES), n_healthy=a.healthy, n_random=a.random,
-                              n_consistent=a.consistent, seed=a.seed)
-    build_cohort(a.work / "cohort", cohort_cfg, overwrite=True, progress=False)
+                              n_consistent=a.consistent, seed=seed)
+    build_cohort(work / "cohort", cohort_cfg, overwrite=True, progress=False)
     cohort_s = time.perf_counter() - t0
-    paths, masks, groups = read_cohort(a.work / "cohort")
+    paths, masks, groups = read_cohort(work / "cohort")
     n_cohort = len(paths)
 
-    base = VolumeConfig(size=a.size, slice_stride=a.slice_stride)
+    base = VolumeConfig(size=a.size, slice_stride=a.slice_stride, staggered=a.staggered)
     t0 = time.perf_counter()
     volumes = prepare_volumes([*paths, BRATS], base, progress=False)
     read_s = time.perf_counter() - t0
-    stash = a.work / f"tokens_d{a.size}_s{a.slice_stride}_seed{a.seed}_{n_cohort}.pt"
-    if a.reuse_tokens and stash.exists():
-        saved = torch.load(stash, weights_only=False)
-        tokens, tokens_s = saved["tokens"], saved["tokens_s"]
-    else:
-        t0 = time.perf_counter()
-        tokens = build_tokens(volumes, base, load_volume_backbone(base), progress=False)
-        tokens_s = time.perf_counter() - t0
-        torch.save({"tokens": tokens, "tokens_s": tokens_s}, stash)
+    tokens, tokens_s = cached(work / f"tokens_d{a.size}_s{a.slice_stride}_{n_cohort}.pt", a.reuse_tokens,
+                              lambda: build_tokens(volumes, replace(base, staggered=False), backbone, progress=False))
+    if a.staggered:  # the shifted grid is stored on its own, so the cubic tokens above are reused
+        builder = TokenBuilder(backbone, base.size, base.projection_dim, base.projection_seed, base.slice_stride,
+                               base.run.features.batch_size)
+        shifted, shifted_s = cached(work / f"tokens_d{a.size}_s{a.slice_stride}_shifted_{n_cohort}.pt",
+                                    a.reuse_tokens,
+                                    lambda: [builder.build_shifted(v.cube.image, v.cube.brain) for v in volumes])
+        tokens = [staggered_tokens(c, sh) for c, sh in zip(tokens, shifted)]
+        tokens_s += shifted_s
     batch = token_batch(volumes, tokens, base)
     per_volume = {"read_and_prepare_s": r4(read_s / len(volumes)), "tokens_s": r4(tokens_s / len(volumes))}
-    print(f"tokens: {tokens_s:.1f} s for {len(volumes)} volumes", flush=True)
+    print(f"seed {seed}: tokens {tokens_s:.1f} s for {len(volumes)} volumes", flush=True)
 
     cohort_batch = batch.subset(range(n_cohort))
     healthy_idx = [i for i, p in enumerate(paths) if groups[nifti_stem(p)] == "healthy"]
@@ -158,18 +160,23 @@ def main() -> None:
         run = result_from_batch(cohort_batch, scores, cfg, paths, {"scoring_s": scoring_s})
         m, gts = evaluate_run(run, masks, groups)
         lesioned = [r["name"] for r in m["per_volume"] if r["label"]]
-        save_mosaics(a.work / "mosaics" / name, run, gts, lesioned[:4] + ["sub-000"])
+        save_mosaics(work / "mosaics" / name, run, gts, lesioned[:4] + ["sub-000"])
         bscores, bscoring_s = score_batch(brats_batch, cfg)
         brun = result_from_batch(brats_batch, bscores, cfg, brats_paths, {"scoring_s": bscoring_s})
         bm, bgts = evaluate_run(brun, brats_masks)
-        save_mosaics(a.work / "mosaics" / f"{name}_brats", brun, bgts, [brun.names[-1]])
+        save_mosaics(work / "mosaics" / f"{name}_brats", brun, bgts, [brun.names[-1]])
         healthy_scores = np.asarray([r["score"] for r in bm["per_volume"][:-1]])
         brats = bm["per_volume"][-1]
         labels = [r["label"] for r in m["per_volume"]]
+        whole = whole_cube_scores(run, cohort_batch)
+        bwhole = whole_cube_scores(brun, brats_batch)
         results[name] = {
             "cohort": summary(m),
-            "patient_auroc_interior_cubes_only": {
-                str(t): interior_auroc(run, cohort_batch.brain_share, labels, t) for t in (0.75, 0.9)},
+            "patient_min_share_1": {
+                **patient_summary(whole, labels),
+                "scores": {n: r4(v) for n, v in zip(run.names, whole)},
+                "brats_healthy_at_or_above": int((bwhole[:-1] >= bwhole[-1]).sum()),
+            },
             "scoring_s_per_volume": r4(scoring_s / n_cohort),
             "exclusion_rate": r4(scores.diagnostics.get("exclusion_rate")),
             "exclusion": excluded_lesion_share(run, gts, groups),
@@ -190,33 +197,107 @@ def main() -> None:
             },
         }
         brief = {k: v for k, v in results[name]["brats"].items() if k != "healthy_scores"}
-        print(name, json.dumps({"cohort": results[name]["cohort"], "brats": brief}), flush=True)
+        print(f"seed {seed}", name, json.dumps({"cohort": results[name]["cohort"], "brats": brief,
+                                                 "whole_cubes": patient_summary(whole, labels)}), flush=True)
 
     kinds = [groups[nifti_stem(p)] for p in paths]
-    out = {
-        "benchmark": "volumes_cohort",
+    return {
         "cohort": {"volumes": n_cohort, "healthy": kinds.count("healthy"), "random_lesion": kinds.count("random"),
                    "consistent_lesion": kinds.count("consistent"),
                    "sources": [str(s.relative_to(DATA)) for s in SOURCES],
+                   "lesions": lesion_table(work / "cohort"),
                    "config": config_to_dict(cohort_cfg), "build_s": r4(cohort_s)},
+        "methods": results,
+        "time_s_per_volume": per_volume,
+        "time_s_total": {"tokens": r4(tokens_s), "read_and_prepare": r4(read_s)},
+    }
+
+
+def cached(stash: Path, reuse: bool, build) -> tuple[list, float]:
+    """Tokens (and the seconds they took) from ``stash`` when reusing, else built and stored."""
+    if reuse and stash.exists():
+        saved = torch.load(stash, weights_only=False)
+        return saved["tokens"], saved["tokens_s"]
+    t0 = time.perf_counter()
+    tokens = build()
+    seconds = time.perf_counter() - t0
+    torch.save({"tokens": tokens, "tokens_s": seconds}, stash)
+    return tokens, seconds
+
+
+def lesion_table(cohort_dir: Path) -> list[dict[str, Any]]:
+    """Kind, largest diameter and contrast of each drawn lesion (what makes a seed easy or hard)."""
+    subjects = json.loads((cohort_dir / "cohort.json").read_text())["subjects"]
+    return [{"name": s["name"], "kind": s["kind"], "diameter_mm": r4(max(s["lesion"]["diameters_mm"])),
+             "contrast": r4(s["lesion"]["contrast"])} for s in subjects if "lesion" in s]
+
+
+def across_seeds(per_seed: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """Mean, min and max over seeds of the headline numbers of each method."""
+    def stats(values: list[float | None]) -> dict[str, float | None]:
+        v = [x for x in values if x is not None]
+        return {"mean": r4(np.mean(v)), "min": r4(min(v)), "max": r4(max(v))} if v else {}
+
+    out: dict[str, Any] = {}
+    methods = next(iter(per_seed.values()))["methods"]
+    for name in methods:
+        rows = [r["methods"][name] for r in per_seed.values()]
+        out[name] = {
+            "patient_auroc": stats([r["cohort"]["patient_auroc"] for r in rows]),
+            "patient_ap": stats([r["cohort"]["patient_ap"] for r in rows]),
+            "patient_auroc_whole_cubes": stats([r["patient_min_share_1"]["patient_auroc"] for r in rows]),
+            "patient_ap_whole_cubes": stats([r["patient_min_share_1"]["patient_ap"] for r in rows]),
+            "voxel_auroc": stats([r["cohort"]["voxel_auroc"] for r in rows]),
+            "dice_consistent": stats([r["cohort"]["dice_by_group"].get("consistent") for r in rows]),
+            "dice_random": stats([r["cohort"]["dice_by_group"].get("random") for r in rows]),
+            "dice_all": stats([r["cohort"]["dice_all"] for r in rows]),
+            "brats_healthy_at_or_above": [r["brats"]["healthy_at_or_above"] for r in rows],
+            "brats_dice": stats([r["brats"]["dice_vs_segmentation"] for r in rows]),
+            "seeds_with_outlier_community": sum(bool(r["outlier_communities"]) for r in rows),
+        }
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--size", type=int, default=168, help="cube side D")
+    ap.add_argument("--slice-stride", type=int, default=2)
+    ap.add_argument("--healthy", type=int, default=22)
+    ap.add_argument("--random", type=int, default=5)
+    ap.add_argument("--consistent", type=int, default=5)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="cohort seeds, one cohort each")
+    ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "codegraph_volumes_cohort")
+    ap.add_argument("--tag", default="")
+    ap.add_argument("--staggered", action="store_true", help="add the half-cube-shifted token grid (lattice.py)")
+    ap.add_argument("--reuse-tokens", action="store_true",
+                    help="load the tokens (and their timing) stored in --work by an earlier run with the same "
+                         "size, stride and cohort, instead of extracting them again (for scoring experiments)")
+    a = ap.parse_args()
+
+    base = VolumeConfig(size=a.size, slice_stride=a.slice_stride, staggered=a.staggered)
+    backbone = load_volume_backbone(base)
+    per_seed = {seed: run_seed(a, seed, backbone) for seed in a.seeds}
+    out = {
+        "benchmark": "volumes_cohort",
+        "seeds": list(a.seeds),
         "brats_case": {"volume": str(BRATS.relative_to(DATA)), "segmentation": str(BRATS_SEG.relative_to(DATA)),
                        "note": "segmentation predicted by a model (labels 1-3 merged), not expert ground truth; "
                                "run = the healthy cohort volumes + this case"},
         "protocol": "SPEC section 9: patient score = max token score; Dice at the token-grid F1-best threshold, "
                     "lesion-free volumes with no prediction score 1; "
                     "metrics in the D^3 cube of each volume's brain box; "
-                    "Nyul standardisation over all cohort volumes + the BraTS case (one token extraction)",
-        "methods": results,
-        "time_s_per_volume": per_volume,
-        "time_s_total": {"tokens": r4(tokens_s), "read_and_prepare": r4(read_s)},
+                    "Nyul standardisation over all cohort volumes + the BraTS case (one token extraction); "
+                    "patient_min_share_1: the same runs with the patient score over whole-brain cubes only",
+        "across_seeds": across_seeds(per_seed),
+        "per_seed": {str(k): v for k, v in per_seed.items()},
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "config": config_to_dict(base),
         "versions": versions(),
-        "machine": {"cpu_count": __import__("os").cpu_count(), "processor": platform.processor(),
-                    "load_average_at_end": list(__import__("os").getloadavg())},
+        "machine": machine_info(),
     }
     name = "volumes_cohort" + (f"_{a.tag}" if a.tag else "")
     write_json(RESULTS / f"{name}.json", out)
+    print(json.dumps(out["across_seeds"], indent=1))
     print(f"wrote {RESULTS / (name + '.json')}")
 
 

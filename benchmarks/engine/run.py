@@ -19,6 +19,9 @@ from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import machine_info  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE.parent / "results"
 
@@ -41,25 +44,6 @@ def matmul_peak(threads: int) -> dict[str, float]:
             best = min(best, time.perf_counter() - t0)
         out[name] = round(2 * 2048 * 2048 * 384 / best / 1e9, 1)
     return out
-
-
-def machine() -> dict:
-    """What decides which product is fastest: the CPU's model and vector extensions."""
-    import platform
-
-    model, flags = platform.processor(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and not model:
-                model = line.split(":", 1)[1].strip()
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    except OSError:
-        pass
-    wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
-    return {"cpu": model, "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "extensions": [f for f in wanted if f in flags], "torch": torch.__version__}
 
 
 def run_case(args: list[str]) -> dict:
@@ -114,7 +98,7 @@ def main() -> None:
                 # right before and after it (robust to the machine's speed drifting)
                 row[key]["share_of_local_peak"] = round(row[key]["gflops"] / row[key]["local_peak_gflops"], 3)
                 row[key]["share_of_best_peak"] = round(row[key]["gflops"] / max(peak.values()), 3)
-    out = {"machine": machine(), "threads": threads, "matmul_peak_gflops": peak, "peak_before": peak_before, "peak_after": peak_after,
+    out = {"machine": machine_info(), "threads": threads, "matmul_peak_gflops": peak, "peak_before": peak_before, "peak_after": peak_after,
            "cases": cases}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(out, indent=2) + "\n")

@@ -1,6 +1,5 @@
 """GraphConfig.graph_layers: which layers' minima feed the graph stages (CoDeGraph method)."""
 
-import numpy as np
 import pytest
 import torch
 

@@ -100,3 +100,25 @@ def test_builder_checks_sizes():
         TokenBuilder(FakeBackbone(30), 30, 8, 0)
     with pytest.raises(ValueError, match="must equal the cube size"):
         TokenBuilder(FakeBackbone(56), 28, 8, 0)
+
+
+def test_staggered_tokens_are_the_cubic_grid_then_the_shifted_inside_cubes():
+    rng = np.random.default_rng(0)
+    img = rng.random((42, 42, 42)).astype(np.float32)
+    brain = np.ones_like(img, dtype=bool)
+    brain[:3] = False
+    builder = TokenBuilder(FakeBackbone(42), 42, projection_dim=6, seed=0)
+    both = builder.build_staggered(img, brain)
+    cubic = builder.build(img, brain)
+    g = 3
+    assert both.staggered and both.grid == (g, g, g)
+    assert both.layers.shape[1] == g ** 3 + (g - 1) ** 3 and both.brain_share.shape == (g ** 3 + (g - 1) ** 3,)
+    torch.testing.assert_close(both.layers[:, : g ** 3], cubic.layers)
+    # the shifted cube at (0, 0, 0) covers voxels 7..20 on every axis
+    sub = np.zeros_like(img)
+    sub[:35, :35, :35] = img[7:, 7:, 7:]
+    sub_brain = np.zeros_like(brain)
+    sub_brain[:35, :35, :35] = brain[7:, 7:, 7:]
+    ref = builder.build(sub, sub_brain)
+    torch.testing.assert_close(both.layers[:, g ** 3], ref.layers[:, 0])
+    assert both.brain_share[g ** 3] == pytest.approx(brain[7:21, 7:21, 7:21].mean())

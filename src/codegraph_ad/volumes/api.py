@@ -26,7 +26,7 @@ from codegraph_ad.volumes.config import VolumeConfig
 from codegraph_ad.volumes.evaluation import evaluate_maps, gt_cube
 from codegraph_ad.volumes.nifti import discover_volumes, nifti_stem
 from codegraph_ad.volumes.outputs import write_volume_outputs, write_volume_tables
-from codegraph_ad.volumes.pipeline import PreparedVolume, TokenBatch, token_maps, tokens_from_paths
+from codegraph_ad.volumes.pipeline import PreparedVolume, TokenBatch, cube_flags, token_maps, tokens_from_paths
 from codegraph_ad.volumes.scoring import patient_cubes, score_volume_features
 
 
@@ -34,7 +34,9 @@ from codegraph_ad.volumes.scoring import patient_cubes, score_volume_features
 class VolumeRunResult:
     """Scores of one batch of volumes and where its files are.
 
-    maps: ``(N, g, g, g)`` token-grid scores; solid: the same shape, cubes with enough brain.
+    maps: ``(N, g, g, g)`` token-grid scores (``(N, 2g, 2g, 2g)`` half-cube maps for a
+    staggered lattice); solid: the same shape, cubes with enough brain; excluded: the same
+    shape, cubes CoDeGraph removed from the references (None for MuSc).
     """
 
     names: list[str]
@@ -45,6 +47,7 @@ class VolumeRunResult:
     volumes: list[PreparedVolume]
     config: VolumeConfig
     timings: dict[str, float]
+    excluded: np.ndarray | None = None
     out_dir: Path | None = None
 
     def table(self) -> list[dict[str, Any]]:
@@ -99,9 +102,9 @@ def score_batch(batch: TokenBatch, config: VolumeConfig, progress: bool = False)
 
 def result_from_batch(batch: TokenBatch, scores: ScoreResult, config: VolumeConfig, paths: Sequence[Path],
                       timings: dict[str, float]) -> VolumeRunResult:
-    g = batch.grid3d
-    return VolumeRunResult(batch.names, list(paths), scores, token_maps(scores.patch_scores, g),
-                           batch.solid.reshape(-1, *g), batch.volumes, config, timings)
+    excluded = None if scores.excluded is None else cube_flags(scores.excluded.numpy(), batch)
+    return VolumeRunResult(batch.names, list(paths), scores, token_maps(scores.patch_scores, batch),
+                           cube_flags(batch.solid, batch), batch.volumes, config, timings, excluded)
 
 
 def detect_volumes(
@@ -143,8 +146,8 @@ def write_volume_run(result: VolumeRunResult, out: Path, gts: Sequence[np.ndarra
         rows = [{**r, **e} for r, e in zip(rows, extra_rows)]
     g = result.maps.shape[1:]
     arrays = {"token_scores": result.maps.astype(np.float32), "solid": result.solid}
-    if result.scores.excluded is not None:
-        arrays["excluded"] = result.scores.excluded.numpy().reshape(-1, *g)
+    if result.excluded is not None:
+        arrays["excluded"] = result.excluded
     result.timings["write_s"] = time.perf_counter() - t0
     meta = {"config": config_to_dict(result.config), "versions": versions(), "timings": result.timings,
             "diagnostics": result.scores.diagnostics}

@@ -33,6 +33,8 @@ def add_volume_options(p: argparse.ArgumentParser) -> None:
                    help="percentile scaling only (no Nyul standardisation across the batch)")
     p.add_argument("--slice-stride", type=int, default=_VOL.slice_stride,
                    help="feed every s-th slice of each group of p to the model (speed knob)")
+    p.add_argument("--staggered", action="store_true",
+                   help="add the token grid shifted by half a cube (finer maps; 2x token time, ~3.4x scoring)")
     p.add_argument("--no-mosaics", action="store_true", help="skip the PNG mosaics")
 
 
@@ -53,6 +55,7 @@ def volume_config_from_args(a: argparse.Namespace) -> VolumeConfig:
         void_fraction=a.void_fraction,
         void_scores=a.void_scores,
         slice_stride=a.slice_stride,
+        staggered=a.staggered,
         patient_min_share=a.patient_min_share,
         run=run,
     )

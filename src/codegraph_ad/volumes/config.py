@@ -51,6 +51,10 @@ class VolumeConfig:
         "keep" leaves them as scored.
     slice_stride: feed every s-th slice of each group of p to the backbone (1 = all, as in
         the thesis); larger values trade fidelity for time.
+    staggered: also tokenise the cube shifted by half a cube along x, y and z (a body-centred
+        lattice, lattice.py), so a lesion is never split evenly between eight cubes; maps are
+        then drawn on the half-cube grid (2 D/p)^3. Doubles the token time, and the scoring
+        time grows with the square of the token count (~3.4x).
     patient_min_share: the patient score is the maximum over cubes with at least this brain
         share; None counts every solid cube (``void_fraction``), as SPEC section 9 does. 1.0
         counts only cubes wholly inside the brain: partial-volume cubes on the brain surface
@@ -71,6 +75,7 @@ class VolumeConfig:
     void_fraction: float = 0.5
     void_scores: Literal["zero", "keep"] = "zero"
     slice_stride: int = 1
+    staggered: bool = False
     patient_min_share: float | None = None
     run: RunConfig = field(default_factory=default_volume_run)
 

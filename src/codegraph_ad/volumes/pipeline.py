@@ -16,6 +16,7 @@ from codegraph_ad.errors import InputError
 from codegraph_ad.features.extract import FeatureSet
 from codegraph_ad.methods.base import check_batch_size
 from codegraph_ad.volumes.config import VolumeConfig
+from codegraph_ad.volumes.lattice import half_grid_any, half_grid_map, map_grid
 from codegraph_ad.volumes.nifti import VolumeGeometry, load_mask_like, load_nifti, nifti_stem
 from codegraph_ad.volumes.preprocess import Cube, histogram_standardise, prepare_cube
 from codegraph_ad.volumes.tokens import TokenBuilder, VolumeTokens, stack_tokens
@@ -35,7 +36,8 @@ class TokenBatch:
     """Everything scoring and writing need.
 
     features: a ``FeatureSet`` whose ``grid`` is ``(g, g * g)`` (the flattened 3D grid;
-    only LNAMD r = 1 is valid on it). solid: ``(N, M)`` bool, cubes with enough brain.
+    only LNAMD r = 1 is valid on it), ``(1, M)`` for a staggered lattice. solid: ``(N, M)``
+    bool, cubes with enough brain. grid3d: the cubic grid ``(g, g, g)``.
     """
 
     volumes: list[PreparedVolume]
@@ -44,6 +46,12 @@ class TokenBatch:
     brain_share: np.ndarray
     solid: np.ndarray
     timings: dict[str, float] = field(default_factory=dict)
+    staggered: bool = False
+
+    @property
+    def map_grid(self) -> tuple[int, int, int]:
+        """Shape of each volume's map (lattice.map_grid)."""
+        return map_grid(self.grid3d[0], self.staggered)
 
     @property
     def names(self) -> list[str]:
@@ -53,7 +61,7 @@ class TokenBatch:
         """A sub-batch sharing these tokens (e.g. several cohorts drawn from one extraction)."""
         idx = [int(i) for i in index]
         return TokenBatch([self.volumes[i] for i in idx], self.features.subset(idx), self.grid3d,
-                          self.brain_share[idx], self.solid[idx], dict(self.timings))
+                          self.brain_share[idx], self.solid[idx], dict(self.timings), self.staggered)
 
 
 def unique_names(paths: Sequence[Path]) -> list[str]:
@@ -102,10 +110,12 @@ def build_tokens(
         backbone = load_volume_backbone(config)
     builder = TokenBuilder(backbone, config.size, config.projection_dim, config.projection_seed,
                            config.slice_stride, config.run.features.batch_size)
-    bar = tqdm(total=len(volumes) * builder.slices_per_volume, desc="slices", unit="slice",
+    passes = 2 if config.staggered else 1
+    bar = tqdm(total=len(volumes) * builder.slices_per_volume * passes, desc="slices", unit="slice",
                disable=not progress, leave=False)
+    build = builder.build_staggered if config.staggered else builder.build
     try:
-        return [builder.build(v.cube.image, v.cube.brain, bar) for v in volumes]
+        return [build(v.cube.image, v.cube.brain, bar) for v in volumes]
     finally:
         bar.close()
 
@@ -122,9 +132,9 @@ def load_volume_backbone(config: VolumeConfig):
 def token_batch(volumes: list[PreparedVolume], tokens: Sequence[VolumeTokens], config: VolumeConfig) -> TokenBatch:
     """Stack per-volume tokens into a ``FeatureSet`` the 2D methods accept unchanged."""
     layers, cls, share = stack_tokens(tokens)
-    g = tokens[0].grid
-    features = FeatureSet(layers, cls, (g[0], g[1] * g[2]))
-    return TokenBatch(volumes, features, g, share, share >= config.void_fraction)
+    g, staggered = tokens[0].grid, tokens[0].staggered
+    features = FeatureSet(layers, cls, (1, layers.shape[2]) if staggered else (g[0], g[1] * g[2]))
+    return TokenBatch(volumes, features, g, share, share >= config.void_fraction, staggered=staggered)
 
 
 def tokens_from_paths(
@@ -147,6 +157,15 @@ def tokens_from_paths(
     return batch
 
 
-def token_maps(patch_scores: torch.Tensor, grid3d: tuple[int, int, int]) -> np.ndarray:
-    """``(N, M)`` scores -> ``(N, g, g, g)`` float32 token-grid maps in (x, y, z) order."""
-    return patch_scores.float().reshape(-1, *grid3d).numpy()
+def token_maps(patch_scores: torch.Tensor, batch: TokenBatch) -> np.ndarray:
+    """``(N, M)`` scores -> ``(N, *batch.map_grid)`` float32 maps in (x, y, z) order."""
+    if batch.staggered:
+        return half_grid_map(patch_scores, batch.solid, batch.grid3d[0])
+    return patch_scores.float().reshape(-1, *batch.grid3d).numpy()
+
+
+def cube_flags(flags: np.ndarray, batch: TokenBatch) -> np.ndarray:
+    """``(N, M)`` bool per token -> ``(N, *batch.map_grid)`` (any covering token, when staggered)."""
+    if batch.staggered:
+        return half_grid_any(flags, batch.grid3d[0])
+    return flags.reshape(-1, *batch.grid3d)

@@ -29,6 +29,11 @@ def patient_cubes(brain_share: np.ndarray, solid: np.ndarray, min_share: float |
     return solid & (brain_share >= min_share - _SHARE_TOLERANCE)
 
 
+def zero_outside(patch_scores: torch.Tensor, cubes: np.ndarray) -> torch.Tensor:
+    """Scores with the cubes outside ``cubes: (N, M)`` set to 0 (scores are distances, >= 0)."""
+    return torch.where(torch.from_numpy(cubes), patch_scores, torch.zeros(()))
+
+
 def score_volume_features(
     features: FeatureSet,
     solid: np.ndarray,
@@ -55,11 +60,9 @@ def score_volume_features(
             method = replace(method, patch_mask=solid)
         result = method.score(features)
     if zero_void:
-        result.patch_scores = torch.where(torch.from_numpy(solid), result.patch_scores, torch.zeros(()))
+        result.patch_scores = zero_outside(result.patch_scores, solid)
     if zero_void or scored_cubes is not None:
-        counted = result.patch_scores
-        if scored_cubes is not None:
-            counted = torch.where(torch.from_numpy(scored_cubes), counted, torch.zeros(()))
+        counted = result.patch_scores if scored_cubes is None else zero_outside(result.patch_scores, scored_cubes)
         raw, final = finish_image_scores(counted, features.cls, config.rscin)
         result.raw_image_scores, result.image_scores = raw, final
     result.diagnostics["solid_cubes"] = int(solid.sum())

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from codegraph_ad.backbones.base import Backbone
+from codegraph_ad.volumes.lattice import inside_cubes, shifted_cube
 
 # How each axis is presented to the 2D model: (permutation of the cube's (x, y, z) axes
 # into (depth, rows, cols), axes of the permuted array to flip). Rows run from superior
@@ -33,16 +34,18 @@ AXIS_VIEWS: tuple[tuple[tuple[int, int, int], tuple[int, ...]], ...] = (
 class VolumeTokens:
     """Tokens of one volume.
 
-    layers: ``(L, M, 3 d')`` float32, M = g^3 cubes in C order of the (x, y, z) token grid.
+    layers: ``(L, M, 3 d')`` float32, M = g^3 cubes in C order of the (x, y, z) token grid,
+        then, when ``staggered``, the (g - 1)^3 cubes of the half-cube-shifted grid (lattice.py).
     cls: ``(C,)`` mean [CLS] vector over every slice fed to the model (for RsCIN).
     brain_share: ``(M,)`` share of brain voxels in each cube.
-    grid: ``(g, g, g)``.
+    grid: ``(g, g, g)``, the cubic grid.
     """
 
     layers: torch.Tensor
     cls: torch.Tensor
     brain_share: np.ndarray
     grid: tuple[int, int, int]
+    staggered: bool = False
 
 
 def projection_matrix(in_dim: int, out_dim: int, seed: int) -> torch.Tensor:
@@ -176,6 +179,18 @@ class TokenBuilder:
             grid=(g, g, g),
         )
 
+    def build_staggered(self, image: np.ndarray, brain: np.ndarray, bar: tqdm | None = None) -> VolumeTokens:
+        """Tokens of the cubic grid followed by those of the grid shifted by half a cube."""
+        return staggered_tokens(self.build(image, brain, bar), self.build_shifted(image, brain, bar))
+
+    def build_shifted(self, image: np.ndarray, brain: np.ndarray, bar: tqdm | None = None) -> VolumeTokens:
+        """Tokens of the (g - 1)^3 cubes of the grid shifted by half a cube (lattice.py)."""
+        half = self.patch // 2
+        full = self.build(shifted_cube(image, half), shifted_cube(brain, half), bar)
+        keep = inside_cubes(self.g)
+        return VolumeTokens(full.layers[:, torch.from_numpy(keep)].contiguous(), full.cls,
+                            full.brain_share[keep], (self.g - 1,) * 3)
+
     def _project(self, tokens: torch.Tensor) -> torch.Tensor:
         if self._proj is None:
             self._proj = projection_matrix(tokens.shape[-1], self.projection_dim, self.seed)
@@ -184,12 +199,26 @@ class TokenBuilder:
         return tokens @ self._proj
 
 
+def staggered_tokens(cubic: VolumeTokens, shifted: VolumeTokens) -> VolumeTokens:
+    """One volume's lattice: its cubic-grid tokens, then its shifted-grid tokens."""
+    g = cubic.grid[0]
+    if cubic.staggered or shifted.grid != (g - 1,) * 3:
+        raise ValueError(f"expected a cubic {cubic.grid} grid and a shifted {(g - 1,) * 3} grid, got {shifted.grid}")
+    return VolumeTokens(
+        layers=torch.cat([cubic.layers, shifted.layers], dim=1).contiguous(),
+        cls=(cubic.cls + shifted.cls) / 2,
+        brain_share=np.concatenate([cubic.brain_share, shifted.brain_share]),
+        grid=cubic.grid,
+        staggered=True,
+    )
+
+
 def stack_tokens(tokens: Sequence[VolumeTokens]) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
     """Batch ``layers (N, L, M, C)``, ``cls (N, C)`` and ``brain_share (N, M)``."""
     if not tokens:
         raise ValueError("no volume tokens to stack")
-    grids = {t.grid for t in tokens}
+    grids = {(t.grid, t.staggered) for t in tokens}
     if len(grids) != 1:
-        raise ValueError(f"volumes have different token grids: {sorted(grids)}")
+        raise ValueError(f"volumes have different token grids (grid, staggered): {sorted(grids)}")
     return (torch.stack([t.layers for t in tokens]), torch.stack([t.cls for t in tokens]),
             np.stack([t.brain_share for t in tokens]))
