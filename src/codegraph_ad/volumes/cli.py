@@ -34,7 +34,7 @@ def add_volume_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--slice-stride", type=int, default=_VOL.slice_stride,
                    help="feed every s-th slice of each group of p to the model (speed knob)")
     p.add_argument("--staggered", action="store_true",
-                   help="add the token grid shifted by half a cube (finer maps; 2x token time, ~3.4x scoring)")
+                   help="add the token grid shifted by half a cube (finer maps; 2x token time, ~4x scoring)")
     p.add_argument("--no-mosaics", action="store_true", help="skip the PNG mosaics")
 
 

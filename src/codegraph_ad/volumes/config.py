@@ -54,7 +54,7 @@ class VolumeConfig:
     staggered: also tokenise the cube shifted by half a cube along x, y and z (a body-centred
         lattice, lattice.py), so a lesion is never split evenly between eight cubes; maps are
         then drawn on the half-cube grid (2 D/p)^3. Doubles the token time, and the scoring
-        time grows with the square of the token count (~3.4x).
+        time grows with the square of the token count (about 4x measured, docs/volumes.md).
     patient_min_share: the patient score is the maximum over cubes with at least this brain
         share; None counts every solid cube (``void_fraction``), as SPEC section 9 does. 1.0
         counts only cubes wholly inside the brain: partial-volume cubes on the brain surface
