@@ -94,9 +94,10 @@ def _match_masks(paths: Sequence[Path], masks: str | Path | Sequence[str | Path 
 def score_batch(batch: TokenBatch, config: VolumeConfig, progress: bool = False) -> tuple[ScoreResult, float]:
     """Score a token batch with ``config.run``; returns the result and the seconds it took."""
     t0 = time.perf_counter()
-    counted = patient_cubes(batch.brain_share, batch.solid, config.patient_min_share)
+    counted = (None if config.patient_min_share is None
+               else patient_cubes(batch.brain_share, batch.solid, config.patient_min_share))
     scores = score_volume_features(batch.features, batch.solid, config.run, config.void_scores == "zero", progress,
-                                   scored_cubes=None if config.patient_min_share is None else counted)
+                                   scored_cubes=counted)
     return scores, time.perf_counter() - t0
 
 

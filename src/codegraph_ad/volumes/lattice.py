@@ -15,16 +15,6 @@ import numpy as np
 import torch
 
 
-def shifted_size(g: int) -> int:
-    """Cubes per axis of the shifted grid."""
-    return g - 1
-
-
-def lattice_size(g: int, staggered: bool) -> int:
-    """Tokens per volume: g^3, plus (g - 1)^3 when staggered."""
-    return g ** 3 + (shifted_size(g) ** 3 if staggered else 0)
-
-
 def map_grid(g: int, staggered: bool) -> tuple[int, int, int]:
     """Shape of a volume's map: the token grid, or the half-cube grid when staggered."""
     return (2 * g,) * 3 if staggered else (g, g, g)
@@ -43,14 +33,18 @@ def inside_cubes(g: int) -> np.ndarray:
     return np.arange(g ** 3).reshape(g, g, g)[: g - 1, : g - 1, : g - 1].reshape(-1)
 
 
+def _doubled(grid: torch.Tensor) -> torch.Tensor:
+    """``(N, a, b, c)`` -> ``(N, 2a, 2b, 2c)``, each value repeated over its 2^3 half cubes."""
+    return grid.repeat_interleave(2, 1).repeat_interleave(2, 2).repeat_interleave(2, 3)
+
+
 def _on_half_grid(values: torch.Tensor, g: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``(N, M)`` lattice values -> the cubic and the shifted grid's values on ``(N, 2g, 2g, 2g)``
     (zeros where the shifted grid does not reach)."""
     n = values.shape[0]
     cubic = values[:, : g ** 3].reshape(n, g, g, g)
     shifted = values[:, g ** 3 :].reshape(n, g - 1, g - 1, g - 1)
-    up = lambda x: x.repeat_interleave(2, 1).repeat_interleave(2, 2).repeat_interleave(2, 3)  # noqa: E731
-    return up(cubic), torch.nn.functional.pad(up(shifted), (1, 1, 1, 1, 1, 1))
+    return _doubled(cubic), torch.nn.functional.pad(_doubled(shifted), (1, 1, 1, 1, 1, 1))
 
 
 def half_grid_map(scores: torch.Tensor, counted: np.ndarray, g: int) -> np.ndarray:
