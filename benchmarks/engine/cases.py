@@ -18,7 +18,7 @@ import torch
 
 from codegraph_ad.engine.msm import msm_k, msm_scores
 from codegraph_ad.engine.mutual import pair_minima
-from codegraph_ad.engine.products import make_product
+from codegraph_ad.engine.products import make_product, product_seconds
 
 PEAK_SIDE = 2048  # the product the peak is measured on: (2048 x 384) @ (384 x 2048)
 
@@ -26,15 +26,8 @@ PEAK_SIDE = 2048  # the product the peak is measured on: (2048 x 384) @ (384 x 2
 def product_peak(product, c: int = 384, repeats: int = 5) -> float:
     """GOPS of the best of ``repeats`` square block products of ``product``'s type."""
     a = torch.nn.functional.normalize(torch.randn(PEAK_SIDE, c, generator=torch.Generator().manual_seed(1)), dim=1)
-    low = product.prepare(a)
-    right = product.right(low)
-    product.block(low, right)
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        product.block(low, right)
-        best = min(best, time.perf_counter() - t0)
-    return 2 * PEAK_SIDE * PEAK_SIDE * c / best / 1e9
+    return 2 * PEAK_SIDE * PEAK_SIDE * c / product_seconds(product, a, repeats) / 1e9
+
 
 Q = 0.3
 

@@ -14,7 +14,6 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -28,22 +27,11 @@ RESULTS = HERE.parent / "results"
 
 def matmul_peak(threads: int) -> dict[str, float]:
     """GFLOP/s of a large square-ish product in fp32, bf16 and int8 (best of 5)."""
-    from codegraph_ad.engine.products import Bf16Product, Fp32Product, Int8Product
+    from codegraph_ad.engine.products import bare_product_seconds
 
     torch.set_num_threads(threads)
     a = torch.nn.functional.normalize(torch.randn(2048, 384), dim=1)
-    out = {}
-    for name, prod in (("fp32", Fp32Product()), ("bf16", Bf16Product()), ("int8", Int8Product())):
-        low = prod.prepare(a)
-        r = prod.right(low)
-        prod.block(low, r)
-        best = float("inf")
-        for _ in range(5):
-            t0 = time.perf_counter()
-            prod.block(low, r)
-            best = min(best, time.perf_counter() - t0)
-        out[name] = round(2 * 2048 * 2048 * 384 / best / 1e9, 1)
-    return out
+    return {name: round(2 * 2048 * 2048 * 384 / s / 1e9, 1) for name, s in bare_product_seconds(a, repeats=5).items()}
 
 
 def run_case(args: list[str]) -> dict:

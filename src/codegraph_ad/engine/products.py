@@ -119,6 +119,31 @@ def int8_supported(rows: int) -> bool:
 _SCREEN_SLOWER = 3.0  # a bare product this many times slower than fp32's cannot win
 
 
+def product_seconds(product, x: torch.Tensor, repeats: int = 3) -> float:
+    """Best-of-``repeats`` seconds of the block product ``x x^T`` in ``product``'s mode (the
+    first call, for kernel selection, is not timed). ``x``: unit rows."""
+    low = product.prepare(x)
+    right = product.right(low)
+    product.block(low, right)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        product.block(low, right)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def bare_product_seconds(x: torch.Tensor, repeats: int = 3) -> dict[str, float]:
+    """``product_seconds`` of every mode this build can run."""
+    seconds: dict[str, float] = {}
+    for name, product in (("fp32", Fp32Product()), ("bf16", Bf16Product()), ("int8", Int8Product())):
+        try:
+            seconds[name] = product_seconds(product, x, repeats)
+        except RuntimeError:  # this build cannot run the mode at all
+            continue
+    return seconds
+
+
 def _plausible_modes(rows: int = 512, channels: int = 384) -> list[str]:
     """fp32 and the reduced precisions whose bare block product is not far slower than fp32's.
 
@@ -127,20 +152,7 @@ def _plausible_modes(rows: int = 512, channels: int = 384) -> list[str]:
     milliseconds, what the full timing below would spend seconds on.
     """
     x = torch.nn.functional.normalize(torch.randn(rows, channels, generator=torch.Generator().manual_seed(0)), dim=1)
-    seconds: dict[str, float] = {}
-    for name, product in (("fp32", Fp32Product()), ("bf16", Bf16Product()), ("int8", Int8Product())):
-        try:
-            low = product.prepare(x)
-            right = product.right(low)
-            product.block(low, right)  # first call: kernel selection, JIT
-            best = float("inf")
-            for _ in range(3):
-                t0 = time.perf_counter()
-                product.block(low, right)
-                best = min(best, time.perf_counter() - t0)
-            seconds[name] = best
-        except RuntimeError:  # this build cannot run the mode at all
-            continue
+    seconds = bare_product_seconds(x)
     return [name for name in seconds if name == "fp32" or seconds[name] < _SCREEN_SLOWER * seconds["fp32"]]
 
 
