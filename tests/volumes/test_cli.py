@@ -43,3 +43,18 @@ def test_bad_volume_is_a_one_line_error(tmp_path, capsys):
     assert main(["volumes", str(tmp_path / "in"), "--out", str(tmp_path / "o"), "--size", "28", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "v3.nii.gz" in err and "NaN" in err
+
+
+def test_volume_commands_default_to_the_volume_alpha():
+    """Volumes weight the endurance ratios by dbar^-0.5 (SPEC section 4); 2D runs keep 0."""
+    from codegraph_ad.cli import build_parser
+    from codegraph_ad.config import GraphConfig
+    from codegraph_ad.volumes.cli import volume_config_from_args
+    from codegraph_ad.volumes.config import VolumeConfig
+
+    parser = build_parser()
+    assert VolumeConfig().run.graph.alpha == 0.5 != GraphConfig().alpha
+    for cmd in (["volumes", "in"], ["evaluate-volumes", "cohort"]):
+        assert volume_config_from_args(parser.parse_args([*cmd, "--out", "o"])).run.graph.alpha == 0.5
+        assert volume_config_from_args(parser.parse_args([*cmd, "--out", "o", "--alpha", "0"])).run.graph.alpha == 0.0
+    assert parser.parse_args(["detect", "in", "--out", "o"]).alpha == GraphConfig().alpha

@@ -17,7 +17,7 @@ def add_volume_options(p: argparse.ArgumentParser) -> None:
     from codegraph_ad.cli import add_run_options
 
     add_run_options(p)  # --image-size is ignored for volumes: slices are fed at --size
-    p.set_defaults(batch_size=_VOL.run.features.batch_size)
+    p.set_defaults(batch_size=_VOL.run.features.batch_size, alpha=_VOL.run.graph.alpha)
     p.add_argument("--size", type=int, default=_VOL.size, help="cube side D (multiple of the patch size)")
     p.add_argument("--crop", choices=["brain", "none"], default=_VOL.crop,
                    help="crop to the brain box before resampling")
