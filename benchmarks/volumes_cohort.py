@@ -1,15 +1,17 @@
 """Volumes: MuSc vs CoDeGraph on a synthetic lesion cohort, plus one real BraTS case.
 
-    python benchmarks/volumes_cohort.py --size 168 --slice-stride 2 --seeds 0 1 2 --tag d168_3seeds
+    python benchmarks/volumes_cohort.py --seeds 0 1 2 --tag d168_colin27_3seeds
 writes benchmarks/results/volumes_cohort_<tag>.json. The cohorts (and a few mosaics) go to
 --work (default: a folder under /tmp), never into the repository.
 
 Every step below runs once per cohort seed (--seeds): with 10 lesioned volumes a cohort's
-lesion draw moves patient AUROC by 0.2 (seed 0: 0.74, seed 1: 0.95 at D = 168), so the
-summary reports the mean and range over seeds.
+lesion draw moves patient AUROC by 0.2 (seed 0: 0.74, seed 1: 0.95 at D = 168, two-source
+cohorts), so the summary reports the mean and range over seeds.
 
-1. Build a seeded cohort from the healthy, skull-stripped volumes in shared/data/mri
-   (colin27 ch2bet, MNI152 2009a T1): --healthy subjects, --random with one random lesion,
+1. Build a seeded cohort from healthy, skull-stripped source brains (--sources; default
+   colin27 ``ch2bet`` alone, see docs/volumes.md; mni152, ixi012, ixi015 as well, the IXI
+   scans brain-extracted first by mri_sources.py) with --deformation-mm (default: the
+   CohortConfig default, 8 mm): --healthy subjects, --random with one random lesion,
    --consistent with the repeated lesion type.
 2. Read every cohort volume and the BraTS case (brats_case_a t1n) in ONE batch: one Nyul
    standardisation and one token extraction, timed per volume.
@@ -24,6 +26,7 @@ summary reports the mean and range over seeds.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import tempfile
 import time
@@ -35,6 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from common import DATA, RESULTS, machine_info, peak_rss_mb
+from mri_sources import SOURCE_NAMES, stripped_source
 
 from codegraph_ad.api import versions
 from codegraph_ad.config import MSMConfig, config_to_dict
@@ -51,8 +55,6 @@ from codegraph_ad.volumes.scoring import patient_cubes, zero_outside
 from codegraph_ad.volumes.tokens import TokenBuilder, staggered_tokens
 
 MRI = DATA / "mri"
-SOURCES = (MRI / "colin27" / "ch2bet.nii.gz",
-           MRI / "mni152_2009a_sym" / "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz")
 BRATS = MRI / "brats_case_a" / "t1n.nii.gz"
 BRATS_SEG = MRI / "brats_case_a" / "segmentation.nii.gz"
 
@@ -123,8 +125,10 @@ def run_seed(a: argparse.Namespace, seed: int, backbone) -> dict[str, Any]:
     """Build, tokenise and score one seeded cohort (and the BraTS case among its healthy volumes)."""
     work = a.work / f"seed{seed}"
     t0 = time.perf_counter()
-    cohort_cfg = CohortConfig(sources=tuple(str(s) for s in SOURCES), n_healthy=a.healthy, n_random=a.random,
-                              n_consistent=a.consistent, seed=seed)
+    sources = [stripped_source(name, a.work) for name in a.sources]
+    cohort_cfg = CohortConfig(sources=tuple(str(s) for s in sources), n_healthy=a.healthy, n_random=a.random,
+                              n_consistent=a.consistent, deformation_mm=a.deformation_mm,
+                              smoothness_mm=a.smoothness_mm, seed=seed)
     build_cohort(work / "cohort", cohort_cfg, overwrite=True, progress=False)
     cohort_s = time.perf_counter() - t0
     paths, masks, groups = read_cohort(work / "cohort")
@@ -134,12 +138,14 @@ def run_seed(a: argparse.Namespace, seed: int, backbone) -> dict[str, Any]:
     t0 = time.perf_counter()
     volumes = prepare_volumes([*paths, BRATS], base, progress=False)
     read_s = time.perf_counter() - t0
-    tokens, tokens_s = cached(work / f"tokens_d{a.size}_s{a.slice_stride}_{n_cohort}.pt", a.reuse_tokens,
+    # the stash name carries a digest of cohort.json: another cohort never reloads these tokens
+    stem = f"tokens_d{a.size}_s{a.slice_stride}_{cohort_digest(work / 'cohort')}"
+    tokens, tokens_s = cached(work / f"{stem}.pt", a.reuse_tokens,
                               lambda: build_tokens(volumes, replace(base, staggered=False), backbone, progress=False))
     if a.staggered:  # the shifted grid is stored on its own, so the cubic tokens above are reused
         builder = TokenBuilder(backbone, base.size, base.projection_dim, base.projection_seed, base.slice_stride,
                                base.run.features.batch_size)
-        shifted, shifted_s = cached(work / f"tokens_d{a.size}_s{a.slice_stride}_shifted_{n_cohort}.pt",
+        shifted, shifted_s = cached(work / f"{stem}_shifted.pt",
                                     a.reuse_tokens,
                                     lambda: [builder.build_shifted(v.cube.image, v.cube.brain) for v in volumes])
         tokens = [staggered_tokens(c, sh) for c, sh in zip(tokens, shifted)]
@@ -204,13 +210,18 @@ def run_seed(a: argparse.Namespace, seed: int, backbone) -> dict[str, Any]:
     return {
         "cohort": {"volumes": n_cohort, "healthy": kinds.count("healthy"), "random_lesion": kinds.count("random"),
                    "consistent_lesion": kinds.count("consistent"),
-                   "sources": [str(s.relative_to(DATA)) for s in SOURCES],
+                   "sources": list(a.sources),
                    "lesions": lesion_table(work / "cohort"),
                    "config": config_to_dict(cohort_cfg), "build_s": r4(cohort_s)},
         "methods": results,
         "time_s_per_volume": per_volume,
         "time_s_total": {"tokens": r4(tokens_s), "read_and_prepare": r4(read_s)},
     }
+
+
+def cohort_digest(cohort_dir: Path) -> str:
+    """Short digest of a cohort's manifest (its config and every drawn parameter)."""
+    return hashlib.sha256((cohort_dir / "cohort.json").read_bytes()).hexdigest()[:10]
 
 
 def cached(stash: Path, reuse: bool, build) -> tuple[list, float]:
@@ -265,6 +276,10 @@ def main() -> None:
     ap.add_argument("--healthy", type=int, default=22)
     ap.add_argument("--random", type=int, default=5)
     ap.add_argument("--consistent", type=int, default=5)
+    ap.add_argument("--sources", nargs="+", choices=SOURCE_NAMES, default=["colin27"],
+                    help="healthy source brains (IXI scans are brain-extracted first, mri_sources.py)")
+    ap.add_argument("--deformation-mm", type=float, default=CohortConfig.deformation_mm)
+    ap.add_argument("--smoothness-mm", type=float, default=CohortConfig.smoothness_mm)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="cohort seeds, one cohort each")
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "codegraph_volumes_cohort")
     ap.add_argument("--tag", default="")
