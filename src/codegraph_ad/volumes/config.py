@@ -122,7 +122,10 @@ class CohortConfig:
     deformation_mm: peak amplitude of the smooth random displacement field, smoothness_mm
         its Gaussian correlation length. rotation_deg / scale: random affine ranges. The
         defaults imitate what remains between subjects after registration to a template
-        (inputs are expected co-registered): a few mm, a few degrees, a few percent.
+        (inputs are expected co-registered): a few degrees, a few percent, and a field
+        whose 8 mm peak puts two subjects of one source about as far apart, cube by cube,
+        as two real people (benchmarks/cohort_deformation.py; at 2.5 mm they were
+        near-duplicates and the graph stages grouped volumes by source brain).
     gamma / bias / noise: intensity changes of healthy subjects: gamma exponent range,
         amplitude of a smooth multiplicative bias field (what remains after bias-field
         correction), Gaussian noise (fraction of the brain's 99th percentile).
