@@ -38,7 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from common import DATA, RESULTS, machine_info, peak_rss_mb
-from mri_sources import SOURCE_NAMES, stripped_source
+from mri_sources import MRI, SOURCE_NAMES, stripped_source
 
 from codegraph_ad.api import versions
 from codegraph_ad.config import MSMConfig, config_to_dict
@@ -54,7 +54,6 @@ from codegraph_ad.volumes.pipeline import build_tokens, load_volume_backbone, pr
 from codegraph_ad.volumes.scoring import patient_cubes, zero_outside
 from codegraph_ad.volumes.tokens import TokenBuilder, staggered_tokens
 
-MRI = DATA / "mri"
 BRATS = MRI / "brats_case_a" / "t1n.nii.gz"
 BRATS_SEG = MRI / "brats_case_a" / "segmentation.nii.gz"
 
