@@ -189,6 +189,7 @@ def run_seed(a: argparse.Namespace, seed: int, backbone) -> dict[str, Any]:
                 [f"{run.names[i]} ({groups[run.names[i]]})" for i in c["images"]]
                 for sub in scores.diagnostics.get("subsets", []) for c in sub.get("communities", []) if c["outlier"]
             ],
+            "communities": community_record(scores.diagnostics, run.names, groups),
             "per_volume": [{k: (r4(v) if isinstance(v, float) else v) for k, v in r.items()} for r in m["per_volume"]],
             "brats": {
                 "score": r4(brats["score"]),
@@ -216,6 +217,23 @@ def run_seed(a: argparse.Namespace, seed: int, backbone) -> dict[str, Any]:
         "time_s_per_volume": per_volume,
         "time_s_total": {"tokens": r4(tokens_s), "read_and_prepare": r4(read_s)},
     }
+
+
+def community_record(diagnostics: dict[str, Any], names: list[str], groups: dict[str, str]) -> list[dict[str, Any]]:
+    """Per graph subset: the Tukey quartiles and every community of two or more volumes with its
+    density and members, so a result file shows why a group of volumes was (not) flagged."""
+    out = []
+    for sub in diagnostics.get("subsets", []):
+        label = [f"{names[i]} ({groups[names[i]]})" for i in sub["images"]]
+        out.append({
+            "quartiles": {k: (r4(v) if v is not None else None) for k, v in sub["quartiles"].items()},
+            "resolution": r4(sub["resolution"]),
+            "n_links": sub["links"]["n_links"],
+            "communities": [{"density": r4(c["density"]), "outlier": c["outlier"],
+                             "volumes": [label[i] for i in c["images"]]}
+                            for c in sub["communities"] if c["size"] >= 2],
+        })
+    return out
 
 
 def cohort_digest(cohort_dir: Path) -> str:
