@@ -175,6 +175,7 @@ def run_seed(a: argparse.Namespace, seed: int, backbone) -> dict[str, Any]:
         labels = [r["label"] for r in m["per_volume"]]
         whole = whole_cube_scores(run, cohort_batch)
         bwhole = whole_cube_scores(brun, brats_batch)
+        communities = community_record(scores.diagnostics, run.names, groups)
         results[name] = {
             "cohort": summary(m),
             "patient_min_share_1": {
@@ -185,11 +186,8 @@ def run_seed(a: argparse.Namespace, seed: int, backbone) -> dict[str, Any]:
             "scoring_s_per_volume": r4(scoring_s / n_cohort),
             "exclusion_rate": r4(scores.diagnostics.get("exclusion_rate")),
             "exclusion": excluded_lesion_share(run, gts, groups),
-            "outlier_communities": [
-                [f"{run.names[i]} ({groups[run.names[i]]})" for i in c["images"]]
-                for sub in scores.diagnostics.get("subsets", []) for c in sub.get("communities", []) if c["outlier"]
-            ],
-            "communities": community_record(scores.diagnostics, run.names, groups),
+            "outlier_communities": [c["volumes"] for sub in communities for c in sub["communities"] if c["outlier"]],
+            "communities": communities,
             "per_volume": [{k: (r4(v) if isinstance(v, float) else v) for k, v in r.items()} for r in m["per_volume"]],
             "brats": {
                 "score": r4(brats["score"]),
