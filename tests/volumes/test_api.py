@@ -125,6 +125,20 @@ def test_patient_min_share_changes_only_the_patient_scores(cohort):
     assert not np.allclose(inner.image_scores, every.image_scores)
 
 
+def test_patient_baseline_changes_only_the_patient_scores(cohort):
+    from codegraph_ad.volumes.api import score_batch
+    from codegraph_ad.volumes.pipeline import tokens_from_paths
+
+    paths = sorted((cohort / "volumes").glob("*.nii.gz"))
+    batch = tokens_from_paths(paths, CFG, backbone=FakeBackbone(D), progress=False)
+    every, _ = score_batch(batch, CFG)
+    based, _ = score_batch(batch, replace(CFG, patient_baseline="position-median"))
+    np.testing.assert_allclose(based.patch_scores.numpy(), every.patch_scores.numpy())
+    s = np.where(batch.solid, every.patch_scores.numpy(), np.nan)
+    excess = s - np.nanmedian(s, axis=0)
+    np.testing.assert_allclose(based.image_scores, np.nanmax(excess, axis=1), rtol=1e-5, atol=1e-7)
+
+
 def test_staggered_lattice_end_to_end(cohort, tmp_path):
     cfg = replace(CFG, staggered=True)
     out = tmp_path / "run"

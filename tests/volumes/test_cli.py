@@ -30,10 +30,11 @@ def test_make_cohort_then_evaluate_and_detect(tmp_path, capsys):
     metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert metrics["config"]["size"] == 28 and metrics["config"]["run"]["lnamd"]["degrees"] == [1]
     assert main(["volumes", str(cohort / "volumes"), "--out", str(tmp_path / "det"), *common,
-                 "--patient-min-share", "0.5"]) == 0
+                 "--patient-min-share", "0.5", "--patient-baseline", "position-median"]) == 0
     assert len(list((tmp_path / "det" / "maps").glob("*.nii.gz"))) == 5
     run = json.loads((tmp_path / "det" / "run.json").read_text())
     assert run["config"]["patient_min_share"] == 0.5
+    assert run["config"]["patient_baseline"] == "position-median"
 
 
 def test_bad_volume_is_a_one_line_error(tmp_path, capsys):
@@ -45,16 +46,22 @@ def test_bad_volume_is_a_one_line_error(tmp_path, capsys):
     assert "v3.nii.gz" in err and "NaN" in err
 
 
-def test_volume_commands_default_to_the_volume_alpha():
-    """Volumes weight the endurance ratios by dbar^-0.5 (SPEC section 4); 2D runs keep 0."""
+def test_volume_commands_default_to_the_volume_graph_settings():
+    """Volumes weight the endurance ratios by dbar^-0.5 (SPEC section 4) and flag communities
+    at Tukey kappa 1.5; 2D runs keep alpha 0 and kappa 3. Both stay overridable."""
     from codegraph_ad.cli import build_parser
     from codegraph_ad.config import GraphConfig
     from codegraph_ad.volumes.cli import volume_config_from_args
     from codegraph_ad.volumes.config import VolumeConfig
 
     parser = build_parser()
-    assert VolumeConfig().run.graph.alpha == 0.5 != GraphConfig().alpha
+    graph = VolumeConfig().run.graph
+    assert (graph.alpha, graph.kappa) == (0.5, 1.5)
+    assert (GraphConfig().alpha, GraphConfig().kappa) == (0.0, 3.0)
     for cmd in (["volumes", "in"], ["evaluate-volumes", "cohort"]):
-        assert volume_config_from_args(parser.parse_args([*cmd, "--out", "o"])).run.graph.alpha == 0.5
-        assert volume_config_from_args(parser.parse_args([*cmd, "--out", "o", "--alpha", "0"])).run.graph.alpha == 0.0
-    assert parser.parse_args(["detect", "in", "--out", "o"]).alpha == GraphConfig().alpha
+        default = volume_config_from_args(parser.parse_args([*cmd, "--out", "o"])).run.graph
+        assert (default.alpha, default.kappa) == (0.5, 1.5)
+        given = volume_config_from_args(parser.parse_args([*cmd, "--out", "o", "--alpha", "0", "--kappa", "3"]))
+        assert (given.run.graph.alpha, given.run.graph.kappa) == (0.0, 3.0)
+    detect = parser.parse_args(["detect", "in", "--out", "o"])
+    assert (detect.alpha, detect.kappa) == (GraphConfig().alpha, GraphConfig().kappa)

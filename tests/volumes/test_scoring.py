@@ -12,7 +12,7 @@ from codegraph_ad.config import LNAMDConfig, MSMConfig, RunConfig
 from codegraph_ad.features.extract import FeatureSet
 from codegraph_ad.methods import make_method
 from codegraph_ad.volumes.config import VolumeConfig
-from codegraph_ad.volumes.scoring import patient_cubes, score_volume_features
+from codegraph_ad.volumes.scoring import patient_cubes, patient_map, position_median, score_volume_features
 from tests.conftest import unit_features
 
 
@@ -72,3 +72,41 @@ def test_patient_score_counts_only_the_chosen_cubes():
 def test_patient_min_share_is_checked():
     with pytest.raises(ValueError, match="patient_min_share"):
         VolumeConfig(patient_min_share=1.5)
+
+
+def test_position_baseline_ranks_a_cube_against_its_own_position():
+    """A 'hard place' where every volume scores high must not beat a smaller rise at an easy one."""
+    n, m = 5, 4
+    scores = np.full((n, m), 0.2, np.float32)
+    scores[:, 0] = [0.60, 0.62, 0.58, 0.61, 0.70]  # every brain scores high here; volume 4 a little more
+    scores[1, 2] = 0.45  # volume 1: a lesion at a place that is usually easy
+    solid = np.ones((n, m), bool)
+    solid[0, 3] = False  # a void cube: its value must neither enter the median nor count
+    scores[0, 3] = 5.0
+    med = position_median(torch.from_numpy(scores), solid)
+    np.testing.assert_allclose(med, [0.61, 0.2, 0.2, 0.2], rtol=1e-6)
+    plain = patient_map(torch.from_numpy(scores), solid, solid).max(dim=1).values.numpy()
+    excess = patient_map(torch.from_numpy(scores), solid, solid, position_baseline=True).max(dim=1).values.numpy()
+    assert plain.argmax() == 4 and excess.argmax() == 1
+    np.testing.assert_allclose(excess, [0.0, 0.25, 0.0, 0.0, 0.09], atol=1e-6)
+    none_solid = np.zeros((n, m), bool)
+    np.testing.assert_allclose(position_median(torch.from_numpy(scores), none_solid), 0.0)
+
+
+def test_position_baseline_changes_only_the_patient_scores():
+    feats = _features()
+    cfg = replace(VolumeConfig().run, method="musc", msm=MSMConfig(q=0.2))
+    solid = np.ones((6, 27), bool)
+    solid[:, :3] = False
+    every = score_volume_features(feats, solid, cfg)
+    based = score_volume_features(feats, solid, cfg, position_baseline=True)
+    torch.testing.assert_close(based.patch_scores, every.patch_scores)
+    s = every.patch_scores.numpy()
+    want = (s[:, 3:] - np.median(s[:, 3:], axis=0)).max(axis=1)
+    np.testing.assert_allclose(based.raw_image_scores, want, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(based.image_scores, want, rtol=1e-5, atol=1e-7)
+
+
+def test_patient_baseline_is_checked():
+    with pytest.raises(ValueError, match="patient_baseline"):
+        VolumeConfig(patient_baseline="mean")

@@ -97,7 +97,8 @@ def score_batch(batch: TokenBatch, config: VolumeConfig, progress: bool = False)
     counted = (None if config.patient_min_share is None
                else patient_cubes(batch.brain_share, batch.solid, config.patient_min_share))
     scores = score_volume_features(batch.features, batch.solid, config.run, config.void_scores == "zero", progress,
-                                   scored_cubes=counted)
+                                   scored_cubes=counted,
+                                   position_baseline=config.patient_baseline == "position-median")
     return scores, time.perf_counter() - t0
 
 

@@ -17,7 +17,8 @@ def add_volume_options(p: argparse.ArgumentParser) -> None:
     from codegraph_ad.cli import add_run_options
 
     add_run_options(p)  # --image-size is ignored for volumes: slices are fed at --size
-    p.set_defaults(batch_size=_VOL.run.features.batch_size, alpha=_VOL.run.graph.alpha)
+    p.set_defaults(batch_size=_VOL.run.features.batch_size, alpha=_VOL.run.graph.alpha,
+                   kappa=_VOL.run.graph.kappa)
     p.add_argument("--size", type=int, default=_VOL.size, help="cube side D (multiple of the patch size)")
     p.add_argument("--crop", choices=["brain", "none"], default=_VOL.crop,
                    help="crop to the brain box before resampling")
@@ -29,6 +30,9 @@ def add_volume_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--patient-min-share", type=float, default=_VOL.patient_min_share,
                    help="patient score = max over cubes with at least this brain share (default: every "
                         "non-void cube; 1 = cubes wholly inside the brain)")
+    p.add_argument("--patient-baseline", choices=["none", "position-median"], default=_VOL.patient_baseline,
+                   help="patient score = max token score (none), or the largest excess over the batch median "
+                        "at the same cube position (co-registered inputs)")
     p.add_argument("--no-histogram-standardisation", action="store_true",
                    help="percentile scaling only (no Nyul standardisation across the batch)")
     p.add_argument("--slice-stride", type=int, default=_VOL.slice_stride,
@@ -57,6 +61,7 @@ def volume_config_from_args(a: argparse.Namespace) -> VolumeConfig:
         slice_stride=a.slice_stride,
         staggered=a.staggered,
         patient_min_share=a.patient_min_share,
+        patient_baseline=a.patient_baseline,
         run=run,
     )
 

@@ -26,9 +26,14 @@ def default_volume_run() -> RunConfig:
     distances of lesion copies. On the single-source benchmark cohort it turned the
     consistent lesions into the one outlier community (consistent Dice 0.05 -> 0.65, seed 0);
     on the two-source cohorts it changed nothing (docs/volumes.md).
+    Tukey kappa = 1.5 (the thesis' "broader sensitivity" value; 2D keeps 3, where 1.5-5 change
+    nothing on SynCA): a volume batch gives few communities (4-10), and CPM at the 25th
+    percentile of integer link counts lets weakly linked volumes join the consistent-lesion
+    group, diluting its density just under the 3 IQR fence. At D = 224 it flagged that group
+    on 3 of 3 benchmark cohorts instead of 1 (docs/volumes.md, "kappa 1.5 and a position baseline").
     """
     return RunConfig(features=FeatureConfig(batch_size=32), lnamd=LNAMDConfig(degrees=(1,)),
-                     rscin=RsCINConfig(enabled=False), graph=GraphConfig(alpha=0.5))
+                     rscin=RsCINConfig(enabled=False), graph=GraphConfig(alpha=0.5, kappa=1.5))
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,14 @@ class VolumeConfig:
         follow each brain's outline and held the healthy maxima of the benchmark cohorts
         (docs/volumes.md), at the cost of surface lesions counting only where they reach a
         whole cube. The maps are not changed.
+    patient_baseline: "none" takes the maximum token score (SPEC section 9); "position-median"
+        takes the largest excess of a cube's score over the batch median at the same cube
+        position (over the volumes where it is solid). Inputs are co-registered, so one
+        position holds the same anatomy in every volume and its median is how hard that
+        place is to match in this batch; healthy maxima sit where every brain scores high
+        (mostly partial-volume cubes on the brain surface), lesions where their position
+        usually does not. The maps are not changed [extension; docs/volumes.md, "kappa 1.5
+        and a position baseline"].
     Slices per backbone call: ``run.features.batch_size``.
     """
 
@@ -83,11 +96,14 @@ class VolumeConfig:
     slice_stride: int = 1
     staggered: bool = False
     patient_min_share: float | None = None
+    patient_baseline: Literal["none", "position-median"] = "none"
     run: RunConfig = field(default_factory=default_volume_run)
 
     def __post_init__(self) -> None:
         if self.patient_min_share is not None and not 0.0 <= self.patient_min_share <= 1.0:
             raise ValueError(f"patient_min_share must be in [0, 1] or None, got {self.patient_min_share}")
+        if self.patient_baseline not in ("none", "position-median"):
+            raise ValueError(f"patient_baseline must be 'none' or 'position-median', got {self.patient_baseline!r}")
 
 
 @dataclass(frozen=True)

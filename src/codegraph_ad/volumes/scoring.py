@@ -6,6 +6,7 @@ population: their identical blank features would dominate the graph (thesis sect
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import replace
 
 import numpy as np
@@ -34,6 +35,36 @@ def zero_outside(patch_scores: torch.Tensor, cubes: np.ndarray) -> torch.Tensor:
     return torch.where(torch.from_numpy(cubes), patch_scores, torch.zeros(()))
 
 
+def position_median(patch_scores: torch.Tensor, solid: np.ndarray) -> np.ndarray:
+    """``(M,)`` median score of each cube position over the volumes where that cube is solid
+    (0 where none is)."""
+    values = np.where(solid, patch_scores.float().numpy(), np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-void positions: NaN, set to 0 below
+        med = np.nanmedian(values, axis=0)
+    return np.nan_to_num(med, nan=0.0).astype(np.float32)
+
+
+def patient_map(patch_scores: torch.Tensor, solid: np.ndarray, cubes: np.ndarray,
+                position_baseline: bool = False) -> torch.Tensor:
+    """``(N, M)`` values whose row maximum is each volume's patient score.
+
+    cubes: the cubes the maximum runs over (``patient_cubes``). position_baseline: count each
+    cube's excess over the batch median at its position (``position_median``). Co-registered
+    brains put the same anatomy in the same cube, so the median says how hard that place is
+    to match in this batch (partial-volume cubes on the surface score high everywhere); a
+    lesion then competes with the normal range of its own position instead of the hardest
+    place of every brain.
+    Uncounted cubes get the lowest counted value, so they never decide a maximum.
+    """
+    scores = patch_scores.float()
+    if position_baseline:
+        scores = scores - torch.from_numpy(position_median(scores, solid))[None]
+    keep = torch.from_numpy(np.asarray(cubes, dtype=bool))
+    floor = scores[keep].min() if bool(keep.any()) else torch.zeros(())
+    return torch.where(keep, scores, floor)
+
+
 def score_volume_features(
     features: FeatureSet,
     solid: np.ndarray,
@@ -41,6 +72,7 @@ def score_volume_features(
     zero_void: bool = True,
     progress: bool = False,
     scored_cubes: np.ndarray | None = None,
+    position_baseline: bool = False,
 ) -> ScoreResult:
     """Score ``features`` (grid flattened from 3D) with ``config.method``.
 
@@ -48,6 +80,8 @@ def score_volume_features(
     ``zero_void`` the scores of the other cubes are set to 0 and the image scores are
     recomputed from the masked maps (then RsCIN as configured). scored_cubes: ``(N, M)``
     bool, the cubes the image score is the maximum of (``patient_cubes``; all when None).
+    position_baseline: the image score is the largest excess over the batch median at the
+    same cube position (``patient_map``); the maps are not changed.
     """
     if any(r != 1 for r in config.lnamd.degrees):
         raise ValueError(
@@ -61,8 +95,9 @@ def score_volume_features(
         result = method.score(features)
     if zero_void:
         result.patch_scores = zero_outside(result.patch_scores, solid)
-    if zero_void or scored_cubes is not None:
-        counted = result.patch_scores if scored_cubes is None else zero_outside(result.patch_scores, scored_cubes)
+    if zero_void or scored_cubes is not None or position_baseline:
+        cubes = scored_cubes if scored_cubes is not None else (solid if zero_void else np.ones_like(solid))
+        counted = patient_map(result.patch_scores, solid, cubes, position_baseline)
         raw, final = finish_image_scores(counted, features.cls, config.rscin)
         result.raw_image_scores, result.image_scores = raw, final
     result.diagnostics["solid_cubes"] = int(solid.sum())
