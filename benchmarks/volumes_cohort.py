@@ -17,7 +17,9 @@ cohorts), so the summary reports the mean and range over seeds.
    standardisation and one token extraction, timed per volume.
 3. Cohort run: the cohort volumes only; MuSc (q = 0.1) and CoDeGraph (defaults): patient
    AUROC / F1-max, voxel AUROC, Dice (all, lesioned, per group), scoring time; patient
-   metrics again with ``patient_min_share = 1`` (whole cubes only; same maps).
+   metrics again with ``patient_min_share = 1`` (whole cubes only), with
+   ``patient_baseline = "position-median"`` (excess over the batch median at each cube
+   position), and with both; the maps are the same.
 4. BraTS run: the healthy cohort volumes + the BraTS case, both methods: the case's patient
    score against every healthy one, and the Dice of its map against the provided
    segmentation (a model's prediction, labels 1-3 merged) at the run's grid-F1 threshold.
@@ -51,7 +53,7 @@ from codegraph_ad.volumes.mosaic import volume_mosaic
 from codegraph_ad.volumes.nifti import nifti_stem
 from codegraph_ad.volumes.outputs import batch_scale, upsample_grid
 from codegraph_ad.volumes.pipeline import build_tokens, load_volume_backbone, prepare_volumes, token_batch
-from codegraph_ad.volumes.scoring import patient_cubes, zero_outside
+from codegraph_ad.volumes.scoring import patient_cubes, patient_map
 from codegraph_ad.volumes.tokens import TokenBuilder, staggered_tokens
 
 BRATS = MRI / "brats_case_a" / "t1n.nii.gz"
@@ -95,14 +97,19 @@ def excluded_lesion_share(run, gts, groups: dict[str, str]) -> dict[str, float |
     return out
 
 
-# The patient-score variant measured next to SPEC section 9's (VolumeConfig.patient_min_share).
-WHOLE_CUBES = 1.0
+# Patient-score variants measured next to SPEC section 9's, from the same maps:
+# (VolumeConfig.patient_min_share, VolumeConfig.patient_baseline == "position-median").
+PATIENT_VARIANTS = {
+    "patient_min_share_1": (1.0, False),
+    "position_median": (None, True),
+    "position_median_whole_cubes": (1.0, True),
+}
 
 
-def whole_cube_scores(run, batch) -> np.ndarray:
-    """Patient scores with ``patient_min_share = 1`` from the same run (the maps do not change)."""
-    counted = patient_cubes(batch.brain_share, batch.solid, WHOLE_CUBES)
-    return zero_outside(run.scores.patch_scores, counted).max(dim=1).values.double().numpy()
+def variant_scores(run, batch, min_share: float | None, position_baseline: bool) -> np.ndarray:
+    """Patient scores of one variant from the same run (the maps do not change)."""
+    counted = patient_cubes(batch.brain_share, batch.solid, min_share)
+    return patient_map(run.scores.patch_scores, batch.solid, counted, position_baseline).max(dim=1).values.double().numpy()
 
 
 def patient_summary(scores: np.ndarray, labels: list[int]) -> dict[str, Any]:
@@ -173,16 +180,16 @@ def run_seed(a: argparse.Namespace, seed: int, backbone) -> dict[str, Any]:
         healthy_scores = np.asarray([r["score"] for r in bm["per_volume"][:-1]])
         brats = bm["per_volume"][-1]
         labels = [r["label"] for r in m["per_volume"]]
-        whole = whole_cube_scores(run, cohort_batch)
-        bwhole = whole_cube_scores(brun, brats_batch)
+        variants = {}
+        for key, (min_share, baseline) in PATIENT_VARIANTS.items():
+            vs = variant_scores(run, cohort_batch, min_share, baseline)
+            bvs = variant_scores(brun, brats_batch, min_share, baseline)
+            variants[key] = {**patient_summary(vs, labels), "scores": {n: r4(v) for n, v in zip(run.names, vs)},
+                             "brats_healthy_at_or_above": int((bvs[:-1] >= bvs[-1]).sum())}
         communities = community_record(scores.diagnostics, run.names, groups)
         results[name] = {
             "cohort": summary(m),
-            "patient_min_share_1": {
-                **patient_summary(whole, labels),
-                "scores": {n: r4(v) for n, v in zip(run.names, whole)},
-                "brats_healthy_at_or_above": int((bwhole[:-1] >= bwhole[-1]).sum()),
-            },
+            **variants,
             "scoring_s_per_volume": r4(scoring_s / n_cohort),
             "exclusion_rate": r4(scores.diagnostics.get("exclusion_rate")),
             "exclusion": excluded_lesion_share(run, gts, groups),
@@ -202,7 +209,8 @@ def run_seed(a: argparse.Namespace, seed: int, backbone) -> dict[str, Any]:
         }
         brief = {k: v for k, v in results[name]["brats"].items() if k != "healthy_scores"}
         print(f"seed {seed}", name, json.dumps({"cohort": results[name]["cohort"], "brats": brief,
-                                                 "whole_cubes": patient_summary(whole, labels)}), flush=True)
+                                                 **{k: {x: y for x, y in v.items() if x != "scores"}
+                                                    for k, v in variants.items()}}), flush=True)
 
     kinds = [groups[nifti_stem(p)] for p in paths]
     return {
@@ -273,6 +281,11 @@ def across_seeds(per_seed: dict[int, dict[str, Any]]) -> dict[str, Any]:
             "patient_ap": stats([r["cohort"]["patient_ap"] for r in rows]),
             "patient_auroc_whole_cubes": stats([r["patient_min_share_1"]["patient_auroc"] for r in rows]),
             "patient_ap_whole_cubes": stats([r["patient_min_share_1"]["patient_ap"] for r in rows]),
+            "patient_auroc_position_median": stats([r["position_median"]["patient_auroc"] for r in rows]),
+            "patient_auroc_position_median_whole_cubes": stats(
+                [r["position_median_whole_cubes"]["patient_auroc"] for r in rows]),
+            "brats_healthy_at_or_above_position_median": [
+                r["position_median"]["brats_healthy_at_or_above"] for r in rows],
             "voxel_auroc": stats([r["cohort"]["voxel_auroc"] for r in rows]),
             "dice_consistent": stats([r["cohort"]["dice_by_group"].get("consistent") for r in rows]),
             "dice_random": stats([r["cohort"]["dice_by_group"].get("random") for r in rows]),
@@ -317,7 +330,9 @@ def main() -> None:
                     "lesion-free volumes with no prediction score 1; "
                     "metrics in the D^3 cube of each volume's brain box; "
                     "Nyul standardisation over all cohort volumes + the BraTS case (one token extraction); "
-                    "patient_min_share_1: the same runs with the patient score over whole-brain cubes only",
+                    "patient_min_share_1: the same runs with the patient score over whole-brain cubes only; "
+                    "position_median: the patient score as the largest excess over the batch median at the "
+                    "same cube position; position_median_whole_cubes: both",
         "across_seeds": across_seeds(per_seed),
         "per_seed": {str(k): v for k, v in per_seed.items()},
         "peak_rss_mb": round(peak_rss_mb(), 1),
