@@ -16,6 +16,9 @@ from codegraph_ad.volumes.scoring import patient_cubes, patient_map, position_me
 from tests.conftest import unit_features
 
 
+MUSC_RUN = replace(VolumeConfig().run, method="musc", msm=MSMConfig(q=0.2))
+
+
 def _features(n=6, g=3, c=12) -> FeatureSet:
     layers = torch.stack([unit_features(n, g ** 3, c, seed=s) for s in range(2)], dim=1)
     return FeatureSet(layers, torch.randn(n, c, generator=torch.Generator().manual_seed(0)), (g, g * g))
@@ -23,7 +26,7 @@ def _features(n=6, g=3, c=12) -> FeatureSet:
 
 def test_musc_matches_the_2d_method_on_solid_cubes():
     feats = _features()
-    cfg = replace(VolumeConfig().run, method="musc", msm=MSMConfig(q=0.2))
+    cfg = MUSC_RUN
     solid = np.ones((6, 27), bool)
     solid[:, :4] = False
     got = score_volume_features(feats, solid, cfg)
@@ -52,7 +55,7 @@ def test_rejects_2d_lnamd_degrees():
 
 def test_patient_score_counts_only_the_chosen_cubes():
     feats = _features()
-    cfg = replace(VolumeConfig().run, method="musc", msm=MSMConfig(q=0.2))
+    cfg = MUSC_RUN
     solid = np.ones((6, 27), bool)
     share = np.ones((6, 27), np.float32)
     share[:, :9] = 0.7  # a partial-volume layer of cubes
@@ -95,7 +98,7 @@ def test_position_baseline_ranks_a_cube_against_its_own_position():
 
 def test_position_baseline_changes_only_the_patient_scores():
     feats = _features()
-    cfg = replace(VolumeConfig().run, method="musc", msm=MSMConfig(q=0.2))
+    cfg = MUSC_RUN
     solid = np.ones((6, 27), bool)
     solid[:, :3] = False
     every = score_volume_features(feats, solid, cfg)
