@@ -112,12 +112,13 @@ def test_patient_min_share_changes_only_the_patient_scores(cohort):
     from codegraph_ad.volumes.pipeline import tokens_from_paths
 
     paths = sorted((cohort / "volumes").glob("*.nii.gz"))
-    batch = tokens_from_paths(paths, CFG, backbone=FakeBackbone(D), progress=False)
-    every, _ = score_batch(batch, CFG)
+    spec = replace(CFG, patient_baseline="none")
+    batch = tokens_from_paths(paths, spec, backbone=FakeBackbone(D), progress=False)
+    every, _ = score_batch(batch, spec)
     top = every.patch_scores.numpy().argmax(axis=1)
     t = float(batch.brain_share[np.arange(len(paths)), top].min()) + 1e-4  # drops one volume's hottest cube
     assert t <= 1.0
-    inner, _ = score_batch(batch, replace(CFG, patient_min_share=t))
+    inner, _ = score_batch(batch, replace(spec, patient_min_share=t))
     np.testing.assert_allclose(inner.patch_scores.numpy(), every.patch_scores.numpy())
     counted = batch.solid & (batch.brain_share >= t - 1e-6)
     want = np.where(counted, every.patch_scores.numpy(), 0.0).max(axis=1)
@@ -131,12 +132,16 @@ def test_patient_baseline_changes_only_the_patient_scores(cohort):
 
     paths = sorted((cohort / "volumes").glob("*.nii.gz"))
     batch = tokens_from_paths(paths, CFG, backbone=FakeBackbone(D), progress=False)
-    every, _ = score_batch(batch, CFG)
-    based, _ = score_batch(batch, replace(CFG, patient_baseline="position-median"))
+    every, _ = score_batch(batch, replace(CFG, patient_baseline="none"))
+    based, _ = score_batch(batch, CFG)  # the default: position median
     np.testing.assert_allclose(based.patch_scores.numpy(), every.patch_scores.numpy())
+    np.testing.assert_allclose(every.image_scores, np.where(batch.solid, every.patch_scores.numpy(), 0).max(axis=1),
+                               rtol=1e-6)
     s = np.where(batch.solid, every.patch_scores.numpy(), np.nan)
-    excess = s - np.nanmedian(s, axis=0)
-    np.testing.assert_allclose(based.image_scores, np.nanmax(excess, axis=1), rtol=1e-5, atol=1e-7)
+    median = np.nanmedian(s, axis=0)
+    assert (median > 0).any()  # a baseline that changes something
+    np.testing.assert_allclose(based.image_scores, np.nanmax(s - median, axis=1), rtol=1e-5, atol=1e-7)
+    assert not np.allclose(based.image_scores, every.image_scores)
 
 
 def test_staggered_lattice_end_to_end(cohort, tmp_path):

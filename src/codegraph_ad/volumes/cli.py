@@ -31,8 +31,9 @@ def add_volume_options(p: argparse.ArgumentParser) -> None:
                    help="patient score = max over cubes with at least this brain share (default: every "
                         "non-void cube; 1 = cubes wholly inside the brain)")
     p.add_argument("--patient-baseline", choices=["none", "position-median"], default=_VOL.patient_baseline,
-                   help="patient score = max token score (none), or the largest excess over the batch median "
-                        "at the same cube position (co-registered inputs)")
+                   help="patient score = the largest excess over the batch median at the same cube position "
+                        "(position-median, default; co-registered inputs), or the max token score (none, "
+                        "SPEC section 9)")
     p.add_argument("--no-histogram-standardisation", action="store_true",
                    help="percentile scaling only (no Nyul standardisation across the batch)")
     p.add_argument("--slice-stride", type=int, default=_VOL.slice_stride,

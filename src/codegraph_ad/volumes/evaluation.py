@@ -37,7 +37,7 @@ def evaluate_maps(
 ) -> dict[str, Any]:
     """Every SPEC section 9 metric for token maps ``(N, g, g, g)`` against cube masks ``(D, D, D)``.
 
-    patient_scores: ``(N,)`` (max token score, or after RsCIN when enabled). groups: name ->
+    patient_scores: ``(N,)`` (``VolumeConfig.patient_baseline``, then RsCIN when enabled). groups: name ->
     group label (e.g. "healthy", "random", "consistent"); Dice is also averaged per group.
     """
     labels = np.array([bool(g.any()) for g in gts])
