@@ -304,7 +304,7 @@ def across_seeds(per_seed: dict[int, dict[str, Any]]) -> dict[str, Any]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", type=int, default=168, help="cube side D")
-    ap.add_argument("--slice-stride", type=int, default=2)
+    ap.add_argument("--slice-stride", type=int, default=VolumeConfig.slice_stride)
     ap.add_argument("--healthy", type=int, default=22)
     ap.add_argument("--random", type=int, default=5)
     ap.add_argument("--consistent", type=int, default=5)

@@ -16,7 +16,9 @@ from codegraph_ad.volumes.config import VolumeConfig
 from tests.volumes.helpers import FakeBackbone, brain_volume, lps_affine, save
 
 D = 28
-CFG = VolumeConfig(size=D, void_fraction=0.3, run=replace(VolumeConfig().run, method="musc", msm=MSMConfig(q=0.3)))
+# All slices: on a 2^3 token grid every slice of the lesion counts (the default stride 2 drops half).
+CFG = VolumeConfig(size=D, void_fraction=0.3, slice_stride=1,
+                   run=replace(VolumeConfig().run, method="musc", msm=MSMConfig(q=0.3)))
 
 
 @pytest.fixture

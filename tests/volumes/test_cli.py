@@ -48,8 +48,8 @@ def test_bad_volume_is_a_one_line_error(tmp_path, capsys):
 
 def test_volume_commands_default_to_the_volume_settings():
     """Volumes weight the endurance ratios by dbar^-0.5 (SPEC section 4), flag communities
-    at Tukey kappa 1.5 (2D runs keep alpha 0 and kappa 3) and score patients against the
-    position median. All stay overridable."""
+    at Tukey kappa 1.5 (2D runs keep alpha 0 and kappa 3), score patients against the
+    position median and feed every second slice. All stay overridable."""
     from codegraph_ad.cli import build_parser
     from codegraph_ad.config import GraphConfig
     from codegraph_ad.volumes.cli import volume_config_from_args
@@ -63,9 +63,11 @@ def test_volume_commands_default_to_the_volume_settings():
         default = volume_config_from_args(parser.parse_args([*cmd, "--out", "o"]))
         assert (default.run.graph.alpha, default.run.graph.kappa) == (0.5, 1.5)
         assert default.patient_baseline == "position-median"
+        assert default.slice_stride == 2
         given = volume_config_from_args(parser.parse_args([*cmd, "--out", "o", "--alpha", "0", "--kappa", "3",
-                                                           "--patient-baseline", "none"]))
+                                                           "--patient-baseline", "none", "--slice-stride", "1"]))
         assert (given.run.graph.alpha, given.run.graph.kappa) == (0.0, 3.0)
         assert given.patient_baseline == "none"
+        assert given.slice_stride == 1
     detect = parser.parse_args(["detect", "in", "--out", "o"])
     assert (detect.alpha, detect.kappa) == (GraphConfig().alpha, GraphConfig().kappa)
