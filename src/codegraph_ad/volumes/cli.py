@@ -37,7 +37,8 @@ def add_volume_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-histogram-standardisation", action="store_true",
                    help="percentile scaling only (no Nyul standardisation across the batch)")
     p.add_argument("--slice-stride", type=int, default=_VOL.slice_stride,
-                   help="feed every s-th slice of each group of p to the model (default 2: half the token time, no loss measured; 1 = all slices, as the thesis)")
+                   help="feed every s-th slice of each group of p to the model (default 2: half the "
+                        "token time, no loss measured; 1 = all slices, as the thesis)")
     p.add_argument("--staggered", action="store_true",
                    help="add the token grid shifted by half a cube (finer maps; 2x token time, ~4x scoring)")
     p.add_argument("--no-mosaics", action="store_true", help="skip the PNG mosaics")

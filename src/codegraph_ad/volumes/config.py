@@ -82,8 +82,8 @@ class VolumeConfig:
         scores high (mostly partial-volume cubes on the brain surface), lesions where their
         position usually does not. At D = 224 it ranked patients better than the maximum on
         four of five benchmark cohorts (the fifth: equal), both held-out ones included
-        (docs/volumes.md, "A held-out cohort at D = 224" and "A second held-out cohort"). The maps are not changed
-        [extension].
+        (docs/volumes.md, "A held-out cohort at D = 224" and "A second held-out cohort").
+        The maps are not changed [extension].
     Slices per backbone call: ``run.features.batch_size``.
     """
 
