@@ -62,8 +62,8 @@ class VolumeConfig:
         "keep" leaves them as scored.
     slice_stride: feed every s-th slice of each group of p to the backbone [extension: 2;
         thesis: 1 = all]. Every benchmark cohort was run at 2, and all slices on the held-out
-        D = 224 cohort gave the same patient AUROC and no better Dice at twice the token
-        time (docs/volumes.md, "All slices"); larger values trade fidelity for time.
+        D = 224 cohort gave the same default patient AUROC and no better Dice at twice the
+        token time (docs/volumes.md, "All slices"); larger values trade fidelity for time.
     staggered: also tokenise the cube shifted by half a cube along x, y and z (a body-centred
         lattice, lattice.py), so a lesion is never split evenly between eight cubes; maps are
         then drawn on the half-cube grid (2 D/p)^3. Doubles the token time, and the scoring
