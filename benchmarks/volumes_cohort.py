@@ -170,6 +170,8 @@ def run_seed(a: argparse.Namespace, seed: int, backbone) -> dict[str, Any]:
 
     results: dict[str, Any] = {}
     for name, cfg in method_configs(base).items():
+        if name not in a.methods:
+            continue
         scores, scoring_s = score_batch(cohort_batch, cfg)
         run = result_from_batch(cohort_batch, scores, cfg, paths, {"scoring_s": scoring_s})
         m, gts = evaluate_run(run, masks, groups)
@@ -229,7 +231,8 @@ def run_seed(a: argparse.Namespace, seed: int, backbone) -> dict[str, Any]:
 
 def community_record(diagnostics: dict[str, Any], names: list[str], groups: dict[str, str]) -> list[dict[str, Any]]:
     """Per graph subset: the Tukey quartiles and every community of two or more volumes with its
-    density and members, so a result file shows why a group of volumes was (not) flagged."""
+    density, eligibility (size >= GraphConfig.min_community_size) and members, so a result file
+    shows why a group of volumes was (not) flagged."""
     out = []
     for sub in diagnostics.get("subsets", []):
         label = [f"{names[i]} ({groups[names[i]]})" for i in sub["images"]]
@@ -237,7 +240,7 @@ def community_record(diagnostics: dict[str, Any], names: list[str], groups: dict
             "quartiles": {k: (r4(v) if v is not None else None) for k, v in sub["quartiles"].items()},
             "resolution": r4(sub["resolution"]),
             "n_links": sub["links"]["n_links"],
-            "communities": [{"density": r4(c["density"]), "outlier": c["outlier"],
+            "communities": [{"density": r4(c["density"]), "eligible": c["eligible"], "outlier": c["outlier"],
                              "volumes": [label[i] for i in c["images"]]}
                             for c in sub["communities"] if c["size"] >= 2],
         })
@@ -319,6 +322,9 @@ def main() -> None:
     ap.add_argument("--reuse-tokens", action="store_true",
                     help="load the tokens (and their timing) stored in --work by an earlier run with the same "
                          "size, stride and cohort, instead of extracting them again (for scoring experiments)")
+    ap.add_argument("--methods", nargs="+", choices=list(method_configs(VolumeConfig())),
+                    default=list(method_configs(VolumeConfig())),
+                    help="which methods to score (e.g. codegraph alone after a graph-stage change)")
     a = ap.parse_args()
 
     base = VolumeConfig(size=a.size, slice_stride=a.slice_stride, staggered=a.staggered)

@@ -53,6 +53,8 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alpha", type=float, default=g.alpha)
     p.add_argument("--coverage", type=float, default=g.target_coverage)
     p.add_argument("--kappa", type=float, default=g.kappa)
+    p.add_argument("--min-community-size", type=int, default=g.min_community_size,
+                   help="smallest community that enters the Tukey quartiles and may be flagged")
     p.add_argument("--dependency-percentile", type=float, default=g.dependency_percentile)
     p.add_argument("--graph-degree", type=int, default=g.graph_degree,
                    help="LNAMD degree r whose minima feed the graph (one of the run's degrees)")
@@ -71,7 +73,7 @@ def config_from_args(a: argparse.Namespace) -> RunConfig:
     engine = EngineConfig(a.precision, a.memory_mb, a.threads, a.subsets, a.screening, a.seed)
     msm = MSMConfig(q=a.q) if (a.q is not None and a.method == "musc") else MSMConfig()
     graph = GraphConfig(k_fraction=a.k_fraction, alpha=a.alpha, target_coverage=a.coverage, kappa=a.kappa,
-                        dependency_percentile=a.dependency_percentile,
+                        min_community_size=a.min_community_size, dependency_percentile=a.dependency_percentile,
                         graph_degree=a.graph_degree, graph_layers=_int_tuple(a.graph_layers))
     if a.q is not None and a.method == "codegraph":
         graph = replace(graph, final_q=a.q)

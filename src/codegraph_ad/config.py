@@ -111,6 +111,9 @@ class GraphConfig:
     links_per_batch: int | None = None  # None: N links per batch [reconstructed]
     target_coverage: float = 0.95  # [reconstructed]
     kappa: float = 3.0  # Tukey fence multiplier [reconstructed]
+    # [reconstructed] 2 (SPEC 6.2): every community of two or more images enters the quartiles
+    # and may be flagged; 3 leaves pairs out of both (graph/communities.py; volumes use 3).
+    min_community_size: int = 2
     # [reconstructed] 99.9: on SynCA bottle at 448 px it won back MuSc's whole loss (F1 81.9,
     # AP 85.7, AUPRO 95.2) and excluded 0.37% of the clean batch, against 79.7 / 84.1 / 94.3
     # and 2.27% at 99 (benchmarks/results/synca_codegraph_sweep_448.json).
@@ -130,6 +133,7 @@ class GraphConfig:
                  self.links_per_batch, ">= 1")
         _require(0.0 < self.target_coverage <= 1.0, "target_coverage", self.target_coverage, "in (0, 1]")
         _require(self.kappa >= 0.0, "kappa", self.kappa, ">= 0")
+        _require(self.min_community_size >= 2, "min_community_size", self.min_community_size, ">= 2")
         _require(0.0 < self.dependency_percentile <= 100.0, "dependency_percentile",
                  self.dependency_percentile, "in (0, 100]")
         _require(0.0 < self.final_q <= 1.0, "final_q", self.final_q, "in (0, 1]")

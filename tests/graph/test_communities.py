@@ -102,3 +102,61 @@ def test_tukey_fence():
 def test_rejects_asymmetric():
     with pytest.raises(ValueError, match="symmetric"):
         detect_communities(np.triu(np.ones((4, 4)), 1))
+
+
+def _blocks_on_a_weak_chain(blocks: list[tuple[int, list[float]]]) -> tuple[np.ndarray, list[list[int]]]:
+    """Disjoint blocks (size, internal edge weights cycled over the pairs) tied to each other
+    by weight-1 edges, enough of them that gamma (their 25th percentile) = 1: joining two
+    blocks gains nothing under CPM, so Leiden returns the blocks."""
+    n = sum(size for size, _ in blocks)
+    w = np.zeros((n, n))
+    members, start = [], 0
+    for size, weights in blocks:
+        block = list(range(start, start + size))
+        pairs = [(a, b) for i, a in enumerate(block) for b in block[i + 1:]]
+        for j, (a, b) in enumerate(pairs):
+            w[a, b] = w[b, a] = weights[j % len(weights)]
+        members.append(block)
+        start += size
+    for i, a in enumerate(members):
+        for j, b in enumerate(members[i + 1:]):
+            w[a[j % len(a)], b[0]] = w[b[0], a[j % len(a)]] = 1.0
+    return w, members
+
+
+def test_pairs_out_of_the_quartiles_let_a_dense_group_stand_out():
+    # The held-out volume cohort (seed 4, docs/volumes.md): a consistent-lesion group at
+    # density 10, three small healthy groups at 2.7-4, and three pairs at 3, 10 and 14.
+    # With pairs counted, the two dense pairs lift Q3 to 10 and the fence to 20.5.
+    blocks = [(6, [10.0]), (4, [4.0]), (4, [3.0]), (3, [2.0, 3.0, 3.0]), (2, [3.0]), (2, [10.0]), (2, [14.0])]
+    w, members = _blocks_on_a_weak_chain(blocks)
+    with_pairs = detect_communities(w, kappa=1.5)
+    assert with_pairs.resolution == 1.0
+    assert sorted(c.tolist() for c in with_pairs.communities if c.size >= 2) == sorted(members)
+    assert with_pairs.eligible.sum() == 7 and with_pairs.outliers == []
+    assert with_pairs.q3 == pytest.approx(10.0) and with_pairs.fence == pytest.approx(20.5)
+
+    groups_only = detect_communities(w, kappa=1.5, min_size=3)
+    np.testing.assert_array_equal(groups_only.membership, with_pairs.membership)  # same partition
+    assert groups_only.eligible.sum() == 4 and groups_only.min_size == 3 and with_pairs.min_size == 2
+    q1, q3, _, fence = tukey_fence(np.array([10.0, 4.0, 3.0, 8.0 / 3.0]), 1.5)
+    assert (groups_only.q1, groups_only.q3, groups_only.fence) == pytest.approx((q1, q3, fence))
+    # only the group is flagged: the 14-density pair is above the fence but not eligible
+    assert [c.tolist() for c in groups_only.outlier_communities] == [members[0]]
+    assert groups_only.densities[groups_only.membership[members[6][0]]] > groups_only.fence
+    # a defect copied in just two volumes is the price: that pair can no longer be flagged
+
+
+def test_size_bound_falls_back_below_four_groups():
+    # one small group fewer: three communities of 3 or more cannot give Tukey quartiles that
+    # the candidate does not set itself, so every community of two or more counts again
+    blocks = [(6, [10.0]), (4, [4.0]), (4, [3.0]), (2, [3.0]), (2, [10.0]), (2, [14.0])]
+    w, _ = _blocks_on_a_weak_chain(blocks)
+    strict, plain = detect_communities(w, kappa=1.5, min_size=3), detect_communities(w, kappa=1.5)
+    assert strict.min_size == 2 and strict.eligible.sum() == 6
+    assert (strict.fence, strict.outliers) == (plain.fence, plain.outliers)
+
+
+def test_rejects_min_size_below_two():
+    with pytest.raises(ValueError, match="min_size"):
+        detect_communities(np.zeros((4, 4)), min_size=1)

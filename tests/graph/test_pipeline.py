@@ -23,10 +23,11 @@ def _assert_defined(result, n, m):
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_planted_repeated_anomaly_is_found_and_filtered(seed):
+@pytest.mark.parametrize("min_size", [2, 3])
+def test_planted_repeated_anomaly_is_found_and_filtered(seed, min_size):
     batch = make_batch(seed=seed)
     mins, score_fn = batch_inputs(batch)
-    res = run_graph_stages(mins, GraphConfig(), score_fn)
+    res = run_graph_stages(mins, GraphConfig(min_community_size=min_size), score_fn)
     _assert_defined(res, 30, 64)
     assert len(res.outlier_communities) == 1
     np.testing.assert_array_equal(res.outlier_communities[0], batch.planted_images)
@@ -37,6 +38,21 @@ def test_planted_repeated_anomaly_is_found_and_filtered(seed):
     # the planted links are the first ones selected
     first = res.links.link_image[: planted.sum()]
     assert set(first.tolist()) <= set(batch.planted_images.tolist())
+
+
+def test_min_community_size_falls_back_to_pairs_without_enough_groups():
+    """Here the only community of 3 or more images is a chance triple: Tukey quartiles over
+    fewer than four values would be set by the candidate itself, so the size bound falls back
+    to 2 and a defect copied in just two images is still flagged and filtered."""
+    batch = make_batch(seed=1, planted_images=(3, 17))
+    mins, score_fn = batch_inputs(batch)
+    with_pairs = run_graph_stages(mins, GraphConfig(), score_fn)
+    assert [c.tolist() for c in with_pairs.outlier_communities] == [[3, 17]]
+    assert (with_pairs.excluded & batch.planted_mask).any()
+    strict = run_graph_stages(mins, GraphConfig(min_community_size=3), score_fn)
+    assert (strict.communities.sizes >= 3).sum() == 1 and strict.communities.min_size == 2
+    np.testing.assert_array_equal(strict.excluded, with_pairs.excluded)
+    assert summarize(strict)["quartiles"]["min_community_size"] == 2
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

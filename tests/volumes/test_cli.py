@@ -48,26 +48,32 @@ def test_bad_volume_is_a_one_line_error(tmp_path, capsys):
 
 def test_volume_commands_default_to_the_volume_settings():
     """Volumes weight the endurance ratios by dbar^-0.5 (SPEC section 4), flag communities
-    at Tukey kappa 1.5 (2D runs keep alpha 0 and kappa 3), score patients against the
-    position median and feed every second slice. All stay overridable."""
-    from codegraph_ad.cli import build_parser
+    at Tukey kappa 1.5 among those of 3 or more volumes (2D runs keep alpha 0, kappa 3 and
+    pairs), score patients against the position median and feed every second slice.
+    All stay overridable."""
+    from codegraph_ad.cli import build_parser, config_from_args
     from codegraph_ad.config import GraphConfig
     from codegraph_ad.volumes.cli import volume_config_from_args
     from codegraph_ad.volumes.config import VolumeConfig
 
+    def graph_of(c):
+        return c.alpha, c.kappa, c.min_community_size
+
     parser = build_parser()
-    graph = VolumeConfig().run.graph
-    assert (graph.alpha, graph.kappa) == (0.5, 1.5)
-    assert (GraphConfig().alpha, GraphConfig().kappa) == (0.0, 3.0)
+    assert graph_of(VolumeConfig().run.graph) == (0.5, 1.5, 3)
+    assert graph_of(GraphConfig()) == (0.0, 3.0, 2)
     for cmd in (["volumes", "in"], ["evaluate-volumes", "cohort"]):
         default = volume_config_from_args(parser.parse_args([*cmd, "--out", "o"]))
-        assert (default.run.graph.alpha, default.run.graph.kappa) == (0.5, 1.5)
+        assert graph_of(default.run.graph) == (0.5, 1.5, 3)
         assert default.patient_baseline == "position-median"
         assert default.slice_stride == 2
         given = volume_config_from_args(parser.parse_args([*cmd, "--out", "o", "--alpha", "0", "--kappa", "3",
+                                                           "--min-community-size", "2",
                                                            "--patient-baseline", "none", "--slice-stride", "1"]))
-        assert (given.run.graph.alpha, given.run.graph.kappa) == (0.0, 3.0)
+        assert graph_of(given.run.graph) == (0.0, 3.0, 2)
         assert given.patient_baseline == "none"
         assert given.slice_stride == 1
     detect = parser.parse_args(["detect", "in", "--out", "o"])
-    assert (detect.alpha, detect.kappa) == (GraphConfig().alpha, GraphConfig().kappa)
+    assert graph_of(config_from_args(detect).graph) == graph_of(GraphConfig())
+    given = parser.parse_args(["detect", "in", "--out", "o", "--min-community-size", "4"])
+    assert config_from_args(given).graph.min_community_size == 4

@@ -13,6 +13,11 @@ import leidenalg
 import numpy as np
 
 
+# Below four values Tukey's Q3 is interpolated from the largest one, so a candidate would set
+# its own fence; a stricter size bound then falls back to pairs and larger (the SPEC's rule).
+MIN_TUKEY_COMMUNITIES = 4
+
+
 @dataclass(frozen=True)
 class CommunityResult:
     """Communities of the anomaly similarity graph and the outliers among them.
@@ -20,7 +25,9 @@ class CommunityResult:
     membership: (N,) int, community id of each image; ids index ``communities``.
     communities: image indices of each community (ids in leidenalg's order: size desc).
     sizes: (C,) int. densities: (C,) float, rho(c) for |c| >= 2, 0.0 for singletons.
-    eligible: (C,) bool, |c| >= 2 (only these enter the quartiles).
+    eligible: (C,) bool, |c| >= min_size (only these enter the quartiles and can be outliers).
+    min_size: the size bound applied: the requested one, or 2 when fewer than
+        ``MIN_TUKEY_COMMUNITIES`` communities reach it.
     resolution: the CPM gamma used (25th percentile of positive weights; 0 if none).
     q1, q3, iqr, fence: Tukey statistics over eligible densities; with no eligible
         community q1 = q3 = iqr = 0 and fence = inf.
@@ -32,6 +39,7 @@ class CommunityResult:
     sizes: np.ndarray
     densities: np.ndarray
     eligible: np.ndarray
+    min_size: int
     resolution: float
     q1: float
     q3: float
@@ -97,12 +105,18 @@ def tukey_fence(values: np.ndarray, kappa: float) -> tuple[float, float, float, 
     return q1, q3, iqr, q3 + kappa * iqr
 
 
-def detect_communities(weights: np.ndarray, kappa: float = 3.0, seed: int = 0) -> CommunityResult:
+def detect_communities(weights: np.ndarray, kappa: float = 3.0, seed: int = 0,
+                       min_size: int = 2) -> CommunityResult:
     """Leiden CPM partition, densities, and the Tukey outlier communities of ``weights: (N, N)``.
 
     A single eligible community, or equal densities, give IQR 0 and fence = Q3: nothing is
     strictly above it, so there is no outlier. Outliers are returned densest first, the
     order in which targeted filtering visits them.
+    min_size: smallest community that enters the quartiles and may be flagged (SPEC: 2).
+    A pair's density is one link count, not an average over many pairs, so with few
+    communities one dense pair can lift Q3 and the IQR over a real anomaly group; 3 keeps
+    pairs out of both (``GraphConfig.min_community_size``). When fewer than
+    ``MIN_TUKEY_COMMUNITIES`` communities reach it, every community of 2 or more is used.
     """
     weights = np.asarray(weights, dtype=np.float64)
     if weights.ndim != 2 or weights.shape[0] != weights.shape[1]:
@@ -111,6 +125,8 @@ def detect_communities(weights: np.ndarray, kappa: float = 3.0, seed: int = 0) -
         raise ValueError("weights must be symmetric, finite and non-negative")
     if kappa < 0:
         raise ValueError(f"kappa must be >= 0, got {kappa}")
+    if min_size < 2:
+        raise ValueError(f"min_size must be >= 2 (a singleton has no density), got {min_size}")
     weights = weights.copy()
     np.fill_diagonal(weights, 0.0)
     gamma = cpm_resolution(weights)
@@ -119,7 +135,9 @@ def detect_communities(weights: np.ndarray, kappa: float = 3.0, seed: int = 0) -
     communities = [np.flatnonzero(membership == c) for c in range(n_comm)]
     sizes = np.array([c.size for c in communities], dtype=np.int64)
     densities = community_densities(weights, communities)
-    eligible = sizes >= 2
+    if min_size > 2 and np.count_nonzero(sizes >= min_size) < MIN_TUKEY_COMMUNITIES:
+        min_size = 2
+    eligible = sizes >= min_size
     q1, q3, iqr, fence = tukey_fence(densities[eligible], kappa)
     flagged = np.flatnonzero(eligible & (densities > fence))
     outliers = [int(c) for c in flagged[np.argsort(-densities[flagged], kind="stable")]]
@@ -129,6 +147,7 @@ def detect_communities(weights: np.ndarray, kappa: float = 3.0, seed: int = 0) -
         sizes=sizes,
         densities=densities,
         eligible=eligible,
+        min_size=int(min_size),
         resolution=gamma,
         q1=q1,
         q3=q3,

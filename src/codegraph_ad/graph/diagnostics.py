@@ -86,7 +86,8 @@ def summarize(result: GraphResult, names: Sequence[str] | None = None) -> dict[s
             }
             for c, members in enumerate(comms.communities)
         ],
-        "quartiles": {"q1": comms.q1, "q3": comms.q3, "iqr": comms.iqr, "fence": _num(comms.fence)},
+        "quartiles": {"q1": comms.q1, "q3": comms.q3, "iqr": comms.iqr, "fence": _num(comms.fence),
+                      "min_community_size": comms.min_size},
         "outlier_communities": list(comms.outliers),
         "filtering": [
             {

@@ -68,7 +68,8 @@ def run_graph_stages(
         patch_mask=patch_mask,
     )
     del zeta
-    comms = detect_communities(links.weights, kappa=config.kappa, seed=config.leiden_seed)
+    comms = detect_communities(links.weights, kappa=config.kappa, seed=config.leiden_seed,
+                               min_size=config.min_community_size)
     filt = targeted_filtering(
         score_fn,
         comms.outlier_communities,

@@ -18,7 +18,7 @@ def add_volume_options(p: argparse.ArgumentParser) -> None:
 
     add_run_options(p)  # --image-size is ignored for volumes: slices are fed at --size
     p.set_defaults(batch_size=_VOL.run.features.batch_size, alpha=_VOL.run.graph.alpha,
-                   kappa=_VOL.run.graph.kappa)
+                   kappa=_VOL.run.graph.kappa, min_community_size=_VOL.run.graph.min_community_size)
     p.add_argument("--size", type=int, default=_VOL.size, help="cube side D (multiple of the patch size)")
     p.add_argument("--crop", choices=["brain", "none"], default=_VOL.crop,
                    help="crop to the brain box before resampling")
