@@ -179,5 +179,6 @@ def test_codegraph_graph_with_outlier_community(tmp_path):
     assert page.count('fill="#d32f2f"') == sum(
         c["size"] for c in sub["communities"] if c["id"] in sub["outlier_communities"])
     assert 'class="outlier-row"' in page
+    assert "<td>smallest community in the Tukey rule</td><td>2</td>" in page
     if scores.excluded.any():
         assert any("excluded" in d for d in _data(page)["details"])

@@ -201,7 +201,9 @@ def _graph(run: RunFolder, config: ReportConfig) -> str:
                  ("links", links.get("n_links")), ("coverage", links.get("coverage")),
                  ("reached target coverage", links.get("reached_target")), ("Leiden resolution", sub.get("resolution")),
                  ("density Q1 / Q3 / IQR", " / ".join(_fmt(q.get(k)) for k in ("q1", "q3", "iqr"))),
-                 ("Tukey fence", q.get("fence")), ("outlier communities", len(outliers)),
+                 ("Tukey fence", q.get("fence")),
+                 ("smallest community in the Tukey rule", q.get("min_community_size")),
+                 ("outlier communities", len(outliers)),
                  ("exclusion rate", sub.get("exclusion_rate"))]
         rows = []
         for c in sorted(sub["communities"], key=lambda c: -float(c.get("density", 0.0))):
