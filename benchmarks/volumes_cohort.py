@@ -142,12 +142,15 @@ def run_seed(a: argparse.Namespace, seed: int, backbone) -> dict[str, Any]:
     paths, masks, groups = read_cohort(work / "cohort")
     n_cohort = len(paths)
 
-    base = VolumeConfig(size=a.size, slice_stride=a.slice_stride, staggered=a.staggered)
+    base = VolumeConfig(size=a.size, slice_stride=a.slice_stride, staggered=a.staggered,
+                        projection_dim=a.projection_dim)
     t0 = time.perf_counter()
     volumes = prepare_volumes([*paths, BRATS], base, progress=False)
     read_s = time.perf_counter() - t0
     # the stash name carries a digest of cohort.json: another cohort never reloads these tokens
-    stem = f"tokens_d{a.size}_s{a.slice_stride}_{cohort_digest(work / 'cohort')}"
+    # tokens of another projection size carry it in the name (128, the default, keeps the older names)
+    dim = "" if a.projection_dim == VolumeConfig.projection_dim else f"_p{a.projection_dim}"
+    stem = f"tokens_d{a.size}_s{a.slice_stride}{dim}_{cohort_digest(work / 'cohort')}"
     tokens, tokens_s = cached(work / f"{stem}.pt", a.reuse_tokens,
                               lambda: build_tokens(volumes, replace(base, staggered=False), backbone, progress=False))
     if a.staggered:  # the shifted grid is stored on its own, so the cubic tokens above are reused
@@ -237,7 +240,7 @@ def community_record(diagnostics: dict[str, Any], names: list[str], groups: dict
     for sub in diagnostics.get("subsets", []):
         label = [f"{names[i]} ({groups[names[i]]})" for i in sub["images"]]
         out.append({
-            "quartiles": {k: (r4(v) if v is not None else None) for k, v in sub["quartiles"].items()},
+            "quartiles": {k: (v if v is None or isinstance(v, int) else r4(v)) for k, v in sub["quartiles"].items()},
             "resolution": r4(sub["resolution"]),
             "n_links": sub["links"]["n_links"],
             "communities": [{"density": r4(c["density"]), "eligible": c["eligible"], "outlier": c["outlier"],
@@ -318,16 +321,19 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="cohort seeds, one cohort each")
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "codegraph_volumes_cohort")
     ap.add_argument("--tag", default="")
+    ap.add_argument("--projection-dim", type=int, default=VolumeConfig.projection_dim,
+                    help="d' per axis; 0 keeps the backbone's C (no projection)")
     ap.add_argument("--staggered", action="store_true", help="add the half-cube-shifted token grid (lattice.py)")
     ap.add_argument("--reuse-tokens", action="store_true",
                     help="load the tokens (and their timing) stored in --work by an earlier run with the same "
-                         "size, stride and cohort, instead of extracting them again (for scoring experiments)")
+                         "size, stride, projection and cohort, instead of extracting them again (for scoring experiments)")
     ap.add_argument("--methods", nargs="+", choices=list(method_configs(VolumeConfig())),
                     default=list(method_configs(VolumeConfig())),
                     help="which methods to score (e.g. codegraph alone after a graph-stage change)")
     a = ap.parse_args()
 
-    base = VolumeConfig(size=a.size, slice_stride=a.slice_stride, staggered=a.staggered)
+    base = VolumeConfig(size=a.size, slice_stride=a.slice_stride, staggered=a.staggered,
+                        projection_dim=a.projection_dim)
     backbone = load_volume_backbone(base)
     per_seed = {seed: run_seed(a, seed, backbone) for seed in a.seeds}
     out = {

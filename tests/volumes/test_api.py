@@ -62,6 +62,14 @@ def test_detect_writes_maps_in_the_input_grid(cohort, tmp_path):
         detect_volumes(cohort / "volumes", out, CFG, progress=False, backbone=FakeBackbone(D))
 
 
+def test_unprojected_tokens_end_to_end(cohort):
+    """projection_dim = 0 runs the same pipeline on the backbone's own token size."""
+    res = detect_volumes(cohort / "volumes", None, replace(CFG, projection_dim=0), progress=False,
+                         backbone=FakeBackbone(D))
+    assert int(np.argmax(res.scores.image_scores)) == 4
+    assert res.config.projection_dim == 0
+
+
 def test_evaluate_cohort_metrics(cohort, tmp_path):
     ev = evaluate_volumes(cohort, tmp_path / "eval", CFG, progress=False, mosaics=False, backbone=FakeBackbone(D))
     m = ev.metrics

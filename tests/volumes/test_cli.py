@@ -30,11 +30,13 @@ def test_make_cohort_then_evaluate_and_detect(tmp_path, capsys):
     metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert metrics["config"]["size"] == 28 and metrics["config"]["run"]["lnamd"]["degrees"] == [1]
     assert main(["volumes", str(cohort / "volumes"), "--out", str(tmp_path / "det"), *common,
-                 "--patient-min-share", "0.5", "--patient-baseline", "position-median"]) == 0
+                 "--patient-min-share", "0.5", "--patient-baseline", "position-median",
+                 "--projection-dim", "0"]) == 0
     assert len(list((tmp_path / "det" / "maps").glob("*.nii.gz"))) == 5
     run = json.loads((tmp_path / "det" / "run.json").read_text())
     assert run["config"]["patient_min_share"] == 0.5
     assert run["config"]["patient_baseline"] == "position-median"
+    assert run["config"]["projection_dim"] == 0
 
 
 def test_bad_volume_is_a_one_line_error(tmp_path, capsys):

@@ -75,6 +75,8 @@ def test_patient_score_counts_only_the_chosen_cubes():
 def test_patient_min_share_is_checked():
     with pytest.raises(ValueError, match="patient_min_share"):
         VolumeConfig(patient_min_share=1.5)
+    with pytest.raises(ValueError, match="projection_dim"):
+        VolumeConfig(projection_dim=-1)
 
 
 def test_position_baseline_ranks_a_cube_against_its_own_position():

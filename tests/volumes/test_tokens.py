@@ -95,11 +95,28 @@ def test_stride_subsamples_slices_and_skips_void():
     assert bb.calls == 1 + 3  # one blank slice, then one call per axis
 
 
+def test_projection_dim_zero_keeps_the_normalised_backbone_tokens():
+    """d' = 0 skips the projection; projecting its per-axis tokens gives the d' > 0 tokens."""
+    rng = np.random.default_rng(1)
+    cube = rng.random((28, 28, 28)).astype(np.float32)
+    brain = cube > 0.1
+    kept = TokenBuilder(FakeBackbone(28), 28, projection_dim=0, seed=2).build(cube, brain)
+    projected = TokenBuilder(FakeBackbone(28), 28, projection_dim=5, seed=2).build(cube, brain)
+    c = 16  # FakeBackbone's channels
+    assert kept.layers.shape == (2, 8, 3 * c)
+    per_axis = kept.layers.reshape(2, 8, 3, c)
+    torch.testing.assert_close(per_axis.norm(dim=-1), torch.ones(2, 8, 3))
+    ref = (per_axis @ projection_matrix(c, 5, 2)).reshape(2, 8, 15)
+    torch.testing.assert_close(projected.layers, ref, atol=1e-5, rtol=1e-4)
+
+
 def test_builder_checks_sizes():
     with pytest.raises(ValueError, match="multiple of the backbone patch size"):
         TokenBuilder(FakeBackbone(30), 30, 8, 0)
     with pytest.raises(ValueError, match="must equal the cube size"):
         TokenBuilder(FakeBackbone(56), 28, 8, 0)
+    with pytest.raises(ValueError, match="projection_dim must be >= 0"):
+        TokenBuilder(FakeBackbone(28), 28, -1, 0)
 
 
 def test_staggered_tokens_are_the_cubic_grid_then_the_shifted_inside_cubes():

@@ -58,7 +58,8 @@ class VolumeConfig:
     histogram_standardisation: Nyul-Udupa piecewise-linear standardisation of each volume's
         brain histogram to the batch mean landmarks (transductive, like the scoring).
     projection_dim: d', the per-axis token size after the seeded Gaussian projection
-        [reconstructed: 128].
+        [reconstructed: 128]; 0 keeps the backbone's C per axis (no projection; with
+        ViT-S, C = 384, about 3x the scoring time and memory; docs/volumes.md).
     projection_seed: seed of that projection, shared by every volume of every run.
     void_fraction: a cube with fewer than this share of brain voxels is void: it is kept
         out of CoDeGraph's links and filtering population [reconstructed: 0.5].
@@ -110,6 +111,8 @@ class VolumeConfig:
     run: RunConfig = field(default_factory=default_volume_run)
 
     def __post_init__(self) -> None:
+        if self.projection_dim < 0:
+            raise ValueError(f"projection_dim must be >= 0 (0 = no projection), got {self.projection_dim}")
         if self.patient_min_share is not None and not 0.0 <= self.patient_min_share <= 1.0:
             raise ValueError(f"patient_min_share must be in [0, 1] or None, got {self.patient_min_share}")
         if self.patient_baseline not in ("none", "position-median"):

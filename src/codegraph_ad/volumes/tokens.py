@@ -3,7 +3,8 @@
 A cube ``(D, D, D)`` is sliced along each axis; every slice goes through the 2D backbone;
 the per-slice patch grids are averaged over groups of p consecutive slices (p = patch
 size), so each token covers one p^3 cube; tokens are L2-normalised, projected to d' by a
-fixed seeded Gaussian matrix, and the three axes are concatenated per cube.
+fixed seeded Gaussian matrix (or kept at the backbone's C when d' = 0), and the three axes
+are concatenated per cube.
 """
 
 from __future__ import annotations
@@ -99,8 +100,8 @@ class TokenBuilder:
             raise ValueError(f"cube size {size} must be a multiple of the backbone patch size {self.patch}")
         if int(backbone.image_size) != size:
             raise ValueError(f"backbone image_size {backbone.image_size} must equal the cube size {size}")
-        if projection_dim < 1:
-            raise ValueError(f"projection_dim must be >= 1, got {projection_dim}")
+        if projection_dim < 0:
+            raise ValueError(f"projection_dim must be >= 0 (0 = no projection), got {projection_dim}")
         self.size = size
         self.g = size // self.patch
         self.slices = slice_groups(size, self.patch, slice_stride)
@@ -192,6 +193,8 @@ class TokenBuilder:
                             full.brain_share[keep], (self.g - 1,) * 3)
 
     def _project(self, tokens: torch.Tensor) -> torch.Tensor:
+        if self.projection_dim == 0:
+            return tokens
         if self._proj is None:
             self._proj = projection_matrix(tokens.shape[-1], self.projection_dim, self.seed)
         if self._proj.shape[0] != tokens.shape[-1]:
