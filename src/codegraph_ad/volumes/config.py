@@ -58,8 +58,9 @@ class VolumeConfig:
     histogram_standardisation: Nyul-Udupa piecewise-linear standardisation of each volume's
         brain histogram to the batch mean landmarks (transductive, like the scoring).
     projection_dim: d', the per-axis token size after the seeded Gaussian projection
-        [reconstructed: 128]; 0 keeps the backbone's C per axis (no projection; with
-        ViT-S, C = 384, about 3x the scoring time and memory; docs/volumes.md).
+        [reconstructed: 128]; 0 keeps the backbone's C per axis (no projection: with ViT-S
+        at D = 224 sharper maps but no better patient ranking, at 2-2.5x the scoring time;
+        docs/volumes.md).
     projection_seed: seed of that projection, shared by every volume of every run.
     void_fraction: a cube with fewer than this share of brain voxels is void: it is kept
         out of CoDeGraph's links and filtering population [reconstructed: 0.5].
