@@ -22,7 +22,8 @@ def add_volume_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", type=int, default=_VOL.size, help="cube side D (multiple of the patch size)")
     p.add_argument("--crop", choices=["brain", "none"], default=_VOL.crop,
                    help="crop to the brain box before resampling")
-    p.add_argument("--projection-dim", type=int, default=_VOL.projection_dim, help="d' per axis (0: keep the backbone's C, no projection)")
+    p.add_argument("--projection-dim", type=int, default=_VOL.projection_dim,
+                   help="d' per axis (0: keep the backbone's C, no projection)")
     p.add_argument("--projection-seed", type=int, default=_VOL.projection_seed)
     p.add_argument("--void-fraction", type=float, default=_VOL.void_fraction,
                    help="cubes with less brain than this are kept out of the graph stages")

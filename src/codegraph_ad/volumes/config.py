@@ -59,7 +59,7 @@ class VolumeConfig:
         brain histogram to the batch mean landmarks (transductive, like the scoring).
     projection_dim: d', the per-axis token size after the seeded Gaussian projection
         [reconstructed: 128]; 0 keeps the backbone's C per axis (no projection: with ViT-S
-        at D = 224 sharper maps but no better patient ranking, at 2-2.5x the scoring time;
+        at D = 224 sharper maps but no better patient ranking, at 2.1-2.8x the scoring time;
         docs/volumes.md).
     projection_seed: seed of that projection, shared by every volume of every run.
     void_fraction: a cube with fewer than this share of brain voxels is void: it is kept
