@@ -39,6 +39,26 @@ def test_make_cohort_then_evaluate_and_detect(tmp_path, capsys):
     assert run["config"]["projection_dim"] == 0
 
 
+def test_make_cohort_fixes_lesion_size_and_contrast(tmp_path, capsys):
+    """Equal ends of a range fix the value: how a sensitivity study draws one kind of lesion."""
+    vol, _ = brain_volume(shape=(44, 50, 40))
+    src = save(tmp_path / "brain.nii.gz", vol, np.diag([2.0, 2.0, 2.0, 1.0]))
+    cohort = tmp_path / "cohort"
+    assert main(["make-cohort", "--out", str(cohort), "--source", str(src), "--healthy", "0", "--random", "3",
+                 "--consistent", "0", "--voxel-mm", "3", "--lesion-diameter-mm", "12", "12",
+                 "--lesion-contrast", "0.2", "0.2", "--quiet"]) == 0
+    manifest = json.loads((cohort / "cohort.json").read_text())
+    assert manifest["config"]["lesion"]["diameter_mm"] == [12.0, 12.0]
+    lesions = [s["lesion"] for s in manifest["subjects"]]
+    assert len(lesions) == 3
+    assert all(max(le["diameters_mm"]) == pytest.approx(12.0) for le in lesions)
+    assert all(abs(le["contrast"]) == pytest.approx(0.2) for le in lesions)
+    assert main(["make-cohort", "--out", str(tmp_path / "bad"), "--source", str(src),
+                 "--lesion-contrast", "0.4", "0.2", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: contrast must be a range") and "(0.4, 0.2)" in err and "Traceback" not in err
+
+
 def test_bad_volume_is_a_one_line_error(tmp_path, capsys):
     for i in range(3):
         save(tmp_path / "in" / f"v{i}.nii.gz", brain_volume(seed=i)[0])

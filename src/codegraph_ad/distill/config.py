@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from codegraph_ad.config import FeatureConfig
+from codegraph_ad.errors import ConfigError
 
 FitScope = Literal["image", "batch"]
 
@@ -44,15 +45,15 @@ class PseudoMaskConfig:
 
     def validate(self) -> PseudoMaskConfig:
         if not 0.0 < self.q <= 1.0:
-            raise ValueError(f"pseudo-mask q must be in (0, 1], got {self.q}")
+            raise ConfigError(f"pseudo-mask q must be in (0, 1], got {self.q}")
         if not 0.0 < self.beta < 1.0:
-            raise ValueError(f"pseudo-mask beta must be in (0, 1), got {self.beta}")
+            raise ConfigError(f"pseudo-mask beta must be in (0, 1), got {self.beta}")
         if self.scope not in ("image", "batch"):
-            raise ValueError(f"pseudo-mask scope must be 'image' or 'batch', got {self.scope!r}")
+            raise ConfigError(f"pseudo-mask scope must be 'image' or 'batch', got {self.scope!r}")
         if self.max_components < 1:
-            raise ValueError(f"max_components must be >= 1, got {self.max_components}")
+            raise ConfigError(f"max_components must be >= 1, got {self.max_components}")
         if self.max_fit_samples < 10:
-            raise ValueError(f"max_fit_samples must be >= 10, got {self.max_fit_samples}")
+            raise ConfigError(f"max_fit_samples must be >= 10, got {self.max_fit_samples}")
         return self
 
 

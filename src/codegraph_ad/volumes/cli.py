@@ -105,8 +105,9 @@ def cmd_evaluate_volumes(a: argparse.Namespace) -> int:
 def cmd_make_cohort(a: argparse.Namespace) -> int:
     from codegraph_ad.volumes.cohort import build_cohort
 
+    lesion = replace(_COHORT.lesion, diameter_mm=tuple(a.lesion_diameter_mm), contrast=tuple(a.lesion_contrast))
     cfg = replace(_COHORT, sources=tuple(str(s) for s in a.source), n_healthy=a.healthy, n_random=a.random,
-                  n_consistent=a.consistent, voxel_mm=a.voxel_mm, seed=a.seed)
+                  n_consistent=a.consistent, voxel_mm=a.voxel_mm, seed=a.seed, lesion=lesion)
     manifest = build_cohort(a.out, cfg, overwrite=a.overwrite, progress=not a.quiet)
     print(f"cohort of {cfg.n_healthy + cfg.n_random + cfg.n_consistent} volumes written to {a.out} ({manifest.name})")
     return 0
@@ -133,6 +134,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--random", type=int, default=_COHORT.n_random, help="subjects with one random lesion")
     p.add_argument("--consistent", type=int, default=_COHORT.n_consistent,
                    help="subjects with the repeated lesion type")
+    p.add_argument("--lesion-diameter-mm", type=float, nargs=2, metavar=("MIN", "MAX"),
+                   default=_COHORT.lesion.diameter_mm, help="largest diameter of the random lesions (equal ends fix it)")
+    p.add_argument("--lesion-contrast", type=float, nargs=2, metavar=("MIN", "MAX"),
+                   default=_COHORT.lesion.contrast,
+                   help="|intensity change| of the random lesions, fraction of the local tissue intensity")
     p.add_argument("--voxel-mm", type=float, default=_COHORT.voxel_mm)
     p.add_argument("--seed", type=int, default=_COHORT.seed)
     p.add_argument("--overwrite", action="store_true")

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from codegraph_ad.config import FeatureConfig, GraphConfig, LNAMDConfig, RsCINConfig, RunConfig
+from codegraph_ad.errors import ConfigError
 
 
 def default_volume_run() -> RunConfig:
@@ -113,11 +114,11 @@ class VolumeConfig:
 
     def __post_init__(self) -> None:
         if self.projection_dim < 0:
-            raise ValueError(f"projection_dim must be >= 0 (0 = no projection), got {self.projection_dim}")
+            raise ConfigError(f"projection_dim must be >= 0 (0 = no projection), got {self.projection_dim}")
         if self.patient_min_share is not None and not 0.0 <= self.patient_min_share <= 1.0:
-            raise ValueError(f"patient_min_share must be in [0, 1] or None, got {self.patient_min_share}")
+            raise ConfigError(f"patient_min_share must be in [0, 1] or None, got {self.patient_min_share}")
         if self.patient_baseline not in ("none", "position-median"):
-            raise ValueError(f"patient_baseline must be 'none' or 'position-median', got {self.patient_baseline!r}")
+            raise ConfigError(f"patient_baseline must be 'none' or 'position-median', got {self.patient_baseline!r}")
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,13 @@ class LesionConfig:
     irregularity: float = 0.25
     texture: float = 0.08
     edge_mm: float = 2.0
+
+    def __post_init__(self) -> None:
+        # a range with equal ends fixes the value (how a sensitivity study sets one size or contrast)
+        for name, (lo, hi), top in (("diameter_mm", self.diameter_mm, float("inf")),
+                                    ("axis_ratio", self.axis_ratio, 1.0), ("contrast", self.contrast, 1.0)):
+            if not 0.0 < lo <= hi <= top:
+                raise ConfigError(f"{name} must be a range 0 < min <= max <= {top}, got ({lo}, {hi})")
 
 
 @dataclass(frozen=True)
