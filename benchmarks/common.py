@@ -6,8 +6,13 @@ import os
 import platform
 import resource
 from pathlib import Path
+from typing import Any
 
 import torch
+
+from codegraph_ad.api import versions
+from codegraph_ad.config import config_to_dict
+from codegraph_ad.io.atomic import write_json
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("CODEGRAPH_AD_DATA", REPO.parent / "shared" / "data"))
@@ -40,3 +45,17 @@ def machine_info() -> dict:
     wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
     return {"cpu": model, "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "extensions": [f for f in wanted if f in flags], "torch": torch.__version__}
+
+
+def run_record(config: Any) -> dict:
+    """What every result file closes with: peak memory, the run's config, versions, machine."""
+    return {"peak_rss_mb": round(peak_rss_mb(), 1), "config": config_to_dict(config), "versions": versions(),
+            "machine": machine_info()}
+
+
+def write_result(stem: str, tag: str, out: dict) -> Path:
+    """``benchmarks/results/<stem>[_<tag>].json``, written atomically; returns its path."""
+    path = RESULTS / (f"{stem}_{tag}.json" if tag else f"{stem}.json")
+    write_json(path, out)
+    print(f"wrote {path}")
+    return path

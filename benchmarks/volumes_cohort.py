@@ -40,12 +40,11 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from common import DATA, RESULTS, machine_info, peak_rss_mb
+from common import DATA, run_record, write_result
 from mri_sources import MRI, SOURCE_NAMES, stripped_source
 
-from codegraph_ad.api import versions
 from codegraph_ad.config import MSMConfig, config_to_dict
-from codegraph_ad.io.atomic import write_json, write_png
+from codegraph_ad.io.atomic import write_png
 from codegraph_ad.metrics import image_metrics
 from codegraph_ad.volumes.api import evaluate_run, read_cohort, result_from_batch, score_batch
 from codegraph_ad.volumes.cohort import build_cohort
@@ -353,15 +352,10 @@ def main() -> None:
                     "same cube position; position_median_whole_cubes: both",
         "across_seeds": across_seeds(per_seed),
         "per_seed": {str(k): v for k, v in per_seed.items()},
-        "peak_rss_mb": round(peak_rss_mb(), 1),
-        "config": config_to_dict(base),
-        "versions": versions(),
-        "machine": machine_info(),
+        **run_record(base),
     }
-    name = "volumes_cohort" + (f"_{a.tag}" if a.tag else "")
-    write_json(RESULTS / f"{name}.json", out)
     print(json.dumps(out["across_seeds"], indent=1))
-    print(f"wrote {RESULTS / (name + '.json')}")
+    write_result("volumes_cohort", a.tag, out)
 
 
 if __name__ == "__main__":

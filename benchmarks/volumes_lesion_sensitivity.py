@@ -40,13 +40,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from common import RESULTS, machine_info, peak_rss_mb
+from common import run_record, write_result
 from mri_sources import SOURCE_NAMES, stripped_source
 from volumes_cohort import cached, method_configs, r4, variant_scores
 
-from codegraph_ad.api import versions
-from codegraph_ad.config import config_to_dict
-from codegraph_ad.io.atomic import write_json
 from codegraph_ad.volumes.api import evaluate_run, read_cohort, result_from_batch, score_batch
 from codegraph_ad.volumes.cohort import build_cohort
 from codegraph_ad.volumes.config import CohortConfig, LesionConfig, VolumeConfig
@@ -222,14 +219,9 @@ def main() -> None:
                  "deformation_mm": a.deformation_mm},
         "methods": results,
         "time_s_per_volume": {"tokens": r4(tokens_s / len(volumes)), "read_and_prepare": r4(read_s / len(volumes))},
-        "peak_rss_mb": round(peak_rss_mb(), 1),
-        "config": config_to_dict(base),
-        "versions": versions(),
-        "machine": machine_info(),
+        **run_record(base),
     }
-    name = "volumes_lesion_sensitivity" + (f"_{a.tag}" if a.tag else "")
-    write_json(RESULTS / f"{name}.json", out)
-    print(f"wrote {RESULTS / (name + '.json')}")
+    write_result("volumes_lesion_sensitivity", a.tag, out)
 
 
 if __name__ == "__main__":
