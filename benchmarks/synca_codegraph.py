@@ -6,8 +6,10 @@ Builds SynCA (12 seeded copies of broken_large/000) outside the repo, extracts f
 once for all 95 images, computes the first pass once (the clean batch's first pass is cut
 from it: no recomputation), then scores MuSc (q = 0.3, 0.1) and CoDeGraph on both batches.
 Reports whole-batch metrics, metrics of the group "source image + its copies", exclusion
-and capture rates. ``--sweep`` varies one reconstructed parameter at a time around the
-defaults (k, alpha, coverage, kappa, dependency percentile) on both batches.
+and capture rates (capture rate: ``evaluation.consistency_rates``, the one definition, with
+MuSc at its default q = 0.3; ``group_defect_capture_rate`` is another quantity: the share of
+all the group's anomalous patches excluded). ``--sweep`` varies one reconstructed parameter
+at a time around the defaults (k, alpha, coverage, kappa, dependency percentile) on both batches.
 Writes benchmarks/results/synca_codegraph_<size>.json (and _sweep_<size>.json).
 """
 
@@ -24,16 +26,16 @@ import torch
 from common import BOTTLE, RESULTS, peak_rss_mb, pct
 
 from codegraph_ad.api import load_backbone, versions
-from codegraph_ad.config import EngineConfig, FeatureConfig, GraphConfig, RunConfig, config_to_dict
+from codegraph_ad.config import EngineConfig, FeatureConfig, GraphConfig, MSMConfig, RunConfig, config_to_dict
 from codegraph_ad.datasets.mvtec import read_mvtec_category
 from codegraph_ad.datasets.synca import build_synca
 from codegraph_ad.evaluation import (
+    ConsistencyConfig,
     batch_metrics,
-    consistent_patches,
+    consistency_rates,
     eval_maps,
     eval_masks,
-    exclusion_stats,
-    patch_labels,
+    patch_fractions,
 )
 from codegraph_ad.features.extract import extract_features
 from codegraph_ad.io.batch import load_batch
@@ -63,9 +65,10 @@ class Batch:
         self.eval_size = eval_size
         self.group = [i for i, s in enumerate(samples)
                       if s.image_path.stem.startswith("synca_") or s.name == SOURCE]
-        self.anomalous_patches = patch_labels(self.masks, self.grid)
-        self.musc01 = first.scores(0.1).numpy()
-        self.consistent = consistent_patches(self.musc01, self.anomalous_patches, self.labels)
+        self.fractions = patch_fractions(self.masks, self.grid)
+        self.anomalous_patches = self.fractions >= ConsistencyConfig().anomalous_fraction
+        # "MuSc score" in the capture rate: MuSc at its default q (evaluation.consistency_rates)
+        self.musc = first.scores(MSMConfig().q).numpy()
 
     def evaluate(self, patch: torch.Tensor, excluded: np.ndarray | None) -> dict:
         _, image_scores = finish_image_scores(patch, self.first.features.cls, self.config.rscin)
@@ -74,10 +77,13 @@ class Batch:
         if self.group:
             g = batch_metrics(image_scores, maps, self.masks, self.labels, self.group)
             out["group"] = {"pixel": pct(g["pixel"]), "n_images": g["n_images"]}
-        out.update(exclusion_stats(excluded, self.consistent))
+        rates = consistency_rates(self.musc, excluded, self.fractions, self.labels)
+        out["exclusion_rate"] = 0.0 if excluded is None else rates["exclusion_rate"]
+        out["capture_rate"] = rates["capture_rate"]
+        out["n_consistent"] = rates["n_consistent_patches"]
         if excluded is not None and self.group:
-            # the repeated defect itself: anomalous patches of the source and its copies,
-            # whatever their MuSc score (SPEC's consistent set is what MuSc misses of them)
+            # not the capture rate: the share of the repeated defect itself (anomalous patches
+            # of the source and its copies, whatever their MuSc score) that was excluded
             defect = np.zeros_like(self.anomalous_patches)
             defect[self.group] = self.anomalous_patches[self.group]
             n = int(defect.sum())

@@ -8,6 +8,7 @@ size, then resized to ``eval_size`` (256); ground-truth masks are resized biline
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -55,35 +56,70 @@ def batch_metrics(image_scores: np.ndarray, maps: np.ndarray, masks: np.ndarray,
     }
 
 
-def patch_labels(masks: np.ndarray, grid: tuple[int, int], min_fraction: float = 0.5) -> np.ndarray:
-    """``(N, M)`` bool: a patch is anomalous when at least ``min_fraction`` of its pixels are.
+@dataclass(frozen=True)
+class ConsistencyConfig:
+    """The consistent-anomaly definition (SPEC section 12, the thesis's), used by every report.
 
-    Half the cell (as in the analysis module) keeps border patches that are mostly normal
-    out of the anomalous set, so they do not count as "consistent" anomalies.
+    A patch is anomalous when at least ``anomalous_fraction`` of its pixels are in the mask
+    (the thesis does not say how masks meet the patch grid; half keeps mostly-normal border
+    cells out). It is *consistent* when its MuSc score (MuSc at its default q) is below the
+    ``musc_percentile`` of the MuSc scores of the patches of normal images: a defect that
+    plain MuSc scores as normal. The capture rate is the share of them CoDeGraph excluded.
     """
-    t = torch.from_numpy(masks.astype(np.float32))[:, None]
-    pooled = F.adaptive_avg_pool2d(t, grid)[:, 0] >= min_fraction
-    return pooled.reshape(masks.shape[0], -1).numpy()
+
+    musc_percentile: float = 80.0
+    anomalous_fraction: float = 0.5
 
 
-def consistent_patches(musc_patch_scores: np.ndarray, anomalous_patches: np.ndarray, labels: np.ndarray,
-                       percentile: float = 80.0) -> np.ndarray:
-    """SPEC section 12: anomalous patches whose MuSc score is below the 80th percentile of
-    normal patch scores (patches of normal images) are "consistent" anomalies."""
-    normal = musc_patch_scores[np.asarray(labels) == 0].ravel()
-    if normal.size == 0:
-        normal = musc_patch_scores[~anomalous_patches]
-    cut = np.percentile(normal, percentile)
-    return anomalous_patches & (musc_patch_scores < cut)
+def patch_fractions(masks: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """``(N, M)`` share of each patch cell's pixels inside ``masks: (N, H, W)`` bool."""
+    t = torch.from_numpy(np.asarray(masks, dtype=np.float32))[:, None]
+    return F.adaptive_avg_pool2d(t, grid)[:, 0].reshape(t.shape[0], -1).numpy()
 
 
-def exclusion_stats(excluded: np.ndarray | None, consistent: np.ndarray | None) -> dict[str, Any]:
-    """Exclusion rate (share of all patches) and capture rate (share of consistent patches excluded)."""
+def consistency_rates(musc_scores: np.ndarray | None, excluded: np.ndarray | None, fractions: np.ndarray,
+                      labels: np.ndarray | None = None,
+                      config: ConsistencyConfig = ConsistencyConfig()) -> dict[str, float | int | None]:
+    """Exclusion rate, capture rate and the make-up of the excluded patches (one definition).
+
+    musc_scores: ``(N, M)`` MuSc patch scores of the batch (None: no capture rate).
+    excluded: ``(N, M)`` bool, patches CoDeGraph removed from the references (None: MuSc).
+    fractions: ``(N, M)`` from :func:`patch_fractions` or ``suite.consistency.patch_mask_fractions``.
+    labels: ``(N,)`` image labels; the normal population is the patches of label-0 images
+    (the thesis). Without labels, or without a normal image, it falls back to the patches
+    that are not anomalous. Rates are fractions in [0, 1]; None where undefined.
+    """
+    anomalous = np.asarray(fractions) >= config.anomalous_fraction
+    normal = ~anomalous
+    if labels is not None and (np.asarray(labels) == 0).any():
+        normal = np.zeros_like(anomalous)
+        normal[np.asarray(labels) == 0] = True
+    out: dict[str, float | int | None] = {
+        "exclusion_rate": None if excluded is None else float(np.mean(excluded)),
+        "capture_rate": None,
+        "musc_threshold": None,
+        "n_patches": int(anomalous.size),
+        "n_anomalous_patches": int(anomalous.sum()),
+        "n_consistent_patches": None,
+        "excluded_normal_share": None,
+        "excluded_consistent_share": None,
+        "excluded_inconsistent_share": None,
+    }
+    if musc_scores is None or not normal.any():
+        return out
+    musc_scores = np.asarray(musc_scores)
+    threshold = float(np.percentile(musc_scores[normal], config.musc_percentile))
+    consistent = anomalous & (musc_scores < threshold)
+    out["musc_threshold"] = threshold
+    out["n_consistent_patches"] = int(consistent.sum())
     if excluded is None:
-        return {"exclusion_rate": 0.0, "capture_rate": None, "n_consistent": None}
-    out: dict[str, Any] = {"exclusion_rate": float(np.mean(excluded))}
-    if consistent is not None:
-        n = int(consistent.sum())
-        out["n_consistent"] = n
-        out["capture_rate"] = float((excluded & consistent).sum() / n) if n else None
+        return out
+    excluded = np.asarray(excluded, dtype=bool)
+    if consistent.any():
+        out["capture_rate"] = float(excluded[consistent].mean())
+    n_excl = int(excluded.sum())
+    if n_excl:
+        out["excluded_normal_share"] = float((excluded & ~anomalous).sum() / n_excl)
+        out["excluded_consistent_share"] = float((excluded & consistent).sum() / n_excl)
+        out["excluded_inconsistent_share"] = float((excluded & anomalous & ~consistent).sum() / n_excl)
     return out

@@ -5,19 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-METHOD_ORDER = ("musc", "codegraph")  # MuSc first: its scores define the consistent patches
+from codegraph_ad.evaluation import ConsistencyConfig  # the one definition (re-exported)
 
+METHOD_ORDER = ("musc", "codegraph")  # MuSc first: its scores (at the default q) define the consistent patches
 
-@dataclass(frozen=True)
-class ConsistencyConfig:
-    """Consistent-anomaly analysis (SPEC section 12)."""
-
-    # An anomalous patch is "consistent" when its MuSc score is below this percentile of the
-    # normal patches' MuSc scores [thesis].
-    musc_percentile: float = 80.0
-    # A patch counts as anomalous when at least this share of its pixels is in the mask (the
-    # thesis does not say how masks meet the patch grid; half is the unbiased choice).
-    anomalous_fraction: float = 0.5
+__all__ = ["METHOD_ORDER", "BenchmarkConfig", "ConsistencyConfig"]
 
 
 @dataclass(frozen=True)

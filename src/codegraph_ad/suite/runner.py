@@ -24,13 +24,14 @@ from typing import Any
 import numpy as np
 
 from codegraph_ad.api import EvaluationResult, evaluate, load_backbone, versions
-from codegraph_ad.config import RunConfig, config_to_dict
+from codegraph_ad.config import MSMConfig, RunConfig, config_to_dict
 from codegraph_ad.datasets.base import LabelledSample
 from codegraph_ad.datasets.registry import get_reader, list_categories, read_category
 from codegraph_ad.errors import InputError
+from codegraph_ad.evaluation import consistency_rates
 from codegraph_ad.io.atomic import write_json, write_text
 from codegraph_ad.suite.config import METHOD_ORDER, BenchmarkConfig
-from codegraph_ad.suite.consistency import consistency_rates, patch_mask_fractions
+from codegraph_ad.suite.consistency import patch_mask_fractions
 from codegraph_ad.suite.published import published_for
 from codegraph_ad.suite.tables import category_rows, markdown, mean_rows, to_csv
 
@@ -94,7 +95,8 @@ def category_record(dataset: str, category: str, samples: list[LabelledSample], 
     """Everything measured on one category, JSON-ready."""
     first = next(iter(runs.values())).run
     fractions = patch_mask_fractions(samples, first.original_sizes, first.scores.grid)
-    musc = runs["musc"].run.scores.patch_scores.numpy() if "musc" in runs else None
+    musc = _default_musc_scores(runs)
+    labels = np.array([s.label for s in samples])
     methods = {}
     for m, ev in runs.items():
         s = ev.run.scores
@@ -103,7 +105,7 @@ def category_record(dataset: str, category: str, samples: list[LabelledSample], 
         methods[m] = {
             "image": ev.metrics["image"],
             "pixel": ev.metrics["pixel"],
-            "consistency": consistency_rates(musc, excluded, fractions, bench.consistency),
+            "consistency": consistency_rates(musc, excluded, fractions, labels, bench.consistency),
             "timings": {"features_s": t.get("features_s"), "scoring_s": t.get("scoring_s"),
                         "wall_s": t["wall_s"], "s_per_image": t["wall_s"] / len(samples), "all": t},
             "backbone": ev.run.config.features.backbone,
@@ -117,11 +119,31 @@ def category_record(dataset: str, category: str, samples: list[LabelledSample], 
         "n_anomalous": int(sum(s.label for s in samples)),
         "n_with_mask": int(sum(bool(s.mask_paths) for s in samples)),
         "eval_size": bench.eval_size,
-        "consistency_config": asdict(bench.consistency),
+        "consistency_config": _consistency_record(bench),
         "configs": stored_configs,
         "methods": methods,
         "versions": versions(),
     }
+
+
+def _default_musc_scores(runs: dict[str, EvaluationResult]) -> np.ndarray | None:
+    """MuSc patch scores at MuSc's default q: what "MuSc score" means in the capture rate.
+
+    None (no capture rate) without a MuSc run, or when the MuSc run was given another q
+    (``--q``): a capture rate against other scores would not be the one definition.
+    """
+    ev = runs.get("musc")
+    if ev is None or ev.run.config.msm.q != MSMConfig().q:
+        return None
+    return ev.run.scores.patch_scores.numpy()
+
+
+def _consistency_record(bench: BenchmarkConfig) -> dict[str, Any]:
+    """The consistent-anomaly settings a record was made with. The two rule fields (normal
+    population, MuSc q) are absent from records made under the older rule, so those are
+    refused on resume instead of being mixed with the current definition."""
+    return {**asdict(bench.consistency), "normal_population": "patches of normal images",
+            "musc_q": MSMConfig().q}
 
 
 def _check_methods(bench: BenchmarkConfig, configs: dict[str, RunConfig]) -> list[str]:
@@ -141,7 +163,7 @@ def _check_methods(bench: BenchmarkConfig, configs: dict[str, RunConfig]) -> lis
 
 def _check_resumable(path: Path, record: dict, stored_configs: dict, bench: BenchmarkConfig) -> None:
     same = (record.get("configs") == stored_configs and record.get("eval_size") == bench.eval_size
-            and record.get("consistency_config") == _jsonable(asdict(bench.consistency)))
+            and record.get("consistency_config") == _jsonable(_consistency_record(bench)))
     if not same:
         raise InputError(f"{path}: computed with other methods or settings than this run; "
                          "pass --overwrite to recompute, or choose another --out")

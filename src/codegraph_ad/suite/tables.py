@@ -104,8 +104,9 @@ def markdown(title: str, intro: Sequence[str], rows: Sequence[dict[str, Any]], m
                       "" if r.get("n_consistent_patches") is None else str(r["n_consistent_patches"])]
                      for r in all_rows])
     lines += ["", "Excluded: share of all patches CoDeGraph removed from the references. Capture: share of the "
-              "consistent patches (anomalous patches MuSc scores below the 80th percentile of normal patches) "
-              "among them; needs both methods.", "", "## Time", ""]
+              "consistent patches (anomalous patches whose MuSc score, at MuSc's default q, is below the 80th "
+              "percentile of the MuSc scores of the patches of normal images) CoDeGraph excluded; needs both "
+              "methods (docs/codegraph.md, \"Capture rate (one definition)\").", "", "## Time", ""]
     lines += _table(["Category", "Method", "Images", "Features s", "Scoring s", "Total s", "s/image"],
                     [[name(r), r["method"], str(r["n_images"]),
                       *("n/a" if r[c] is None else f"{r[c]:.2f}" for c in TIME_COLUMNS)] for r in all_rows])
