@@ -91,6 +91,18 @@ def print_score_rows(rows: list[dict], item: str = "image", limit: int = 20) -> 
         print(f"... {len(rows) - limit} more in scores.csv")
 
 
+def print_repeated_defects(diagnostics: dict | None, names: list[str], item: str = "image",
+                           unit: str = "patches") -> None:
+    """One line per repeated-defect group (CoDeGraph's outlier communities); nothing when none.
+
+    Said in the summary because a repeated defect is the finding MuSc alone would miss.
+    """
+    from codegraph_ad.graph.groups import describe_group, repeated_defect_groups
+
+    for group in repeated_defect_groups(diagnostics, names) or []:
+        print(describe_group(group, item, unit))
+
+
 def cmd_detect(a: argparse.Namespace) -> int:
     from codegraph_ad.api import detect
 
@@ -98,6 +110,7 @@ def cmd_detect(a: argparse.Namespace) -> int:
                     on_error="skip" if a.skip_bad else "stop", progress=not a.quiet,
                     overlays=not a.no_overlays, cache=False if a.no_cache else None, cache_dir=a.cache_dir)
     print_score_rows(result.table())
+    print_repeated_defects(result.scores.diagnostics, result.names)
     print(f"results written to {a.out}")
     return 0
 
@@ -117,6 +130,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
                    progress=not a.quiet, overlays=not a.no_overlays,
                    cache=False if a.no_cache else None, cache_dir=a.cache_dir)
     print(format_metrics_table(res.metrics))
+    print_repeated_defects(res.run.scores.diagnostics, res.run.names)
     print(f"metrics written to {a.out / 'metrics.json'}")
     return 0
 
@@ -131,6 +145,7 @@ def cmd_demo(a: argparse.Namespace) -> int:
     cfg = config_from_args(a)
     result = detect(folder, a.out / "run", cfg, overwrite=True, progress=not a.quiet, overlays=not a.no_overlays)
     print_score_rows(result.table())
+    print_repeated_defects(result.scores.diagnostics, result.names)
     print(f"results written to {a.out / 'run'}")
     return 0
 

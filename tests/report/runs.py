@@ -41,3 +41,49 @@ def make_category(root: Path, n_good: int = 5, n_bad: int = 3, size: int = 64, s
         Image.fromarray(img).save(cat / "test" / "spot" / f"{i:03d}.png")
         Image.fromarray(mask).save(cat / "ground_truth" / "spot" / f"{i:03d}_mask.png")
     return cat
+
+
+PLANTED = (1, 4, 7, 10, 13)  # images of planted_codegraph_run that share the repeated defect
+
+
+def planted_codegraph_result(images_dir: Path, n: int = 16):
+    """A real CoDeGraph result on fabricated features (no backbone): patch 5 of the images
+    in ``PLANTED`` is one near-identical odd vector, which the graph stages flag as an
+    outlier community. Plain images are written to ``images_dir`` so overlays can be drawn.
+
+    Returns the api ``RunResult`` (not yet written).
+    """
+    import torch
+
+    from codegraph_ad.api import RunResult
+    from codegraph_ad.config import GraphConfig, LNAMDConfig, RunConfig
+    from codegraph_ad.features.extract import FeatureSet
+    from codegraph_ad.methods.codegraph import CoDeGraph
+
+    grid, c = (4, 4), 16
+    m = grid[0] * grid[1]
+    g = torch.Generator().manual_seed(0)
+    proto = torch.randn(m, c, generator=g)
+    layers = proto[None, None] + 0.3 * torch.randn(n, 2, m, c, generator=g)
+    odd = 3 * torch.randn(c, generator=g)
+    for q in PLANTED:
+        layers[q, :, 5] = odd + 0.01 * torch.randn(2, c, generator=g)
+    config = RunConfig(lnamd=LNAMDConfig(degrees=(1,)), graph=GraphConfig(kappa=1.5, target_coverage=0.99))
+    method = CoDeGraph(lnamd=config.lnamd, graph=config.graph, rscin=config.rscin, engine=config.engine, progress=False)
+    scores = method.score(FeatureSet(layers, torch.randn(n, c, generator=g), grid))
+    images_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        p = images_dir / f"im{i:02d}.png"
+        Image.fromarray(np.full((32, 32, 3), 20 * (i % 10), np.uint8)).save(p)
+        paths.append(p)
+    return RunResult([p.stem for p in paths], paths, scores, config, {"scoring_s": 0.1}, [(32, 32)] * n)
+
+
+def planted_codegraph_run(root: Path) -> Path:
+    """``planted_codegraph_result`` written by the api's run writer to ``root/run``."""
+    from codegraph_ad.api import write_run
+
+    result = planted_codegraph_result(root / "images")
+    write_run(result, root / "run", progress=False)
+    return root / "run"

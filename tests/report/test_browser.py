@@ -94,3 +94,33 @@ def test_report_with_asset_chunks_in_browser(browser, evaluated_run, tmp_path):
     shutil.copytree(evaluated_run, run)
     write_report(run, ReportConfig(inline_detail_max_images=0, assets_chunk_images=3))
     _check_page(browser, run, tmp_path, "report_chunks")
+
+
+def test_repeated_defect_section_on_top_in_browser(browser, tmp_path):
+    """A run with a flagged group: its section is the first thing on the page, in view
+    without scrolling, its thumbnails decode and one opens the member's detail view."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tests.report.runs import PLANTED, planted_codegraph_run
+
+    run = planted_codegraph_run(tmp_path)
+    browser.get((run / "report.html").resolve().as_uri())
+    section = browser.find_element(By.ID, "repeated-defect-1")
+    assert section.is_displayed()
+    assert section.find_element(By.TAG_NAME, "h2").text == f"{len(PLANTED)} images share a repeated defect"
+    layout = browser.execute_script(
+        "const s = document.querySelector('main > section');"
+        "const g = document.getElementById('repeated-defect-1').getBoundingClientRect();"
+        "const m = document.getElementById('summary').getBoundingClientRect();"
+        "return {first: s.id, top: g.top, bottom: g.bottom, summary: m.top, view: window.innerHeight};")
+    assert layout["first"] == "repeated-defect-1"
+    assert 0 <= layout["top"] < layout["summary"] and layout["bottom"] <= layout["view"], layout
+    decoded = ("const imgs = Array.from(document.querySelectorAll('#repeated-defect-1 .group-thumb img'));"
+               "return imgs.length === arguments[0] && imgs.every(i => i.complete && i.naturalWidth >= 100);")
+    WebDriverWait(browser, 15).until(lambda d: d.execute_script(decoded, len(PLANTED)))
+    _save_screenshot(browser, tmp_path, "report_repeated_defect.png")
+    browser.find_element(By.CSS_SELECTOR, "#repeated-defect-1 .group-thumb img").click()
+    assert not browser.find_element(By.ID, "detail").get_attribute("hidden")
+    assert browser.find_element(By.ID, "detail-title").text == f"im{PLANTED[0]:02d}"
+    assert console_errors(browser) == []

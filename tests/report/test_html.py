@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from codegraph_ad.cli import _COMMAND_MODULES
@@ -147,31 +146,11 @@ def test_names_are_escaped(tmp_path):
 
 def test_codegraph_graph_with_outlier_community(tmp_path):
     """A real CoDeGraph result on planted features: the outlier community is drawn in red."""
-    from codegraph_ad.api import RunResult, write_run
-    from codegraph_ad.config import GraphConfig, LNAMDConfig, RunConfig
-    from codegraph_ad.features.extract import FeatureSet
-    from codegraph_ad.methods.codegraph import CoDeGraph
+    from codegraph_ad.api import write_run
+    from tests.report.runs import planted_codegraph_result
 
-    n, grid, c = 16, (4, 4), 16
-    m = grid[0] * grid[1]
-    g = torch.Generator().manual_seed(0)
-    proto = torch.randn(m, c, generator=g)
-    layers = proto[None, None] + 0.3 * torch.randn(n, 2, m, c, generator=g)
-    odd = 3 * torch.randn(c, generator=g)
-    planted = [1, 4, 7, 10, 13]
-    for q in planted:
-        layers[q, :, 5] = odd + 0.01 * torch.randn(2, c, generator=g)
-    config = RunConfig(lnamd=LNAMDConfig(degrees=(1,)), graph=GraphConfig(kappa=1.5, target_coverage=0.99))
-    method = CoDeGraph(lnamd=config.lnamd, graph=config.graph, rscin=config.rscin, engine=config.engine, progress=False)
-    scores = method.score(FeatureSet(layers, torch.randn(n, c, generator=g), grid))
-    images = tmp_path / "images"
-    images.mkdir()
-    paths = []
-    for i in range(n):
-        p = images / f"im{i:02d}.png"
-        Image.fromarray(np.full((32, 32, 3), 20 * (i % 10), np.uint8)).save(p)
-        paths.append(p)
-    result = RunResult([p.stem for p in paths], paths, scores, config, {"scoring_s": 0.1}, [(32, 32)] * n)
+    result = planted_codegraph_result(tmp_path / "images")
+    scores = result.scores
     write_run(result, tmp_path / "run", progress=False)
     page = write_report(tmp_path / "run").read_text()
     sub = scores.diagnostics["subsets"][0]

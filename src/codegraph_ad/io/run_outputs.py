@@ -122,7 +122,14 @@ def upsample_map(patch_scores: torch.Tensor, grid: tuple[int, int], size: tuple[
 
 
 def write_scores(out_dir: Path, rows: list[dict[str, Any]], meta: dict[str, Any]) -> None:
-    """scores.csv (one row per image, sorted by input order) and scores.json (rows + meta)."""
+    """scores.csv (one row per image, sorted by input order) and scores.json (rows + meta).
+
+    When ``meta["diagnostics"]`` holds graph stages, scores.json also gets
+    ``repeated_defect_groups`` (``graph.groups``): the flagged communities by image name,
+    so a reader need not decode subset-local indices.
+    """
+    from codegraph_ad.graph.groups import repeated_defect_groups  # graph numerics only when writing
+
     buf = io.StringIO()
     fields = list(rows[0].keys()) if rows else ["name"]
     writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
@@ -130,7 +137,9 @@ def write_scores(out_dir: Path, rows: list[dict[str, Any]], meta: dict[str, Any]
     for row in rows:
         writer.writerow({k: _csv_value(v) for k, v in row.items()})
     write_text(out_dir / SCORES_CSV, buf.getvalue())
-    write_json(out_dir / SCORES_JSON, {**meta, "images": rows})
+    groups = repeated_defect_groups(meta.get("diagnostics"), [str(r["name"]) for r in rows])
+    extra = {} if groups is None else {"repeated_defect_groups": groups}
+    write_json(out_dir / SCORES_JSON, {**meta, **extra, "images": rows})
 
 
 def write_maps_and_overlays(

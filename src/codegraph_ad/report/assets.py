@@ -43,6 +43,11 @@ table.kv td:first-child { color:var(--muted); }
 .legend span { display:inline-block; margin-right:14px; }
 .dot { display:inline-block; width:10px; height:10px; border-radius:50%; margin-right:4px; vertical-align:middle; }
 .outlier-row td { background:#fdecea; }
+section.repeated-defect { border-left:5px solid var(--hot); }
+.group-thumbs { display:flex; flex-wrap:wrap; gap:10px; }
+.group-thumb { margin:0; font-size:12px; max-width:160px; }
+.group-thumb img { display:block; border-radius:3px; background:#ddd; cursor:pointer; }
+.group-thumb figcaption { margin-top:3px; overflow-wrap:anywhere; }
 #detail { position:fixed; inset:0; background:rgba(20,24,28,.55); display:flex; align-items:flex-start; justify-content:center; padding:30px; z-index:20; overflow:auto; }
 #detail[hidden] { display:none; }
 #detail .panel { background:#fff; border-radius:8px; padding:16px 20px; max-width:1400px; width:100%; }

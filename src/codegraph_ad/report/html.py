@@ -19,10 +19,11 @@ from typing import Any
 from urllib.parse import quote
 
 import numpy as np
+from PIL import Image
 
 from codegraph_ad.io.atomic import write_text
 from codegraph_ad.report.assets import CSS, JS
-from codegraph_ad.report.overlay import shared_scale
+from codegraph_ad.report.overlay import outline_cells, shared_scale
 from codegraph_ad.report.run_folder import RunFolder, read_run_folder
 from codegraph_ad.report.views import VIEW_NAMES, data_uri, encode, image_views, thumbnail
 
@@ -45,6 +46,9 @@ class ReportConfig:
     assets_chunk_images: images per ``report_assets/details_NNNN.js`` file: one file per
         image would cost a thousand files (and fsyncs); one file for all would load every
         detail view to show one.
+    group_thumb_size, group_max_thumbs: thumbnails of a repeated-defect group at the top
+        of the page (larger than the table's: they are the finding); members beyond the
+        limit are listed by name.
     """
 
     thumb_size: int = 128
@@ -55,6 +59,8 @@ class ReportConfig:
     graph_size: int = 640
     graph_max_edges: int = 4000
     assets_chunk_images: int = 50
+    group_thumb_size: int = 160
+    group_max_thumbs: int = 48
 
 
 def _e(x: Any) -> str:
@@ -233,6 +239,69 @@ def _graph(run: RunFolder, config: ReportConfig) -> str:
     return "".join(parts)
 
 
+def _patches(k: int) -> str:
+    return f"{k} patch" if k == 1 else f"{k} patches"
+
+
+def _group_thumbnail(run: RunFolder, i: int, source: Any, config: ReportConfig) -> str:
+    """A group member's overlay with its excluded patches outlined, as a data URI."""
+    if source is None:
+        return EMPTY_IMAGE
+    # Scaled up as well as down: a small input's cells must stay visible as outlined blocks.
+    f = config.group_thumb_size / max(source.size)
+    img = source.resize((max(1, round(source.width * f)), max(1, round(source.height * f))), Image.BILINEAR)
+    if run.excluded is not None and len(run.grid) == 2 and run.excluded[i].any():
+        img = outline_cells(img, run.excluded[i].reshape(run.grid))
+    return data_uri(encode(img, "JPEG", config.detail_quality))
+
+
+def _repeated_defects(run: RunFolder, thumbs: dict[int, str], config: ReportConfig) -> list[str]:
+    """One section per repeated-defect group (CoDeGraph's outlier communities), for the top
+    of the page: a repeated defect is what MuSc alone scores as normal, so it is said first.
+
+    thumbs: data URIs of the members shown as pictures (``_group_thumbnail``)."""
+    groups = run.repeated_defect_groups
+    where = {name: i for i, name in enumerate(run.names)}
+    m = int(np.prod(run.grid))
+    n_subsets = len({g.get("subset", 0) for g in groups})
+    out = []
+    for k, group in enumerate(groups):
+        members = [(where[name], j) for j, name in enumerate(group["images"]) if name in where]
+        per_image = group.get("excluded_per_image") or []
+        figures, rest = [], []
+        for i, j in members:
+            if j < len(per_image):
+                count = int(per_image[j])
+            else:
+                count = int(run.excluded[i].sum()) if run.excluded is not None else 0
+            link = f'<a href="#" data-open="{i}">{_e(run.names[i])}</a>'
+            if len(figures) >= config.group_max_thumbs:
+                rest.append(link)
+                continue
+            figures.append(
+                f'<figure class="group-thumb"><a href="#" data-open="{i}"><img alt="overlay of {_e(run.names[i])}" '
+                f'src="{thumbs.get(i, EMPTY_IMAGE)}"></a>'
+                f"<figcaption>{link}<br><span class=\"muted\">{_patches(count)} excluded "
+                f"({100 * count / m if m else 0:.1f}%)</span></figcaption></figure>")
+        n = int(group.get("size", len(members)))
+        facts = [f"{_patches(int(group.get('excluded_patches', 0)))} excluded from the references "
+                 f"({100 * float(group.get('excluded_share', 0.0)):.1f}% of the group's patches)",
+                 f"community density {_fmt(group.get('density'))}"]
+        if n_subsets > 1:
+            facts.append(f"subset {int(group.get('subset', 0)) + 1}")
+        more = f'<p>and {len(rest)} more: {", ".join(rest)}</p>' if rest else ""
+        out.append(
+            f'<section id="repeated-defect-{k + 1}" class="repeated-defect">'
+            f"<h2>{n} {'image has' if n == 1 else 'images share'} a repeated defect</h2>"
+            f"<p>{' &middot; '.join(_e(f) for f in facts)}</p>"
+            f'<div class="group-thumbs">{"".join(figures)}</div>{more}'
+            '<p class="muted">CoDeGraph found these images alike in the same unusual way (an outlier community '
+            "of the anomaly similarity graph): the patches outlined in magenta were removed from the references, "
+            "so the defect is scored against normal patches instead of its own copies. Click an image for details.</p>"
+            "</section>")
+    return out
+
+
 def _analysis(run: RunFolder) -> str:
     """Key numbers and figures of ``codegraph-ad analyze`` when it has been run (default folder)."""
     path = run.root / "analysis" / "analysis.json"
@@ -348,9 +417,13 @@ def build_report(run: RunFolder, config: ReportConfig = ReportConfig()) -> str:
     inline = n <= config.inline_detail_max_images
     thumbs: list[str] = []
     details: list[dict[str, str]] = []
+    shown = {name for g in run.repeated_defect_groups for name in g.get("images", [])[:config.group_max_thumbs]}
+    group_thumbs: dict[int, str] = {}
     for i, name in enumerate(run.names):
         views = image_views(run, i, scale, config.detail_size)
         src = views.thumbnail_source()
+        if name in shown:
+            group_thumbs[i] = _group_thumbnail(run, i, src, config)
         thumbs.append(data_uri(encode(thumbnail(src, config.thumb_size), "JPEG", config.thumb_quality))
                       if src is not None else EMPTY_IMAGE)
         links: dict[str, str] = {}
@@ -380,8 +453,10 @@ def build_report(run: RunFolder, config: ReportConfig = ReportConfig()) -> str:
     subtitle = (f"{_e(run.root.resolve().name)} &middot; {n} images &middot; method {_e(cfg.get('method', 'n/a'))} "
                 f"&middot; backbone {_e(feats.get('backbone', 'n/a'))} at {_e(feats.get('image_size', 'n/a'))} px")
     graph = _graph(run, config)
-    nav = ['<a href="#summary">summary</a>']
-    sections = [f'<section id="summary"><h2>summary</h2>{_summary(run, labels)}</section>']
+    sections = _repeated_defects(run, group_thumbs, config)
+    nav = ['<a href="#repeated-defect-1">repeated defects</a>'] if sections else []
+    nav.append('<a href="#summary">summary</a>')
+    sections.append(f'<section id="summary"><h2>summary</h2>{_summary(run, labels)}</section>')
     if run.metrics:
         nav.append('<a href="#metrics">metrics</a>')
         sections.append(f'<section id="metrics"><h2>metrics</h2>{_metrics(run.metrics)}</section>')

@@ -76,3 +76,22 @@ def tint_cells(
     sel = (np.asarray(up) > 127)[..., None]
     tinted = (1.0 - alpha) * image_rgb.astype(np.float32) + alpha * np.asarray(colour, dtype=np.float32)
     return Image.fromarray(np.where(sel, tinted, image_rgb).astype(np.uint8))
+
+
+def outline_cells(
+    image: Image.Image,
+    cells: np.ndarray,
+    colour: tuple[int, int, int] = (255, 0, 255),
+) -> Image.Image:
+    """``image`` with the border of the true cells of the patch grid ``cells: (h, w)`` drawn.
+
+    An outline, not a tint, so the heatmap under the excluded patches stays readable; the
+    colour is one the jet colormap never takes.
+    """
+    rgb = np.array(image.convert("RGB"))
+    h, w = rgb.shape[:2]
+    up = np.asarray(Image.fromarray(np.asarray(cells, dtype=np.uint8) * 255).resize((w, h), Image.NEAREST)) > 127
+    # "thick" (2 px) survives JPEG's chroma subsampling; padded: cells on the image border close.
+    edge = find_boundaries(np.pad(up, 1), mode="thick")[1:-1, 1:-1]
+    rgb[edge] = colour
+    return Image.fromarray(rgb)

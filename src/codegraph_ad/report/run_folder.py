@@ -43,6 +43,17 @@ class RunFolder:
     def names(self) -> list[str]:
         return [str(r["name"]) for r in self.rows]
 
+    @cached_property
+    def repeated_defect_groups(self) -> list[dict[str, Any]]:
+        """scores.json's ``repeated_defect_groups``; derived from the diagnostics for runs
+        written before the field existed (same helper, same answer); [] without graph stages."""
+        from codegraph_ad.graph.groups import repeated_defect_groups
+
+        stored = self.scores.get("repeated_defect_groups")
+        if isinstance(stored, list):
+            return stored
+        return repeated_defect_groups(self.scores.get("diagnostics"), self.names) or []
+
     @property
     def n_images(self) -> int:
         return len(self.rows)

@@ -74,9 +74,10 @@ def cmd_volumes(a: argparse.Namespace) -> int:
 
     result = detect_volumes(a.folder, a.out, volume_config_from_args(a), brain_masks=a.brain_masks,
                             overwrite=a.overwrite, progress=not a.quiet, mosaics=not a.no_mosaics)
-    from codegraph_ad.cli import print_score_rows
+    from codegraph_ad.cli import print_repeated_defects, print_score_rows
 
     print_score_rows(result.table(), item="volume")
+    print_repeated_defects(result.scores.diagnostics, result.names, item="volume", unit="cubes")
     print(f"results written to {a.out}")
     return 0
 

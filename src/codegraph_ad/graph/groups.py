@@ -1,0 +1,90 @@
+"""Repeated-defect groups: CoDeGraph's outlier communities, named in batch terms.
+
+A flagged (outlier) community is a set of images that share a defect dense enough to be
+scored as normal by MuSc; CoDeGraph removes its patches from the references. The method's
+diagnostics describe it per subset with subset-local indices; users want "these images
+share a defect", with names. This module is the one place that translation is made
+(scores.json, the terminal summary and report.html all read it), and it needs only the
+JSON diagnostics, so old run folders get the same answer as new ones.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+
+def _finite(x: Any) -> float | None:
+    """JSON has no inf/nan: they become null."""
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def repeated_defect_groups(diagnostics: Mapping[str, Any] | None, names: Sequence[str]) -> list[dict[str, Any]] | None:
+    """Every outlier community of a run's diagnostics, densest first, with global names.
+
+    diagnostics: ``ScoreResult.diagnostics`` (or ``scores.json["diagnostics"]``); each of its
+        ``subsets`` carries ``communities`` (subset-local ``images``), ``images`` (the
+        subset's global indices), ``n_patches`` and ``filtering`` records.
+    names: the run's image names in global order.
+
+    Returns None when the run had no graph stages (MuSc: "not looked" is not "none found"),
+    else a list of ``{"size", "images" (names), "indices" (global), "density",
+    "excluded_patches", "excluded_share" (of the group's patches), "excluded_per_image"
+    (aligned with images), "subset", "community"}``.
+    """
+    subsets = [s for s in (diagnostics or {}).get("subsets", []) or [] if isinstance(s, Mapping) and "communities" in s]
+    if not subsets:
+        return None
+    groups: list[dict[str, Any]] = []
+    for si, sub in enumerate(subsets):
+        index = [int(i) for i in sub.get("images", range(len(names)))]
+        flagged = {int(c) for c in sub.get("outlier_communities", [])}
+        records = {int(r["community"]): r for r in sub.get("filtering", []) if "community" in r}
+        n_patches = int(sub.get("n_patches", 0) or 0)
+        for comm in sub["communities"]:
+            cid = int(comm["id"])
+            if not (comm.get("outlier") or cid in flagged):
+                continue
+            local = [int(j) for j in comm["images"]]
+            rec = records.get(cid, {})
+            # The record lists its images sorted (np.unique), not necessarily in community order.
+            per = {int(j): int(k) for j, k in zip(rec.get("images", []), rec.get("excluded_per_image", []))}
+            per_image = [per.get(j, 0) for j in local]
+            excluded = int(rec.get("n_excluded", sum(per_image)))
+            total = len(local) * n_patches
+            groups.append({
+                "size": len(local),
+                "images": [str(names[index[j]]) for j in local],
+                "indices": [index[j] for j in local],
+                "density": _finite(comm.get("density")),
+                "excluded_patches": excluded,
+                "excluded_share": excluded / total if total else 0.0,
+                "excluded_per_image": per_image,
+                "subset": si,
+                "community": cid,
+            })
+    groups.sort(key=lambda g: -(g["density"] if g["density"] is not None else -math.inf))
+    return groups
+
+
+_SINGULAR = {"patches": "patch", "cubes": "cube"}
+
+
+def describe_group(group: Mapping[str, Any], item: str = "image", unit: str = "patches", max_names: int = 20) -> str:
+    """One line naming a group, as the terminal summary prints it (volumes: item "volume",
+    unit "cubes")."""
+    names = list(group["images"])
+    shown = ", ".join(names[:max_names])
+    if len(names) > max_names:
+        shown += f", ... and {len(names) - max_names} more"
+    n = int(group["size"])
+    plural = item if n == 1 else item + "s"
+    verb = "has" if n == 1 else "share"
+    k = int(group["excluded_patches"])
+    units = unit if k != 1 else _SINGULAR.get(unit, unit)
+    return f"Repeated defect: {n} {plural} {verb} a repeated defect: {shown} ({k} {units} excluded from the references)"

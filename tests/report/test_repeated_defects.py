@@ -1,0 +1,160 @@
+"""Repeated-defect groups end to end: a real CoDeGraph run on planted features (no backbone)
+flags the planted images; scores.json lists them, the CLI summary names them, and
+report.html opens with their section."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from codegraph_ad.cli import main
+from codegraph_ad.io.atomic import write_json
+from codegraph_ad.report.html import write_report
+from codegraph_ad.report.run_folder import read_run_folder
+from tests.report.runs import PLANTED, planted_codegraph_result
+
+PLANTED_NAMES = [f"im{i:02d}" for i in PLANTED]
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    """(RunResult, run folder) of the planted batch, written by the api's run writer."""
+    from codegraph_ad.api import write_run
+
+    root = tmp_path_factory.mktemp("planted")
+    result = planted_codegraph_result(root / "images")
+    write_run(result, root / "run", progress=False)
+    return result, root / "run"
+
+
+def test_scores_json_lists_the_planted_group(planted):
+    _, run = planted
+    scores = json.loads((run / "scores.json").read_text())
+    excluded = np.load(run / "excluded.npy")
+    (group,) = scores["repeated_defect_groups"]
+    assert sorted(group["images"]) == PLANTED_NAMES and group["size"] == len(PLANTED)
+    assert sorted(group["indices"]) == list(PLANTED)
+    assert group["excluded_per_image"] == [int(excluded[i].sum()) for i in group["indices"]]
+    assert group["excluded_patches"] == int(excluded[list(PLANTED)].sum()) > 0
+    assert group["excluded_share"] == pytest.approx(group["excluded_patches"] / (len(PLANTED) * excluded.shape[1]))
+    assert group["density"] > 0
+    # A top-level field, listed before the per-image rows.
+    keys = list(scores)
+    assert keys.index("repeated_defect_groups") < keys.index("images")
+
+
+def _expected_line(run: Path) -> str:
+    excluded = np.load(run / "excluded.npy")
+    group = json.loads((run / "scores.json").read_text())["repeated_defect_groups"][0]
+    return (f"Repeated defect: {len(PLANTED)} images share a repeated defect: {', '.join(group['images'])} "
+            f"({int(excluded.sum())} patches excluded from the references)")
+
+
+def test_detect_and_evaluate_summaries_name_the_group(planted, tmp_path, monkeypatch, capsys):
+    """The real ``detect`` / ``evaluate`` commands, with the api call swapped for the planted run."""
+    import codegraph_ad.api as api
+
+    result, run = planted
+
+    def fake_detect(folder, out, config, **kwargs):
+        api.write_run(result, Path(out), progress=False, report=False)
+        return result
+
+    def fake_evaluate(category_dir, out, config, **kwargs):
+        return api.EvaluationResult(result, {"image": {"auroc": 1.0}})
+
+    monkeypatch.setattr(api, "detect", fake_detect)
+    monkeypatch.setattr(api, "evaluate", fake_evaluate)
+    assert main(["detect", str(tmp_path / "images"), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert _expected_line(run) in printed
+    assert printed.index(_expected_line(run)) == len(printed) - 2  # after the scores, before "written to"
+    assert main(["evaluate", str(tmp_path / "cat"), "--out", str(tmp_path / "eval"), "--quiet"]) == 0
+    assert _expected_line(run) in capsys.readouterr().out.splitlines()
+
+
+def test_summary_says_nothing_without_a_group(planted, tmp_path, monkeypatch, capsys):
+    import codegraph_ad.api as api
+
+    result, _ = planted
+    musc = type(result.scores)(result.scores.patch_scores, result.scores.image_scores,
+                               result.scores.raw_image_scores, result.scores.grid, None, {"method": "musc"})
+    plain = api.RunResult(result.names, result.paths, musc, result.config, {}, result.original_sizes)
+    monkeypatch.setattr(api, "detect", lambda *args, **kwargs: plain)
+    assert main(["detect", str(tmp_path / "images"), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    assert "Repeated defect" not in capsys.readouterr().out
+
+
+def _sections(page: str) -> list[str]:
+    main_html = page[page.index("<main>"):page.index("</main>")]
+    return re.findall(r'<section id="([^"]+)"', main_html)
+
+
+def _group_section(page: str) -> str:
+    start = page.index('<section id="repeated-defect-1"')
+    return page[start:page.index("</section>", start)]
+
+
+def test_report_opens_with_the_group(planted):
+    _, run = planted
+    page = (run / "report.html").read_text()
+    assert _sections(page)[:2] == ["repeated-defect-1", "summary"]
+    assert re.search(r"<nav><a href=\"#repeated-defect-1\">", page)
+    section = _group_section(page)
+    assert f"<h2>{len(PLANTED)} images share a repeated defect</h2>" in section
+    excluded = np.load(run / "excluded.npy")
+    assert f"{int(excluded.sum())} patches excluded from the references" in section
+    for i, name in zip(PLANTED, PLANTED_NAMES):
+        assert f'data-open="{i}">{name}</a>' in section
+    thumbs = re.findall(r'<figure class="group-thumb"><a href="#" data-open="(\d+)"><img [^>]*src="([^"]+)"', section)
+    assert sorted(int(i) for i, _ in thumbs) == list(PLANTED)
+    # Each thumbnail is the member's overlay with its excluded cells outlined in magenta.
+    for i, uri in thumbs:
+        img = np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).convert("RGB")).astype(int)
+        magenta = (img[..., 0] > 200) & (img[..., 1] < 80) & (img[..., 2] > 200)
+        assert magenta.any() == bool(excluded[int(i)].any()), i
+
+
+def test_old_run_folder_gets_the_same_section(planted, tmp_path):
+    """A run written before the field existed: the report derives the groups from the diagnostics."""
+    _, run = planted
+    old = tmp_path / "old"
+    shutil.copytree(run, old)
+    scores = json.loads((old / "scores.json").read_text())
+    stored = scores.pop("repeated_defect_groups")
+    write_json(old / "scores.json", scores)
+    assert read_run_folder(old).repeated_defect_groups == stored
+    page = write_report(old).read_text()
+    assert _sections(page)[0] == "repeated-defect-1"
+    assert _group_section(page) == _group_section((run / "report.html").read_text())
+
+
+def test_no_group_no_section(planted, tmp_path):
+    _, run = planted
+    clean = tmp_path / "clean"
+    shutil.copytree(run, clean)
+    scores = json.loads((clean / "scores.json").read_text())
+    scores["repeated_defect_groups"] = []
+    write_json(clean / "scores.json", scores)
+    page = write_report(clean).read_text()
+    assert 'id="repeated-defect' not in page and "#repeated-defect-1" not in page
+    assert _sections(page)[0] == "summary"
+
+
+def test_volume_run_writer_lists_groups(planted, tmp_path):
+    """Volumes share ``write_scores``: their scores.json gets the same field."""
+    from codegraph_ad.volumes.outputs import write_volume_tables
+
+    result, _ = planted
+    rows = [{"name": n, "score": 0.0} for n in result.names]
+    write_volume_tables(tmp_path, rows, {"diagnostics": result.scores.diagnostics}, {}, {"names": result.names})
+    (group,) = json.loads((tmp_path / "scores.json").read_text())["repeated_defect_groups"]
+    assert sorted(group["images"]) == PLANTED_NAMES
