@@ -57,11 +57,27 @@ def test_blob_is_recovered_and_noise_stays_empty_in_batch_scope() -> None:
     assert np.mean([m.mean() for m in strict[1:]]) < 0.005
 
 
-def test_image_scope_fits_each_map() -> None:
-    rng = np.random.default_rng(3)
-    maps = [rng.normal(0, 1, (32, 32)), rng.normal(10, 2, (32, 32))]
-    _, fits = pseudo_masks(maps, PseudoMaskConfig(scope="image"))
-    assert fits[0].threshold < 5 < fits[1].threshold
+def _iou(mask: np.ndarray, truth: np.ndarray) -> float:
+    return float((mask & truth).sum() / (mask | truth).sum())
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_image_scope_recovers_each_maps_blob(seed: int) -> None:
+    """Two maps on different score scales, each with a known bright blob (under 5% of the
+    pixels, so the q = 0.95 truncation keeps it out of the fit): one fit per map recovers
+    both blobs (IoU > 0.9); one pooled fit sits above the dimmer map and misses its blob."""
+    rng = np.random.default_rng(seed)
+    blob_a = np.zeros((48, 48), dtype=bool)
+    blob_a[10:18, 12:20] = True
+    blob_b = np.zeros((48, 48), dtype=bool)
+    blob_b[30:37, 30:40] = True
+    dim = rng.normal(0.3, 0.02, (48, 48)) + 0.3 * blob_a
+    bright = rng.normal(1.0, 0.05, (48, 48)) + 0.8 * blob_b
+    masks, fits = pseudo_masks([dim, bright], PseudoMaskConfig(scope="image", beta=1e-4))
+    assert _iou(masks[0], blob_a) > 0.9 and _iou(masks[1], blob_b) > 0.9
+    assert fits[0].threshold == fit_threshold(dim, PseudoMaskConfig(beta=1e-4)).threshold
+    pooled, _ = pseudo_masks([dim, bright], PseudoMaskConfig(scope="batch", beta=1e-4))
+    assert not pooled[0].any()
 
 
 def test_constant_map_gives_an_empty_mask() -> None:
@@ -70,11 +86,17 @@ def test_constant_map_gives_an_empty_mask() -> None:
     assert fits[0].threshold == pytest.approx(0.7)
 
 
-def test_subsample_is_seeded() -> None:
+@pytest.mark.parametrize("seed", [7, 8])
+def test_subsample_fit_stays_close_to_the_full_fit(seed: int) -> None:
+    """A 5,000-score subsample of 200,000 is truncated to exactly 95% of itself and gives a
+    threshold within 3% of the fit on every score; its seed picks the subsample."""
     scores = np.random.default_rng(4).normal(0, 1, 200_000)
-    cfg = PseudoMaskConfig(max_fit_samples=5_000, seed=7)
-    assert fit_threshold(scores, cfg) == fit_threshold(scores, cfg)
-    assert fit_threshold(scores, cfg).n_fit <= 5_000
+    full = fit_threshold(scores, PseudoMaskConfig(max_fit_samples=200_000))
+    sub = fit_threshold(scores, PseudoMaskConfig(max_fit_samples=5_000, seed=seed))
+    assert full.n_fit == 190_000 and sub.n_fit == 4_750
+    assert sub.threshold == pytest.approx(full.threshold, rel=0.03)
+    other = fit_threshold(scores, PseudoMaskConfig(max_fit_samples=5_000, seed=seed + 100))
+    assert other.threshold != sub.threshold
 
 
 @pytest.mark.parametrize(

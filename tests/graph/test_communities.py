@@ -87,11 +87,23 @@ def test_community_covering_half_the_batch_is_defined():
     assert res.eligible.sum() == 1 and res.outliers == []
 
 
-def test_seed_makes_it_deterministic():
-    rng = np.random.default_rng(3)
-    w = _sparse_background(rng, 25, 80, max_w=3)
-    a, b = detect_communities(w, seed=5), detect_communities(w, seed=5)
-    np.testing.assert_array_equal(a.membership, b.membership)
+@pytest.mark.parametrize("seed", [0, 5, 11])
+def test_block_graph_partition_densities_and_fence_by_hand(seed: int) -> None:
+    """Six blocks on a weak chain (gamma = 1): every seed must return the blocks, their
+    densities as built, and the Tukey fence computed by hand; only the dense block is out.
+
+    Densities 12, 3, 2, 3, 2, 4 sorted: 2 2 3 3 4 12; linear quartiles Q1 = 2 + 0.25 = 2.25,
+    Q3 = 3 + 0.75 = 3.75, IQR = 1.5, fence (kappa 3) = 3.75 + 4.5 = 8.25 < 12.
+    """
+    blocks = [(5, [12.0]), (4, [3.0]), (4, [2.0]), (3, [3.0]), (3, [2.0]), (4, [4.0])]
+    w, members = _blocks_on_a_weak_chain(blocks)
+    res = detect_communities(w, kappa=3.0, seed=seed)
+    assert res.resolution == 1.0
+    assert sorted(c.tolist() for c in res.communities) == sorted(members)
+    by_block = [res.densities[res.membership[b[0]]] for b in members]
+    np.testing.assert_allclose(by_block, [12.0, 3.0, 2.0, 3.0, 2.0, 4.0])
+    assert (res.q1, res.q3, res.iqr, res.fence) == pytest.approx((2.25, 3.75, 1.5, 8.25))
+    assert [c.tolist() for c in res.outlier_communities] == [members[0]]
 
 
 def test_tukey_fence():

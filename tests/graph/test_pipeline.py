@@ -65,7 +65,9 @@ def test_batch_without_repeated_anomalies_is_left_alone(seed):
     assert res.excluded.sum() == 0
 
 
-def test_identical_images_zero_distances():
+def test_identical_images_zero_distances() -> None:
+    """A batch of one image repeated holds no anomaly: every distance is 0, every endurance
+    ratio is the documented 0/0 -> 1 ("no cliff"), and nothing may be flagged or excluded."""
     batch = make_batch(n=8, m=16, planted_images=(), seed=3)
     feats = [np.repeat(f[:1], 8, axis=0) for f in batch.feats]
     dists = [patch_distances(f) for f in feats]
@@ -73,6 +75,9 @@ def test_identical_images_zero_distances():
     assert np.all(mins[0][~np.isinf(mins[0])] < 1e-3)
     res = run_graph_stages(mins, GraphConfig(), make_score_fn(dists))
     _assert_defined(res, 8, 16)
+    assert res.links.zeta_cutoff == pytest.approx(1.0, abs=1e-3)
+    assert res.outlier_communities == []
+    assert not res.excluded.any()
 
 
 def test_exact_duplicate_defect_is_filtered():
@@ -87,14 +92,26 @@ def test_exact_duplicate_defect_is_filtered():
     assert (res.excluded & batch.planted_mask).sum() / batch.planted_mask.sum() >= 0.8
 
 
-def test_repeated_anomaly_in_half_the_batch():
+def test_repeated_anomaly_in_half_the_batch() -> None:
+    """15 of 30 images share the defect. With k = ceil(0.3 N) = 9 its copies fill every rank
+    up to k (no cliff, SPEC 4): the normal images must not pay for it (at most 1% of their
+    patches excluded). With k_fraction = 0.6 (k = 18 > 14 copies) the cliff is before k and
+    stages 1-2 must put exactly the planted images into one community."""
     batch = make_batch(planted_images=tuple(range(0, 30, 2)), seed=5)
     mins, score_fn = batch_inputs(batch)
     res = run_graph_stages(mins, GraphConfig(kappa=1.5), score_fn)
     _assert_defined(res, 30, 64)
+    assert res.k == 9
+    assert (res.excluded & ~batch.planted_mask).sum() <= 0.01 * (~batch.planted_mask).sum()
+    wide = run_graph_stages(mins, GraphConfig(kappa=1.5, k_fraction=0.6), score_fn)
+    assert wide.k == 18
+    grouped = [c.tolist() for c in wide.communities.communities if set(c.tolist()) & set(range(0, 30, 2))]
+    assert grouped == [list(range(0, 30, 2))]
 
 
-def test_half_the_batch_identical_images():
+def test_half_the_batch_identical_images() -> None:
+    """15 copies of one normal image are duplicates, not anomalies: their ratios are 0/0 -> 1,
+    so they must not form an outlier community, and nothing in the batch is excluded."""
     batch = make_batch(planted_images=(), seed=6)
     feats = [f.copy() for f in batch.feats]
     for f in feats:
@@ -102,15 +119,23 @@ def test_half_the_batch_identical_images():
     dists = [patch_distances(f) for f in feats]
     res = run_graph_stages([minima(d) for d in dists], GraphConfig(), make_score_fn(dists))
     _assert_defined(res, 30, 64)
+    assert res.outlier_communities == []
+    assert not res.excluded.any()
 
 
 @pytest.mark.parametrize("n", [3, 4])
-def test_tiny_batches(n):
+def test_tiny_batches(n: int) -> None:
+    """Images 0 and 1 share the defect: k clips to 2, the pair holds the heaviest edge and one
+    community; with one or two communities Tukey has no baseline, so nothing is excluded."""
     batch = make_batch(n=n, m=16, planted_images=(0, 1), planted_positions=(2, 3), seed=n)
     mins, score_fn = batch_inputs(batch)
     res = run_graph_stages(mins, GraphConfig(), score_fn)
     assert res.k == 2
     _assert_defined(res, n, 16)
+    w = res.links.weights
+    assert w[0, 1] == w.max() > 0
+    assert res.communities.membership[0] == res.communities.membership[1]
+    assert res.outlier_communities == [] and not res.excluded.any()
 
 
 def test_patch_mask_keeps_void_patches_out_of_the_links():
@@ -144,6 +169,14 @@ def test_diagnostics_outputs(tmp_path):
     out = np.asarray(Image.open(q))
     assert out.shape == (64, 64, 3)
     assert (out[..., 0] > out[..., 1]).sum() == res.excluded[3].sum() * 64  # 8x8 px per patch
-    np.testing.assert_array_equal(graph_layout(res.links.weights), graph_layout(res.links.weights))
+    # the layout separates two heavy cliques tied by one light edge
+    w = np.zeros((12, 12))
+    w[:6, :6] = w[6:, 6:] = 5.0
+    np.fill_diagonal(w, 0.0)
+    w[0, 6] = w[6, 0] = 1.0
+    pos = graph_layout(w)
+    centres = pos[:6].mean(axis=0), pos[6:].mean(axis=0)
+    spread = max(np.linalg.norm(pos[:6] - centres[0], axis=1).max(), np.linalg.norm(pos[6:] - centres[1], axis=1).max())
+    assert np.linalg.norm(centres[0] - centres[1]) > 3 * spread
     empty = plot_graph(np.zeros((4, 4)), np.arange(4), [], None, tmp_path / "empty.png")
     assert empty.exists()
