@@ -56,6 +56,13 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-community-size", type=int, default=g.min_community_size,
                    help="smallest community that enters the Tukey quartiles and may be flagged")
     p.add_argument("--dependency-percentile", type=float, default=g.dependency_percentile)
+    p.add_argument("--community-density", choices=["per_pair", "per_member"], default=g.community_density,
+                   help="community density: internal weight per image pair (SPEC) or per member")
+    p.add_argument("--resolution-percentile", type=float, default=g.resolution_percentile,
+                   help="CPM resolution = this percentile of the positive edge weights")
+    p.add_argument("--joint-filtering", action=argparse.BooleanOptionalAction, default=g.joint_filtering,
+                   help="judge all outlier communities at once (a repeated group split by Leiden stays "
+                        "filterable) instead of one by one")
     p.add_argument("--graph-degree", type=int, default=g.graph_degree,
                    help="LNAMD degree r whose minima feed the graph (one of the run's degrees)")
     p.add_argument("--graph-layers", default=None,
@@ -74,7 +81,9 @@ def config_from_args(a: argparse.Namespace) -> RunConfig:
     msm = MSMConfig(q=a.q) if (a.q is not None and a.method == "musc") else MSMConfig()
     graph = GraphConfig(k_fraction=a.k_fraction, alpha=a.alpha, target_coverage=a.coverage, kappa=a.kappa,
                         min_community_size=a.min_community_size, dependency_percentile=a.dependency_percentile,
-                        graph_degree=a.graph_degree, graph_layers=_int_tuple(a.graph_layers))
+                        graph_degree=a.graph_degree, graph_layers=_int_tuple(a.graph_layers),
+                        community_density=a.community_density, resolution_percentile=a.resolution_percentile,
+                        joint_filtering=a.joint_filtering)
     if a.q is not None and a.method == "codegraph":
         graph = replace(graph, final_q=a.q)
     rscin = RsCINConfig(enabled=a.rscin)

@@ -114,6 +114,13 @@ class GraphConfig:
     # [reconstructed] 2 (SPEC 6.2): every community of two or more images enters the quartiles
     # and may be flagged; 3 leaves pairs out of both (graph/communities.py; volumes use 3).
     min_community_size: int = 2
+    # [reconstructed] how a community's density is normalised: "per_pair" (SPEC 6.2, internal
+    # weight over |c|(|c|-1)/2) or "per_member" (internal weight over |c|; graph/communities.py).
+    community_density: Literal["per_pair", "per_member"] = "per_pair"
+    resolution_percentile: float = 25.0  # CPM gamma = this percentile of edge weights [thesis]
+    # [extension] False: Algorithm 2 visits the outlier communities one by one (thesis);
+    # True: one dependency ratio against the base set without all of them (graph/filtering.py).
+    joint_filtering: bool = False
     # [reconstructed] 99.9: on SynCA bottle at 448 px it won back MuSc's whole loss (F1 81.9,
     # AP 85.7, AUPRO 95.2) and excluded 0.37% of the clean batch, against 79.7 / 84.1 / 94.3
     # and 2.27% at 99 (benchmarks/results/synca_codegraph_sweep_448.json).
@@ -133,6 +140,10 @@ class GraphConfig:
                  self.links_per_batch, ">= 1")
         _require(0.0 < self.target_coverage <= 1.0, "target_coverage", self.target_coverage, "in (0, 1]")
         _require(self.kappa >= 0.0, "kappa", self.kappa, ">= 0")
+        _require(self.community_density in ("per_pair", "per_member"), "community_density",
+                 self.community_density, "per_pair or per_member")
+        _require(0.0 < self.resolution_percentile <= 100.0, "resolution_percentile", self.resolution_percentile,
+                 "in (0, 100]")
         _require(self.min_community_size >= 2, "min_community_size", self.min_community_size, ">= 2")
         _require(0.0 < self.dependency_percentile <= 100.0, "dependency_percentile",
                  self.dependency_percentile, "in (0, 100]")

@@ -172,3 +172,29 @@ def test_size_bound_falls_back_below_four_groups():
 def test_rejects_min_size_below_two():
     with pytest.raises(ValueError, match="min_size"):
         detect_communities(np.zeros((4, 4)), min_size=1)
+
+
+def test_per_member_density_by_hand_and_size_neutral():
+    # a ring of s images, each edge weight 6: every image has the same links whatever s is
+    def ring(s):
+        w = np.zeros((s, s))
+        for i in range(s):
+            w[i, (i + 1) % s] = w[(i + 1) % s, i] = 6.0
+        return w
+
+    for s in (4, 8, 16):
+        members = [np.arange(s)]
+        assert community_densities(ring(s), members, "per_member")[0] == pytest.approx(6.0)
+        assert community_densities(ring(s), members, "per_pair")[0] == pytest.approx(6.0 * s / (s * (s - 1) / 2))
+    w = np.zeros((3, 3))
+    w[0, 1] = w[1, 0] = 4.0
+    assert community_densities(w, [np.array([0, 1]), np.array([2])], "per_member").tolist() == [2.0, 0.0]
+    with pytest.raises(ValueError, match="density"):
+        community_densities(w, [np.array([0, 1])], "per_edge")
+
+
+def test_resolution_percentile_reaches_cpm():
+    rng = np.random.default_rng(3)
+    w = _sparse_background(rng, 20, 60, max_w=9)
+    res = detect_communities(w, resolution_percentile=75.0)
+    assert res.resolution == cpm_resolution(w, 75.0) > cpm_resolution(w, 25.0)

@@ -61,3 +61,42 @@ def test_skips_a_community_holding_every_image_and_zero_scores():
 def test_rejects_bad_score_shape():
     with pytest.raises(ValueError, match="shape"):
         targeted_filtering(lambda r, e: np.zeros((3, 3)), [np.array([0])], 4, 3, 99.0)
+
+
+def _split_group_scores(n, m, parts, patches):
+    """A repeated group split into ``parts``: its defect patches score high only when every
+    part is out of the references (copies in any remaining part still vouch for them)."""
+
+    def score_fn(refs, excluded):
+        s = np.ones((n, m)) + 0.01 * np.arange(n * m).reshape(n, m) / (n * m)
+        if not any(refs[p].any() for p in parts):
+            s[patches] = 5.0
+        return s
+
+    return score_fn
+
+
+def test_joint_filtering_removes_a_group_that_leiden_split():
+    n, m = 12, 5
+    parts = [np.array([1, 2, 3]), np.array([6, 7])]
+    patches = np.zeros((n, m), dtype=bool)
+    patches[[1, 2, 3, 6, 7], 2] = True
+    score_fn = _split_group_scores(n, m, parts, patches)
+    one_by_one = targeted_filtering(score_fn, parts, n, m, percentile=99.0)
+    assert not one_by_one.excluded.any()  # each part alone leaves the other part's copies
+    joint = targeted_filtering(score_fn, parts, n, m, percentile=99.0, joint=True)
+    np.testing.assert_array_equal(joint.excluded, patches)
+    assert [r.n_excluded for r in joint.records] == [3, 2]
+    assert [r.excluded_per_image.tolist() for r in joint.records] == [[1, 1, 1], [1, 1]]
+    assert joint.records[0].threshold == joint.records[1].threshold
+
+
+def test_joint_filtering_with_one_community_is_the_thesis_algorithm():
+    n, m = 10, 6
+    dep = np.zeros((n, m), dtype=bool)
+    dep[[1, 2], 0] = True
+    score_fn, _ = _fake_scores(n, m, [(np.array([1, 2]), dep)])
+    a = targeted_filtering(score_fn, [np.array([1, 2])], n, m, 99.0)
+    b = targeted_filtering(score_fn, [np.array([1, 2])], n, m, 99.0, joint=True)
+    np.testing.assert_array_equal(a.excluded, b.excluded)
+    np.testing.assert_array_equal(a.excluded, dep)

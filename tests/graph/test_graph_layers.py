@@ -71,3 +71,19 @@ def test_cli_option_reaches_the_config():
     assert config_from_args(p.parse_args(["--out", "o"])).graph.graph_layers is None
     graph = config_from_args(p.parse_args(["--out", "o", "--graph-layers", "1,2", "--graph-degree", "3"])).graph
     assert graph.graph_layers == (1, 2) and graph.graph_degree == 3
+
+
+def test_new_graph_options_reach_the_config():
+    import argparse
+
+    from codegraph_ad.cli import add_run_options, config_from_args
+
+    p = argparse.ArgumentParser()
+    add_run_options(p)
+    default = config_from_args(p.parse_args(["--out", "o"])).graph
+    assert default == GraphConfig()
+    graph = config_from_args(p.parse_args(["--out", "o", "--community-density", "per_pair",
+                                           "--resolution-percentile", "10", "--no-joint-filtering"])).graph
+    assert (graph.community_density, graph.resolution_percentile, graph.joint_filtering) == ("per_pair", 10.0, False)
+    graph = config_from_args(p.parse_args(["--out", "o", "--joint-filtering"])).graph
+    assert graph.joint_filtering is True

@@ -85,14 +85,26 @@ def leiden_cpm(weights: np.ndarray, resolution: float, seed: int = 0) -> np.ndar
     return np.asarray(partition.membership, dtype=np.int64)
 
 
-def community_densities(weights: np.ndarray, communities: list[np.ndarray]) -> np.ndarray:
-    """rho(c) = internal weight / (|c|(|c|-1)/2); 0.0 for singletons."""
+DENSITIES = ("per_pair", "per_member")
+
+
+def community_densities(weights: np.ndarray, communities: list[np.ndarray], per: str = "per_pair") -> np.ndarray:
+    """Internal weight of each community, per image pair (SPEC) or per member; 0.0 for singletons.
+
+    per_pair: rho(c) = W_in / (|c|(|c|-1)/2), the SPEC's reconstruction. Each image of a
+    repeated group sends about the same number of links into the group whatever its size,
+    so this falls as 1/|c|: a large group scores below a dense pair.
+    per_member: rho(c) = W_in / |c|, the mean weight an image has inside its community
+    (half its internal weighted degree): the same for a group of 5 or 50 such images.
+    """
+    if per not in DENSITIES:
+        raise ValueError(f"density must be one of {DENSITIES}, got {per!r}")
     dens = np.zeros(len(communities), dtype=np.float64)
     for c, members in enumerate(communities):
         s = members.size
         if s >= 2:
             internal = weights[np.ix_(members, members)].sum() / 2.0  # symmetric, zero diag
-            dens[c] = internal / (s * (s - 1) / 2.0)
+            dens[c] = internal / (s * (s - 1) / 2.0 if per == "per_pair" else s)
     return dens
 
 
@@ -106,7 +118,8 @@ def tukey_fence(values: np.ndarray, kappa: float) -> tuple[float, float, float, 
 
 
 def detect_communities(weights: np.ndarray, kappa: float = 3.0, seed: int = 0,
-                       min_size: int = 2) -> CommunityResult:
+                       min_size: int = 2, density: str = "per_pair",
+                       resolution_percentile: float = 25.0) -> CommunityResult:
     """Leiden CPM partition, densities, and the Tukey outlier communities of ``weights: (N, N)``.
 
     A single eligible community, or equal densities, give IQR 0 and fence = Q3: nothing is
@@ -117,6 +130,8 @@ def detect_communities(weights: np.ndarray, kappa: float = 3.0, seed: int = 0,
     communities one dense pair can lift Q3 and the IQR over a real anomaly group; 3 keeps
     pairs out of both (``GraphConfig.min_community_size``). When fewer than
     ``MIN_TUKEY_COMMUNITIES`` communities reach it, every community of 2 or more is used.
+    density: how rho(c) is normalised (see :func:`community_densities`).
+    resolution_percentile: the CPM gamma is this percentile of the positive edge weights.
     """
     weights = np.asarray(weights, dtype=np.float64)
     if weights.ndim != 2 or weights.shape[0] != weights.shape[1]:
@@ -129,12 +144,12 @@ def detect_communities(weights: np.ndarray, kappa: float = 3.0, seed: int = 0,
         raise ValueError(f"min_size must be >= 2 (a singleton has no density), got {min_size}")
     weights = weights.copy()
     np.fill_diagonal(weights, 0.0)
-    gamma = cpm_resolution(weights)
+    gamma = cpm_resolution(weights, resolution_percentile)
     membership = leiden_cpm(weights, gamma, seed)
     n_comm = int(membership.max()) + 1 if membership.size else 0
     communities = [np.flatnonzero(membership == c) for c in range(n_comm)]
     sizes = np.array([c.size for c in communities], dtype=np.int64)
-    densities = community_densities(weights, communities)
+    densities = community_densities(weights, communities, density)
     if min_size > 2 and np.count_nonzero(sizes >= min_size) < MIN_TUKEY_COMMUNITIES:
         min_size = 2
     eligible = sizes >= min_size

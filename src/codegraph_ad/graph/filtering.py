@@ -78,6 +78,7 @@ def targeted_filtering(
     n_patches: int,
     percentile: float,
     patch_mask: np.ndarray | None = None,
+    joint: bool = False,
 ) -> FilterResult:
     """Algorithm 2: visit the outlier communities in the given order, growing ``excluded``.
 
@@ -86,6 +87,12 @@ def targeted_filtering(
     ``patch_mask`` when given: void cubes are no reference population); patches of c with
     delta > t_c are excluded before the next community is scored. A community that holds
     every image leaves no outside population and is skipped.
+
+    joint: judge every outlier community against the base set without *all* of them,
+    once: delta(x) = s(x; B \\ union c) / s(x; B), threshold over the patches outside the
+    union. When Leiden splits one repeated group into several communities, each part alone
+    leaves the other parts' copies as references and its defects do not depend on it;
+    together they do. Each community still gets its own record (same delta and threshold).
     """
     n, m = int(n_images), int(n_patches)
     if not 0.0 <= percentile <= 100.0:
@@ -96,11 +103,11 @@ def targeted_filtering(
     excluded = np.zeros((n, m), dtype=bool)
     all_refs = np.ones(n, dtype=bool)
     records: list[CommunityFilterRecord] = []
+    if joint and len(outlier_communities) > 1:
+        return _joint_filtering(score_fn, outlier_communities, n, m, percentile, mask)
     finite_max = np.finfo(np.float64).max
     for members in outlier_communities:
-        members = np.unique(np.asarray(members, dtype=np.int64))
-        if members.size and (members.min() < 0 or members.max() >= n):
-            raise ValueError(f"community holds image indices outside [0, {n}): {members.tolist()}")
+        members = _check_members(members, n)
         inside = np.zeros(n, dtype=bool)
         inside[members] = True
         population = mask[~inside]
@@ -137,4 +144,33 @@ def targeted_filtering(
                 dependency=delta.astype(np.float32),
             )
         )
+    return FilterResult(excluded=excluded, records=records)
+
+
+def _check_members(members: np.ndarray, n: int) -> np.ndarray:
+    members = np.unique(np.asarray(members, dtype=np.int64))
+    if members.size and (members.min() < 0 or members.max() >= n):
+        raise ValueError(f"community holds image indices outside [0, {n}): {members.tolist()}")
+    return members
+
+
+def _joint_filtering(score_fn: ScoreFn, outlier_communities: Sequence[np.ndarray], n: int, m: int,
+                     percentile: float, mask: np.ndarray) -> FilterResult:
+    """One dependency ratio against the base set without every outlier community at once."""
+    parts = [_check_members(c, n) for c in outlier_communities]
+    union = np.unique(np.concatenate(parts))
+    result = targeted_filtering(score_fn, [union], n, m, percentile, mask)
+    rec = result.records[0]
+    excluded = result.excluded
+    records = [
+        CommunityFilterRecord(
+            images=members,
+            threshold=rec.threshold,
+            n_excluded=int(excluded[members].sum()),
+            excluded_per_image=excluded[members].sum(axis=1).astype(np.int64),
+            dependency=rec.dependency,
+            skipped=rec.skipped,
+        )
+        for members in parts
+    ]
     return FilterResult(excluded=excluded, records=records)

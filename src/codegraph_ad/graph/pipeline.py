@@ -69,7 +69,8 @@ def run_graph_stages(
     )
     del zeta
     comms = detect_communities(links.weights, kappa=config.kappa, seed=config.leiden_seed,
-                               min_size=config.min_community_size)
+                               min_size=config.min_community_size, density=config.community_density,
+                               resolution_percentile=config.resolution_percentile)
     filt = targeted_filtering(
         score_fn,
         comms.outlier_communities,
@@ -77,6 +78,7 @@ def run_graph_stages(
         n_patches=m,
         percentile=config.dependency_percentile,
         patch_mask=patch_mask,
+        joint=config.joint_filtering,
     )
     return GraphResult(
         k=k,
