@@ -31,7 +31,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image-size", type=int, default=f.image_size, help="square input side, multiple of the patch size")
     p.add_argument("--layers", default=",".join(map(str, f.layers)), help="1-based blocks, comma separated")
     p.add_argument("--final-norm", action="store_true", help="apply the final LayerNorm to block tokens")
-    p.add_argument("--q", type=float, default=None, help="MSM share q (default 0.3 for musc, 0.1 for codegraph final scoring)")
+    p.add_argument("--q", type=float, default=None, help="MSM share q (default 0.3, for musc and for codegraph's final scoring; the thesis used 0.1 for codegraph)")
     p.add_argument("--rscin", action="store_true",
                    help="re-weight image scores by [CLS] similarity (RsCIN, k = 1,2,3); off by default")
     p.add_argument("--precision", choices=["fp32", "bf16", "int8", "fast"], default=e.precision,

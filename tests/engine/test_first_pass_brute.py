@@ -16,9 +16,10 @@ import pytest
 import torch
 
 import codegraph_ad.engine.mutual as mutual
-from codegraph_ad.config import EngineConfig, GraphConfig, LNAMDConfig
+from codegraph_ad.config import EngineConfig, LNAMDConfig
 from codegraph_ad.features.extract import FeatureSet
 from codegraph_ad.methods.codegraph import FirstPass, compute_first_pass, graph_and_rescore
+from tests.graph.synthetic import toy_graph
 from tests.brute_force import lnamd_batch_brute, minima_brute, msm_brute
 
 N, GRID, C, LAYERS, DEGREES = 7, (4, 4), 8, 2, (1, 3)
@@ -129,7 +130,7 @@ def test_graph_and_rescore_final_scores_are_msm_against_the_refined_base() -> No
     its patches *not* in the returned excluded mask. kappa = 0.5 makes sure the 12-image batch
     flags a community, so the check covers a real refinement, not the first pass."""
     fs = _planted_features()
-    graph = GraphConfig(kappa=0.5)
+    graph = toy_graph(kappa=0.5)
     first = compute_first_pass(fs, LNAMDConfig(degrees=DEGREES), EngineConfig())
     final, excluded, diag = graph_and_rescore(first, graph)
     ex = excluded.numpy()

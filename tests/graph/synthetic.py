@@ -12,6 +12,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from codegraph_ad.config import GraphConfig
+
+# The graph settings these small constructed batches were calibrated with (the library
+# defaults before the CoDeGraph matrix, docs/codegraph.md): the tests that use them check
+# the stages' mechanics. The shipped defaults are judged on real batches by
+# benchmarks/codegraph_matrix.py and on planted groups by tests/graph/test_planted_groups.py.
+TOY_GRAPH = {"k_fraction": 0.3, "alpha": 0.0, "community_density": "per_pair", "joint_filtering": False,
+             "final_q": 0.1}
+
+
+def toy_graph(**changes) -> GraphConfig:
+    """GraphConfig with ``TOY_GRAPH`` under ``changes``."""
+    return GraphConfig(**{**TOY_GRAPH, **changes})
+
 
 def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x, axis=-1, keepdims=True)

@@ -7,6 +7,8 @@ from codegraph_ad.config import ConfigError, GraphConfig, LNAMDConfig
 from codegraph_ad.features.extract import FeatureSet
 from codegraph_ad.methods.codegraph import CoDeGraph
 
+from .synthetic import toy_graph
+
 PLANTED = [1, 4, 7, 10, 13]
 POSITIONS = [5, 6, 9, 10]
 
@@ -35,7 +37,7 @@ def _outliers(result) -> list[list[int]]:
 
 def test_the_layer_holding_the_repeat_finds_it_and_the_other_does_not():
     feats = _two_layer_batch()
-    base = GraphConfig(kappa=1.5, target_coverage=0.99)
+    base = toy_graph(kappa=1.5, target_coverage=0.99)
     found = _run(GraphConfig(**{**base.__dict__, "graph_layers": (0,)}), feats)
     assert _outliers(found) == [PLANTED]
     assert found.excluded[PLANTED][:, POSITIONS].all()

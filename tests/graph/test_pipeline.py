@@ -5,11 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from codegraph_ad.config import GraphConfig
 from codegraph_ad.graph import run_graph_stages
 from codegraph_ad.graph.diagnostics import graph_layout, plot_excluded_patches, plot_graph, summarize
 
-from .synthetic import batch_inputs, make_batch, make_score_fn, minima, patch_distances
+from .synthetic import toy_graph, batch_inputs, make_batch, make_score_fn, minima, patch_distances
 
 
 def _assert_defined(result, n, m):
@@ -27,7 +26,7 @@ def _assert_defined(result, n, m):
 def test_planted_repeated_anomaly_is_found_and_filtered(seed, min_size):
     batch = make_batch(seed=seed)
     mins, score_fn = batch_inputs(batch)
-    res = run_graph_stages(mins, GraphConfig(min_community_size=min_size), score_fn)
+    res = run_graph_stages(mins, toy_graph(min_community_size=min_size), score_fn)
     _assert_defined(res, 30, 64)
     assert len(res.outlier_communities) == 1
     np.testing.assert_array_equal(res.outlier_communities[0], batch.planted_images)
@@ -46,10 +45,10 @@ def test_min_community_size_falls_back_to_pairs_without_enough_groups():
     to 2 and a defect copied in just two images is still flagged and filtered."""
     batch = make_batch(seed=1, planted_images=(3, 17))
     mins, score_fn = batch_inputs(batch)
-    with_pairs = run_graph_stages(mins, GraphConfig(), score_fn)
+    with_pairs = run_graph_stages(mins, toy_graph(), score_fn)
     assert [c.tolist() for c in with_pairs.outlier_communities] == [[3, 17]]
     assert (with_pairs.excluded & batch.planted_mask).any()
-    strict = run_graph_stages(mins, GraphConfig(min_community_size=3), score_fn)
+    strict = run_graph_stages(mins, toy_graph(min_community_size=3), score_fn)
     assert (strict.communities.sizes >= 3).sum() == 1 and strict.communities.min_size == 2
     np.testing.assert_array_equal(strict.excluded, with_pairs.excluded)
     assert summarize(strict)["quartiles"]["min_community_size"] == 2
@@ -59,7 +58,7 @@ def test_min_community_size_falls_back_to_pairs_without_enough_groups():
 def test_batch_without_repeated_anomalies_is_left_alone(seed):
     batch = make_batch(seed=seed, planted_images=(), random_anomalies=10)
     mins, score_fn = batch_inputs(batch)
-    res = run_graph_stages(mins, GraphConfig(), score_fn)
+    res = run_graph_stages(mins, toy_graph(), score_fn)
     _assert_defined(res, 30, 64)
     assert res.outlier_communities == []
     assert res.excluded.sum() == 0
@@ -73,7 +72,7 @@ def test_identical_images_zero_distances() -> None:
     dists = [patch_distances(f) for f in feats]
     mins = [minima(d) for d in dists]
     assert np.all(mins[0][~np.isinf(mins[0])] < 1e-3)
-    res = run_graph_stages(mins, GraphConfig(), make_score_fn(dists))
+    res = run_graph_stages(mins, toy_graph(), make_score_fn(dists))
     _assert_defined(res, 8, 16)
     assert res.links.zeta_cutoff == pytest.approx(1.0, abs=1e-3)
     assert res.outlier_communities == []
@@ -87,7 +86,7 @@ def test_exact_duplicate_defect_is_filtered():
     dists = [np.where(patch_distances(f) < 1e-3, 0.0, patch_distances(f)) for f in batch.feats]
     mins, score_fn = [minima(d) for d in dists], make_score_fn(dists)
     assert score_fn(np.ones(30, dtype=bool), np.zeros((30, 64), dtype=bool))[batch.planted_mask].max() == 0
-    res = run_graph_stages(mins, GraphConfig(), score_fn)
+    res = run_graph_stages(mins, toy_graph(), score_fn)
     _assert_defined(res, 30, 64)
     assert (res.excluded & batch.planted_mask).sum() / batch.planted_mask.sum() >= 0.8
 
@@ -99,11 +98,11 @@ def test_repeated_anomaly_in_half_the_batch() -> None:
     stages 1-2 must put exactly the planted images into one community."""
     batch = make_batch(planted_images=tuple(range(0, 30, 2)), seed=5)
     mins, score_fn = batch_inputs(batch)
-    res = run_graph_stages(mins, GraphConfig(kappa=1.5), score_fn)
+    res = run_graph_stages(mins, toy_graph(kappa=1.5), score_fn)
     _assert_defined(res, 30, 64)
     assert res.k == 9
     assert (res.excluded & ~batch.planted_mask).sum() <= 0.01 * (~batch.planted_mask).sum()
-    wide = run_graph_stages(mins, GraphConfig(kappa=1.5, k_fraction=0.6), score_fn)
+    wide = run_graph_stages(mins, toy_graph(kappa=1.5, k_fraction=0.6), score_fn)
     assert wide.k == 18
     grouped = [c.tolist() for c in wide.communities.communities if set(c.tolist()) & set(range(0, 30, 2))]
     assert grouped == [list(range(0, 30, 2))]
@@ -117,7 +116,7 @@ def test_half_the_batch_identical_images() -> None:
     for f in feats:
         f[:15] = f[:1]
     dists = [patch_distances(f) for f in feats]
-    res = run_graph_stages([minima(d) for d in dists], GraphConfig(), make_score_fn(dists))
+    res = run_graph_stages([minima(d) for d in dists], toy_graph(), make_score_fn(dists))
     _assert_defined(res, 30, 64)
     assert res.outlier_communities == []
     assert not res.excluded.any()
@@ -129,7 +128,7 @@ def test_tiny_batches(n: int) -> None:
     community; with one or two communities Tukey has no baseline, so nothing is excluded."""
     batch = make_batch(n=n, m=16, planted_images=(0, 1), planted_positions=(2, 3), seed=n)
     mins, score_fn = batch_inputs(batch)
-    res = run_graph_stages(mins, GraphConfig(), score_fn)
+    res = run_graph_stages(mins, toy_graph(), score_fn)
     assert res.k == 2
     _assert_defined(res, n, 16)
     w = res.links.weights
@@ -142,7 +141,7 @@ def test_patch_mask_keeps_void_patches_out_of_the_links():
     batch = make_batch(seed=0)
     mins, score_fn = batch_inputs(batch)
     mask = ~batch.planted_mask
-    res = run_graph_stages(mins, GraphConfig(), score_fn, patch_mask=mask)
+    res = run_graph_stages(mins, toy_graph(), score_fn, patch_mask=mask)
     assert mask[res.links.link_image, res.links.link_patch].all()
     assert not (res.excluded & batch.planted_mask).any()
 
@@ -150,7 +149,7 @@ def test_patch_mask_keeps_void_patches_out_of_the_links():
 def test_diagnostics_outputs(tmp_path):
     batch = make_batch(seed=0)
     mins, score_fn = batch_inputs(batch)
-    res = run_graph_stages(mins, GraphConfig(), score_fn)
+    res = run_graph_stages(mins, toy_graph(), score_fn)
     names = [f"img{i:02d}" for i in range(30)]
     s = summarize(res, names)
     text = json.dumps(s, allow_nan=False)

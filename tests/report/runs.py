@@ -56,7 +56,9 @@ def planted_codegraph_result(images_dir: Path, n: int = 16):
     import torch
 
     from codegraph_ad.api import RunResult
-    from codegraph_ad.config import GraphConfig, LNAMDConfig, RunConfig
+    from codegraph_ad.config import LNAMDConfig, RunConfig
+
+    from tests.graph.synthetic import toy_graph
     from codegraph_ad.features.extract import FeatureSet
     from codegraph_ad.methods.codegraph import CoDeGraph
 
@@ -68,7 +70,7 @@ def planted_codegraph_result(images_dir: Path, n: int = 16):
     odd = 3 * torch.randn(c, generator=g)
     for q in PLANTED:
         layers[q, :, 5] = odd + 0.01 * torch.randn(2, c, generator=g)
-    config = RunConfig(lnamd=LNAMDConfig(degrees=(1,)), graph=GraphConfig(kappa=1.5, target_coverage=0.99))
+    config = RunConfig(lnamd=LNAMDConfig(degrees=(1,)), graph=toy_graph(kappa=1.5, target_coverage=0.99))
     method = CoDeGraph(lnamd=config.lnamd, graph=config.graph, rscin=config.rscin, engine=config.engine, progress=False)
     scores = method.score(FeatureSet(layers, torch.randn(n, c, generator=g), grid))
     images_dir.mkdir(parents=True, exist_ok=True)

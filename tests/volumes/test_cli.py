@@ -83,7 +83,7 @@ def test_volume_commands_default_to_the_volume_settings():
 
     parser = build_parser()
     assert graph_of(VolumeConfig().run.graph) == (0.5, 1.5, 3)
-    assert graph_of(GraphConfig()) == (0.0, 3.0, 2)
+    assert graph_of(GraphConfig()) == (0.5, 3.0, 2)
     for cmd in (["volumes", "in"], ["evaluate-volumes", "cohort"]):
         default = volume_config_from_args(parser.parse_args([*cmd, "--out", "o"]))
         assert graph_of(default.run.graph) == (0.5, 1.5, 3)

@@ -117,9 +117,27 @@ def tukey_fence(values: np.ndarray, kappa: float) -> tuple[float, float, float, 
     return q1, q3, iqr, q3 + kappa * iqr
 
 
+def leave_one_out_outliers(densities: np.ndarray, eligible: np.ndarray, kappa: float) -> np.ndarray:
+    """Eligible communities denser than Q3 + kappa IQR of the *other* eligible communities.
+
+    With few communities a candidate's own density sets Q3 (with 2 or 3 values Tukey can
+    never flag anything), and several anomaly communities lift each other's fence; judged
+    against the others only, neither happens. Needs two others: with one, any community
+    denser than the only other would be flagged.
+    """
+    idx = np.flatnonzero(eligible)
+    out = np.zeros(densities.shape, dtype=bool)
+    if idx.size < 3:
+        return out
+    for c in idx:
+        others = densities[idx[idx != c]]
+        out[c] = densities[c] > tukey_fence(others, kappa)[3]
+    return out
+
+
 def detect_communities(weights: np.ndarray, kappa: float = 3.0, seed: int = 0,
                        min_size: int = 2, density: str = "per_pair",
-                       resolution_percentile: float = 25.0) -> CommunityResult:
+                       resolution_percentile: float = 25.0, leave_one_out: bool = False) -> CommunityResult:
     """Leiden CPM partition, densities, and the Tukey outlier communities of ``weights: (N, N)``.
 
     A single eligible community, or equal densities, give IQR 0 and fence = Q3: nothing is
@@ -132,6 +150,8 @@ def detect_communities(weights: np.ndarray, kappa: float = 3.0, seed: int = 0,
     ``MIN_TUKEY_COMMUNITIES`` communities reach it, every community of 2 or more is used.
     density: how rho(c) is normalised (see :func:`community_densities`).
     resolution_percentile: the CPM gamma is this percentile of the positive edge weights.
+    leave_one_out: each community is judged against the quartiles of the others
+    (:func:`leave_one_out_outliers`); q1/q3/fence still describe all eligible communities.
     """
     weights = np.asarray(weights, dtype=np.float64)
     if weights.ndim != 2 or weights.shape[0] != weights.shape[1]:
@@ -154,7 +174,8 @@ def detect_communities(weights: np.ndarray, kappa: float = 3.0, seed: int = 0,
         min_size = 2
     eligible = sizes >= min_size
     q1, q3, iqr, fence = tukey_fence(densities[eligible], kappa)
-    flagged = np.flatnonzero(eligible & (densities > fence))
+    above = leave_one_out_outliers(densities, eligible, kappa) if leave_one_out else densities > fence
+    flagged = np.flatnonzero(eligible & above)
     outliers = [int(c) for c in flagged[np.argsort(-densities[flagged], kind="stable")]]
     return CommunityResult(
         membership=membership,

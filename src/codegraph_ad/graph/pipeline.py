@@ -70,7 +70,8 @@ def run_graph_stages(
     del zeta
     comms = detect_communities(links.weights, kappa=config.kappa, seed=config.leiden_seed,
                                min_size=config.min_community_size, density=config.community_density,
-                               resolution_percentile=config.resolution_percentile)
+                               resolution_percentile=config.resolution_percentile,
+                               leave_one_out=config.leave_one_out_fence)
     filt = targeted_filtering(
         score_fn,
         comms.outlier_communities,
