@@ -198,3 +198,15 @@ def test_resolution_percentile_reaches_cpm():
     w = _sparse_background(rng, 20, 60, max_w=9)
     res = detect_communities(w, resolution_percentile=75.0)
     assert res.resolution == cpm_resolution(w, 75.0) > cpm_resolution(w, 25.0)
+
+
+def test_leave_one_out_fence_by_hand():
+    from codegraph_ad.graph.communities import leave_one_out_outliers
+
+    dens = np.array([50.0, 2.0, 3.0, 2.5])
+    everyone = np.ones(4, dtype=bool)
+    # all four: Q1 2.375, Q3 14.75, fence 51.9 > 50 -- the candidate lifts its own fence
+    assert tukey_fence(dens, 3.0)[3] == pytest.approx(14.75 + 3 * 12.375)
+    # the others of community 0: Q1 2.25, Q3 2.75, fence 4.25 < 50; of community 2: 26.25 + ...
+    assert leave_one_out_outliers(dens, everyone, 3.0).tolist() == [True, False, False, False]
+    assert not leave_one_out_outliers(dens, np.array([True, True, False, False]), 3.0).any()  # one other only
