@@ -64,11 +64,25 @@ def _f(x: float | None, nd: int = 1) -> str:
     return "-" if x is None else f"{x:.{nd}f}"
 
 
+def current_default(variants: dict) -> str | None:
+    """The variant whose settings are today's GraphConfig() (a file may predate a default change;
+    a field it lacks did not exist then, and its default reproduces the behaviour of that time)."""
+    from dataclasses import asdict
+
+    from codegraph_ad.config import GraphConfig
+
+    now = json.loads(json.dumps(asdict(GraphConfig())))
+    return next((k for k, v in variants.items() if all(v[f] == now.get(f) for f in v)), None)
+
+
 def table_for(res: dict) -> tuple[list[str], dict[str, int]]:
     cells = res["cells"]
     methods = [JUDGE, "musc_q0.1"] + [k for k in res["variants"]]
+    default = current_default(res["variants"])
     lines = [f"### {res['category']}, {res['size']} px (sources: "
-             + ", ".join(f"{t} = {s}" for t, s in res["sources"].items()) + ")", ""]
+             + ", ".join(f"{t} = {s}" for t, s in res["sources"].items()) + ")", "",
+             f"Today's defaults are the setting `{default}` in this file." if default else
+             "No setting in this file equals today's defaults.", ""]
     head = "| cell | N | " + " | ".join(
         f"{m} F1 / AP / AUPRO" + ("" if m.startswith("musc") else f" | {m} excl % / in-comm % / capture % | {m} ok")
         for m in methods) + " |"
@@ -102,7 +116,7 @@ def write_tables(results: Path) -> Path:
            "repeated group's images inside outlier communities; capture: the one capture rate "
            "(evaluation.consistency_rates). ok: the issue's acceptance rules for that cell.", ""]
     for path in sorted(results.glob("codegraph_matrix_*.json")):
-        if not FILE.search(path.name):
+        if not FILE.search(path.name) and not path.name.endswith("_dev3.json"):
             continue
         res = json.loads(path.read_text())
         lines, _ = table_for(res)
