@@ -71,7 +71,7 @@ def test_benchmark_writes_tables_for_every_category_and_method(first_run):
     assert cons["n_patches"] == 11 * 16
     if cons["n_consistent_patches"]:
         assert 0.0 <= cons["capture_rate"] <= 1.0
-    assert beta["configs"]["musc"]["msm"]["q"] == 0.3 and beta["configs"]["codegraph"]["graph"]["final_q"] == 0.1
+    assert beta["configs"]["musc"]["msm"]["q"] == 0.3 and beta["configs"]["codegraph"]["graph"]["final_q"] == 0.3
     assert beta["consistency_config"]["normal_population"] == "patches of normal images"
     assert beta["consistency_config"]["musc_q"] == 0.3
 
