@@ -100,11 +100,11 @@ def targeted_filtering(
     mask = np.ones((n, m), dtype=bool) if patch_mask is None else np.asarray(patch_mask, dtype=bool)
     if mask.shape != (n, m):
         raise ValueError(f"patch_mask must be ({n}, {m}), got {mask.shape}")
+    if joint and len(outlier_communities) > 1:
+        return _joint_filtering(score_fn, outlier_communities, n, m, percentile, mask)
     excluded = np.zeros((n, m), dtype=bool)
     all_refs = np.ones(n, dtype=bool)
     records: list[CommunityFilterRecord] = []
-    if joint and len(outlier_communities) > 1:
-        return _joint_filtering(score_fn, outlier_communities, n, m, percentile, mask)
     finite_max = np.finfo(np.float64).max
     for members in outlier_communities:
         members = _check_members(members, n)
