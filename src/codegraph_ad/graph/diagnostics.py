@@ -8,7 +8,6 @@ flagged.
 from __future__ import annotations
 
 import io
-import math
 import os
 import random
 from pathlib import Path
@@ -21,14 +20,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
+from codegraph_ad.graph.groups import json_number as _num
 from codegraph_ad.graph.pipeline import GraphResult
 from codegraph_ad.io.atomic import atomic_write, write_bytes
 
 
-def _num(x: float) -> float | None:
-    """JSON has no inf/nan: they become null."""
-    x = float(x)
-    return x if math.isfinite(x) else None
 
 
 def _names(n: int, names: Sequence[str] | None) -> list[str]:

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 
-def _finite(x: Any) -> float | None:
+def json_number(x: Any) -> float | None:
     """JSON has no inf/nan: they become null."""
     try:
         v = float(x)
@@ -61,7 +61,7 @@ def repeated_defect_groups(diagnostics: Mapping[str, Any] | None, names: Sequenc
                 "size": len(local),
                 "images": [str(names[index[j]]) for j in local],
                 "indices": [index[j] for j in local],
-                "density": _finite(comm.get("density")),
+                "density": json_number(comm.get("density")),
                 "excluded_patches": excluded,
                 "excluded_share": excluded / total if total else 0.0,
                 "excluded_per_image": per_image,
