@@ -1,0 +1,97 @@
+"""Open registries of backbones and scoring methods (timm's ``register_model`` is the model).
+
+The registries sit at the bottom of the package so that the configuration, the CLI and the
+benchmarks can all read them without importing the heavy areas: the built-in entries are
+registered by their own modules, which a registry imports the first time it is asked for
+its names. A user registers their own entry from their code before building a config:
+
+    from codegraph_ad import register_method
+    @register_method("my_method")
+    class MyMethod: ...
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar, overload
+
+from codegraph_ad.errors import ConfigError
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """Name -> entry, filled by decorators; the built-in modules load on first lookup.
+
+    kind: what the entries are, for error messages ("backbone", "method").
+    builtins: modules whose import registers the built-in entries.
+    """
+
+    def __init__(self, kind: str, builtins: tuple[str, ...] = ()) -> None:
+        self.kind = kind
+        self._builtins = builtins
+        self._loaded = False
+        self._entries: dict[str, T] = {}
+
+    def _load_builtins(self) -> None:
+        if not self._loaded:
+            self._loaded = True  # before importing: the modules register through this object
+            for module in self._builtins:
+                importlib.import_module(module)
+
+    @overload
+    def register(self, name: str, entry: None = None, *, overwrite: bool = False) -> Callable[[T], T]: ...
+
+    @overload
+    def register(self, name: str, entry: T, *, overwrite: bool = False) -> T: ...
+
+    def register(self, name: str, entry: T | None = None, *, overwrite: bool = False):
+        """Add ``entry`` under ``name``; without ``entry``, a decorator that does it.
+
+        A name taken by another entry is refused unless ``overwrite``: two plugins that pick
+        the same name must not silently replace each other.
+        """
+        if not isinstance(name, str) or not name or name != name.strip():
+            raise ConfigError(f"a {self.kind} name must be a non-empty string without spaces around it, got {name!r}")
+
+        def add(obj: T) -> T:
+            self._load_builtins()
+            if name in self._entries and self._entries[name] is not obj and not overwrite:
+                raise ConfigError(f"{self.kind} {name!r} is already registered; pass overwrite=True to replace it")
+            self._entries[name] = obj
+            return obj
+
+        return add if entry is None else add(entry)
+
+    def unregister(self, name: str) -> None:
+        """Remove a user entry (tests, notebooks); unknown names are an error."""
+        self.get(name)
+        del self._entries[name]
+
+    def get(self, name: str) -> T:
+        """The entry for ``name``; the error lists every known name."""
+        self._load_builtins()
+        try:
+            return self._entries[name]
+        except (KeyError, TypeError):
+            raise ConfigError(f"unknown {self.kind} {name!r}; known: {', '.join(self._entries)}") from None
+
+    def names(self) -> list[str]:
+        """Registered names in registration order (built-ins first, the default first of all)."""
+        self._load_builtins()
+        return list(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        self._load_builtins()
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self.names())
+
+
+BACKBONES: Registry = Registry("backbone", builtins=("codegraph_ad.backbones.registry",))
+METHODS: Registry = Registry("method", builtins=("codegraph_ad.methods",))
