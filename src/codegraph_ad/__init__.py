@@ -1,9 +1,8 @@
 """codegraph-ad: zero-shot batch anomaly detection (MuSc, CoDeGraph) for images and volumes."""
 
-__version__ = "0.1.0"
-
-from codegraph_ad.api import EvaluationResult, RunResult, detect, evaluate, score_features  # noqa: E402
-from codegraph_ad.config import (  # noqa: E402
+from codegraph_ad._version import __version__
+from codegraph_ad.api import EvaluationResult, RunResult, detect, evaluate, score_features
+from codegraph_ad.config import (
     EngineConfig,
     FeatureConfig,
     GraphConfig,

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from codegraph_ad import __version__
+from codegraph_ad._version import __version__
 from codegraph_ad.config import RunConfig, config_to_dict
 from codegraph_ad.datasets.base import LabelledSample
 from codegraph_ad.datasets.mvtec import read_mvtec_category

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from codegraph_ad import __version__
+from codegraph_ad._version import __version__
 from codegraph_ad.datasets._layout import check_build_folder, resolve_category, save_png
 from codegraph_ad.datasets.base import LabelledSample
 from codegraph_ad.datasets.loco import read_loco_category

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from codegraph_ad import __version__
+from codegraph_ad._version import __version__
 from codegraph_ad.datasets._layout import check_build_folder, category_dirs, save_png
 from codegraph_ad.datasets.base import LabelledSample
 from codegraph_ad.datasets.mvtec import read_mvtec_category
