@@ -20,6 +20,7 @@ from codegraph_ad import EngineConfig, FeatureConfig, MSMConfig, RsCINConfig, Ru
 from codegraph_ad.metrics import image_metrics
 from codegraph_ad.api import load_backbone, versions
 from codegraph_ad.config import config_to_dict
+from codegraph_ad.engine.mutual import resolve_precision
 from codegraph_ad.engine.products import make_product
 
 
@@ -57,7 +58,7 @@ def main() -> None:
         "total_s": round(load_s + sum(t[k] for k in ("read_s", "features_s", "scoring_s", "metrics_s")), 1),
         "peak_rss_mb": round(peak_rss_mb(), 1),
         # what `fast` resolved to in this process (the choice is cached per patch count)
-        "product": type(make_product(a.precision, (a.size // 14) ** 2)).__name__,
+        "product": type(make_product(resolve_precision(a.precision, (a.size // 14) ** 2), (a.size // 14) ** 2)).__name__,
         "config": config_to_dict(cfg),
         "versions": versions(),
         "machine": {"cpu_count": __import__("os").cpu_count(), "processor": platform.processor()},

@@ -17,8 +17,9 @@ import time
 import torch
 
 from codegraph_ad.engine.msm import msm_k, msm_scores
-from codegraph_ad.engine.mutual import pair_minima
-from codegraph_ad.engine.products import make_product, product_seconds
+from codegraph_ad.engine.autotune import product_seconds
+from codegraph_ad.engine.mutual import pair_minima, resolve_precision
+from codegraph_ad.engine.products import make_product
 
 PEAK_SIDE = 2048  # the product the peak is measured on: (2048 x 384) @ (384 x 2048)
 
@@ -61,7 +62,7 @@ def main() -> None:
         g = torch.Generator().manual_seed(0)
         x = torch.nn.functional.normalize(torch.randn(a.n, a.m, a.c, generator=g), dim=-1)
     n, m, c = x.shape
-    product = make_product("fp32" if a.kind == "naive" else a.precision, m)  # 'fast' calibrates here
+    product = make_product("fp32" if a.kind == "naive" else resolve_precision(a.precision, m), m)  # 'fast' calibrates here
     mode = type(product).__name__
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     peak_before = product_peak(product, c)

@@ -22,6 +22,7 @@ import torch
 
 from codegraph_ad.config import EngineConfig, LNAMDConfig, MSMConfig, RsCINConfig
 from codegraph_ad.engine.memory import estimate_memory
+from codegraph_ad.engine.mutual import resolve_precision
 from codegraph_ad.engine.products import make_product
 from codegraph_ad.features.extract import FeatureSet
 from codegraph_ad.methods.musc import MuSc
@@ -59,7 +60,7 @@ def main() -> None:
     out = {
         "n": a.n, "m": a.m, "c": a.c, "layers": a.layers, "degrees": list(degrees), "maps": a.layers * len(degrees),
         "device": str(dev), "device_name": torch.cuda.get_device_name(0) if dev.type == "cuda" else platform.processor(),
-        "precision": a.precision, "product": type(make_product(a.precision, a.m)).__name__,  # cached choice
+        "precision": a.precision, "product": type(make_product(resolve_precision(a.precision, a.m), a.m)).__name__,  # cached choice
         "seconds": round(secs, 2),
         "peak_host_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "peak_device_mb": round(torch.cuda.max_memory_allocated() / 1e6, 1) if dev.type == "cuda" else None,

@@ -27,7 +27,7 @@ RESULTS = HERE.parent / "results"
 
 def matmul_peak(threads: int) -> dict[str, float]:
     """GFLOP/s of a large square-ish product in fp32, bf16 and int8 (best of 5)."""
-    from codegraph_ad.engine.products import bare_product_seconds
+    from codegraph_ad.engine.autotune import bare_product_seconds
 
     torch.set_num_threads(threads)
     a = torch.nn.functional.normalize(torch.randn(2048, 384), dim=1)

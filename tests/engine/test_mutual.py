@@ -79,9 +79,9 @@ def test_int8_rotation_keeps_outlier_channels_from_coarsening_the_grid():
 
 
 def test_fast_mode_is_one_of_the_measured_modes_and_close_to_fp32():
-    from codegraph_ad.engine.products import fastest_reduced_precision
+    from codegraph_ad.engine.autotune import fastest_reduced_precision
 
-    assert fastest_reduced_precision(64) in ("fp32", "bf16", "int8")
+    assert fastest_reduced_precision(64, pair_minima) in ("fp32", "bf16", "int8")
     x = unit_features(6, 64, 384, seed=3)
     a = pair_minima(x, precision="fast").dist
     b = pair_minima(x, precision="fp32").dist
@@ -169,7 +169,7 @@ def test_rscin_matches_definition():
 
 def test_screen_drops_modes_whose_product_is_far_slower_or_missing(monkeypatch):
     """A fake clock makes bf16's product 100x fp32's and int8 unavailable: only fp32 is left."""
-    from codegraph_ad.engine import products
+    from codegraph_ad.engine import autotune, products
 
     clock = [0.0]
     cost = {products.Fp32Product: 0.01, products.Bf16Product: 1.0}
@@ -182,7 +182,7 @@ def test_screen_drops_modes_whose_product_is_far_slower_or_missing(monkeypatch):
 
     for cls in (products.Fp32Product, products.Bf16Product, products.Int8Product):
         monkeypatch.setattr(cls, "block", fake_block)
-    monkeypatch.setattr(products.time, "perf_counter", lambda: clock[0])
-    assert products._plausible_modes(rows=32, channels=16) == ["fp32"]
+    monkeypatch.setattr(autotune.time, "perf_counter", lambda: clock[0])
+    assert autotune._plausible_modes(rows=32, channels=16) == ["fp32"]
     cost[products.Bf16Product] = 0.02  # 2x: close enough to be timed for real
-    assert products._plausible_modes(rows=32, channels=16) == ["fp32", "bf16"]
+    assert autotune._plausible_modes(rows=32, channels=16) == ["fp32", "bf16"]

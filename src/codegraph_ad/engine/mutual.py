@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from codegraph_ad.engine.products import make_product
+from codegraph_ad.engine.autotune import fastest_reduced_precision
+from codegraph_ad.engine.products import PRECISIONS, make_product
 
 # Share of the memory budget the similarity block may use; the rest holds features,
 # minima and reduction temporaries.
@@ -51,6 +52,14 @@ def similarity_to_distance(sim: torch.Tensor) -> torch.Tensor:
     return torch.sqrt(torch.clamp(2.0 - 2.0 * sim, min=0.0))
 
 
+def resolve_precision(precision: str, n_patches: int) -> str:
+    """``precision`` itself, or for ``fast`` the mode this engine runs fastest in on this CPU
+    at ``n_patches`` patches per image (timed once per process, engine/autotune.py)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    return fastest_reduced_precision(n_patches, pair_minima) if precision == "fast" else precision
+
+
 def pair_minima(
     feats: torch.Tensor,
     budget_mb: float = 4096,
@@ -69,7 +78,7 @@ def pair_minima(
     """
     n, m, c = feats.shape
     feats = feats.float().contiguous()
-    product = make_product(precision, m)
+    product = make_product(resolve_precision(precision, m), m)
     best_sim = torch.full((n, n, m), -2.0 if product.exact else torch.iinfo(torch.int32).min,
                           dtype=product.out_dtype, device=feats.device)
     need_arg = with_argmin or product.recompute

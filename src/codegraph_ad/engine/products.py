@@ -1,4 +1,4 @@
-"""Block products at different precisions, and the choice of the fastest on this CPU.
+"""Block products at different precisions (the kernels; engine/autotune.py times them).
 
 The engine only needs each block's row and column maxima. bf16 ranks neighbours in low
 precision and the chosen neighbour's similarity is recomputed in fp32 (that needs the
@@ -7,14 +7,12 @@ keeps its own maxima: integer products of vectors quantised with one batch-wide 
 turned back into similarities by that scale, so it needs neither indices nor a second pass;
 a fixed random rotation first spreads the few large channels of ViT tokens over all
 channels so that the quantisation step stays small. Which reduced precision is fast depends
-on the CPU: bf16 needs AVX512-BF16/AMX, int8 needs AVX512-VNNI. ``fast`` times the engine
-in each mode once per process and patch count and keeps the fastest, so it never picks a
-mode that is slower than fp32 on the machine at hand.
+on the CPU: bf16 needs AVX512-BF16/AMX, int8 needs AVX512-VNNI; ``fast`` picks among them
+by timing (engine/autotune.py).
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -116,91 +114,14 @@ def int8_supported(rows: int) -> bool:
     return rows > 16 and rows % 8 == 0
 
 
-_SCREEN_SLOWER = 3.0  # a bare product this many times slower than fp32's cannot win
-
-
-def product_seconds(product, x: torch.Tensor, repeats: int = 3) -> float:
-    """Best-of-``repeats`` seconds of the block product ``x x^T`` in ``product``'s mode (the
-    first call, for kernel selection, is not timed). ``x``: unit rows."""
-    low = product.prepare(x)
-    right = product.right(low)
-    product.block(low, right)
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        product.block(low, right)
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
-def bare_product_seconds(x: torch.Tensor, repeats: int = 3) -> dict[str, float]:
-    """``product_seconds`` of every mode this build can run."""
-    seconds: dict[str, float] = {}
-    for name, product in (("fp32", Fp32Product()), ("bf16", Bf16Product()), ("int8", Int8Product())):
-        try:
-            seconds[name] = product_seconds(product, x, repeats)
-        except RuntimeError:  # this build cannot run the mode at all
-            continue
-    return seconds
-
-
-def _plausible_modes(rows: int = 512, channels: int = 384) -> list[str]:
-    """fp32 and the reduced precisions whose bare block product is not far slower than fp32's.
-
-    A CPU without the matching instructions runs a mode's product 10-100x slower (AVX2
-    only: bf16 16 GFLOP/s, int8 5 GOPS, fp32 160); one small product each tells, in
-    milliseconds, what the full timing below would spend seconds on.
-    """
-    x = torch.nn.functional.normalize(torch.randn(rows, channels, generator=torch.Generator().manual_seed(0)), dim=1)
-    seconds = bare_product_seconds(x)
-    return [name for name in seconds if name == "fp32" or seconds[name] < _SCREEN_SLOWER * seconds["fp32"]]
-
-
-@lru_cache(maxsize=8)
-def fastest_reduced_precision(n_patches: int = 256) -> str:
-    """The fastest of fp32, bf16 and int8 for the engine on this CPU at this patch count.
-
-    Modes whose bare product is far slower than fp32's are dropped first (``_plausible_modes``);
-    the rest are timed end to end (block products, maxima, bf16's fp32 recomputation) on
-    4,096 patches in images of ``n_patches`` patches, best of three interleaved repeats (well
-    under a second, once per process and patch count).
-    On a 2-core machine with AVX-512 VNNI (no BF16) bf16 is 4x slower than fp32 and int8
-    about 3x faster at M = 1024 (benchmarks/results/engine.json); on an AVX2-only one int8
-    runs at 5 GOPS and fp32 wins (engine_avx2.json).
-    """
-    from codegraph_ad.engine.mutual import pair_minima
-
-    g = torch.Generator().manual_seed(0)
-    m = min(max(int(n_patches), 64), 1024)
-    n = max(4, 4096 // m)  # 4096 patches: blocks as large as the real run's
-    x = torch.nn.functional.normalize(torch.randn(n, m, 384, generator=g), dim=-1)
-    timings: dict[str, float] = {}
-    modes = _plausible_modes()
-    for name in list(modes):  # warm-up, and drop what this build cannot run
-        try:
-            pair_minima(x, budget_mb=256, precision=name)
-        except RuntimeError:
-            modes.remove(name)
-    # interleaved repeats, best of each: a burst of load from another process hits all
-    # modes alike instead of deciding the choice (one timing each picked fp32 under load)
-    for _ in range(3):
-        for name in modes:
-            t0 = time.perf_counter()
-            pair_minima(x, budget_mb=256, precision=name)
-            timings[name] = min(timings.get(name, float("inf")), time.perf_counter() - t0)
-        best = min(timings.values())
-        modes = [name for name in modes if timings[name] < 2 * best]  # a clear loser is not retimed
-    return min(timings, key=timings.get)
-
-
 def make_product(precision: str, n_patches: int):
-    """The product object for ``precision``; int8 falls back to fp32 where sizes don't fit."""
+    """The product object for ``precision`` (fp32, bf16 or int8); int8 falls back to fp32
+    where sizes don't fit. ``fast`` is the autotuner's to resolve (engine/autotune.py)."""
+    if precision == "fast":
+        raise ValueError("precision 'fast' names a choice, not a product: resolve it first with "
+                         "codegraph_ad.engine.mutual.resolve_precision")
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if precision == "fast":
-        precision = fastest_reduced_precision(n_patches)
-        if precision == "fast":  # pragma: no cover - defensive
-            precision = "fp32"
     if precision == "int8" and not int8_supported(n_patches):
         precision = "fp32"
     return {"fp32": Fp32Product, "bf16": Bf16Product, "int8": Int8Product}[precision]()
