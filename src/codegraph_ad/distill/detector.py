@@ -7,9 +7,6 @@ with the same ``predict(rgb)``, which is all ``codegraph-ad predict`` needs.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -20,29 +17,9 @@ from codegraph_ad.config import FeatureConfig, RunConfig, config_from_dict
 from codegraph_ad.distill.config import HeadConfig
 from codegraph_ad.distill.head import PatchHead, head_inputs
 from codegraph_ad.distill.model_file import ModelFile, load_model
+from codegraph_ad.distill.prediction import Prediction, one_torch_thread
 from codegraph_ad.errors import InputError
 from codegraph_ad.features.preprocess import to_model_input
-
-
-@dataclass
-class Prediction:
-    """probs: ``(h, w)`` anomaly probability per patch; times in seconds for this image."""
-
-    probs: torch.Tensor
-    backbone_s: float
-    head_s: float
-
-
-@contextmanager
-def one_torch_thread() -> Iterator[None]:
-    """Run a per-image head on one thread: on a few hundred patches a parallel region costs
-    more than it saves (0.04 s on one thread vs 0.33 s on two, on a busy 2-core machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 class Detector(Protocol):

@@ -15,8 +15,8 @@ from codegraph_ad.distill.clip.model import ClipBundle, load_clip
 from codegraph_ad.distill.clip.text import state_embeddings
 from codegraph_ad.distill.clip.winclip import WinClip
 from codegraph_ad.distill.config import TextModelConfig, WinClipConfig
-from codegraph_ad.distill.detector import Prediction, one_torch_thread
 from codegraph_ad.distill.model_file import ModelFile
+from codegraph_ad.distill.prediction import Prediction, one_torch_thread
 from codegraph_ad.features.preprocess import to_model_input
 
 
