@@ -42,10 +42,11 @@ from codegraph_ad.api import load_backbone, versions
 from codegraph_ad.config import EngineConfig, FeatureConfig, GraphConfig, MSMConfig, RunConfig
 from codegraph_ad.datasets.mvtec import read_mvtec_category
 from codegraph_ad.datasets.synca import SynCAConfig, build_synca
-from codegraph_ad.evaluation import batch_metrics, consistency_rates, eval_maps, eval_masks, patch_fractions
+from codegraph_ad.evaluation import batch_metrics, consistency_rates, eval_maps, eval_masks
 from codegraph_ad.features.extract import extract_features
 from codegraph_ad.io.atomic import write_json
 from codegraph_ad.io.batch import load_batch
+from codegraph_ad.io.masks import grid_shares
 from codegraph_ad.methods.base import finish_image_scores
 from codegraph_ad.methods.codegraph import FirstPass, compute_first_pass, graph_and_rescore
 
@@ -160,7 +161,7 @@ class Cell:
         self.groups = {tag: [pos[i] for i in idx] for tag, idx in spec["groups"].items()}
         self.labels = np.array([s.label for s in self.samples])
         self.masks = eval_masks(self.samples, [sizes[i] for i in self.index], EVAL_SIZE)
-        self.fractions = patch_fractions(self.masks, self.first.features.grid)
+        self.fractions = grid_shares(self.masks, self.first.features.grid)
         self.cfg = cfg
         self.musc = self.first.scores(MSMConfig().q).numpy()  # what "MuSc score" means in capture rate
 

@@ -35,10 +35,10 @@ from codegraph_ad.evaluation import (
     consistency_rates,
     eval_maps,
     eval_masks,
-    patch_fractions,
 )
 from codegraph_ad.features.extract import extract_features
 from codegraph_ad.io.batch import load_batch
+from codegraph_ad.io.masks import grid_shares
 from codegraph_ad.methods.base import finish_image_scores
 from codegraph_ad.methods.codegraph import compute_first_pass, graph_and_rescore
 
@@ -65,7 +65,7 @@ class Batch:
         self.eval_size = eval_size
         self.group = [i for i, s in enumerate(samples)
                       if s.image_path.stem.startswith("synca_") or s.name == SOURCE]
-        self.fractions = patch_fractions(self.masks, self.grid)
+        self.fractions = grid_shares(self.masks, self.grid)
         self.anomalous_patches = self.fractions >= ConsistencyConfig().anomalous_fraction
         # "MuSc score" in the capture rate: MuSc at its default q (evaluation.consistency_rates)
         self.musc = first.scores(MSMConfig().q).numpy()

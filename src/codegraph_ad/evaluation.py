@@ -16,18 +16,12 @@ import torch
 import torch.nn.functional as F
 
 from codegraph_ad.datasets.base import LabelledSample
-from codegraph_ad.io.images import load_mask
+from codegraph_ad.io.masks import union_mask
 
 
 def eval_mask(sample: LabelledSample, shape: tuple[int, int], size: int) -> np.ndarray:
     """Ground truth at the evaluation size: union of masks, resized bilinearly, cut at 0.5."""
-    if not sample.mask_paths:
-        return np.zeros((size, size), dtype=bool)
-    full = np.zeros(shape, dtype=bool)
-    for mp in sample.mask_paths:
-        full |= load_mask(mp, shape)
-    t = torch.from_numpy(full.astype(np.float32))[None, None]
-    return (F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False)[0, 0] >= 0.5).numpy()
+    return union_mask(sample.mask_paths, shape, (size, size), resample="bilinear")
 
 
 def eval_masks(samples: Sequence[LabelledSample], shapes: Sequence[tuple[int, int]], size: int) -> np.ndarray:
@@ -71,12 +65,6 @@ class ConsistencyConfig:
     anomalous_fraction: float = 0.5
 
 
-def patch_fractions(masks: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
-    """``(N, M)`` share of each patch cell's pixels inside ``masks: (N, H, W)`` bool."""
-    t = torch.from_numpy(np.asarray(masks, dtype=np.float32))[:, None]
-    return F.adaptive_avg_pool2d(t, grid)[:, 0].reshape(t.shape[0], -1).numpy()
-
-
 def consistency_rates(musc_scores: np.ndarray | None, excluded: np.ndarray | None, fractions: np.ndarray,
                       labels: np.ndarray | None = None,
                       config: ConsistencyConfig = ConsistencyConfig()) -> dict[str, float | int | None]:
@@ -84,7 +72,7 @@ def consistency_rates(musc_scores: np.ndarray | None, excluded: np.ndarray | Non
 
     musc_scores: ``(N, M)`` MuSc patch scores of the batch (None: no capture rate).
     excluded: ``(N, M)`` bool, patches CoDeGraph removed from the references (None: MuSc).
-    fractions: ``(N, M)`` from :func:`patch_fractions` or ``suite.consistency.patch_mask_fractions``.
+    fractions: ``(N, M)`` from :func:`codegraph_ad.io.masks.grid_shares` or ``suite.consistency.patch_mask_fractions``.
     labels: ``(N,)`` image labels; the normal population is the patches of label-0 images
     (the thesis). Without labels, or without a normal image, it falls back to the patches
     that are not anomalous. Rates are fractions in [0, 1]; None where undefined.

@@ -7,13 +7,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from codegraph_ad.analysis.labels import image_labels, mask_to_grid, mvtec_mask_path, patch_truth
+from codegraph_ad.analysis.labels import image_labels, patch_truth
+from codegraph_ad.io.masks import grid_shares, mvtec_mask_path
 
 
-def test_mask_to_grid_matches_block_means():
+def test_grid_shares_matches_block_means():
     rng = np.random.default_rng(0)
     mask = rng.random((12, 8)) < 0.3
-    got = mask_to_grid(mask, (3, 2))
+    got = grid_shares(mask, (3, 2))
     want = mask.reshape(3, 4, 2, 4).mean(axis=(1, 3)).reshape(-1)
     np.testing.assert_allclose(got, want, rtol=1e-6)
 

@@ -31,7 +31,7 @@ from codegraph_ad.datasets.loco import read_loco_category
 from codegraph_ad.datasets.manta import MantaConfig, MantaView, extract_manta_views
 from codegraph_ad.datasets.mvtec import read_mvtec_category
 from codegraph_ad.io.atomic import write_bytes, write_json
-from codegraph_ad.io.images import load_mask
+from codegraph_ad.io.masks import mvtec_mask_file, union_mask
 
 MANIFEST = "manifest.json"
 _WORK = ".views"
@@ -127,7 +127,7 @@ def _copy_samples(samples: list[LabelledSample], dst: Path, unite_masks: bool) -
         write_bytes(image, s.image_path.read_bytes())
         if not s.mask_paths:
             continue
-        mask_out = dst / "ground_truth" / s.defect / f"{s.image_path.stem}_mask.png"
+        mask_out = mvtec_mask_file(dst, s.defect, s.image_path.stem)
         if unite_masks or len(s.mask_paths) > 1:
             save_png(mask_out, _union(s).astype(np.uint8) * 255)
         else:
@@ -153,10 +153,7 @@ def _union(s: LabelledSample) -> np.ndarray:
 
     with Image.open(s.image_path) as img:
         shape = (img.height, img.width)
-    mask = np.zeros(shape, dtype=bool)
-    for m in s.mask_paths:
-        mask |= load_mask(m, shape)
-    return mask
+    return union_mask(s.mask_paths, shape)
 
 
 def _prepare_out(out: Path, overwrite: bool, sources: list[Path]) -> Path:

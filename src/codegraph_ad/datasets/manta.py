@@ -28,7 +28,8 @@ from codegraph_ad.datasets._layout import GOOD, MaskIndex, image_files, save_png
 from codegraph_ad.datasets.base import LabelledSample
 from codegraph_ad.errors import InputError
 from codegraph_ad.io.atomic import write_json
-from codegraph_ad.io.images import load_image_rgb, load_mask
+from codegraph_ad.io.images import load_image_rgb
+from codegraph_ad.io.masks import mvtec_mask_file, union_mask
 
 VIEWS_RECORD = "views.json"
 
@@ -143,9 +144,7 @@ def _extract_one(source: LabelledSample, out: Path, config: MantaConfig) -> Mant
     axis = split_axis(image.shape[:2], config)
     mask = None
     if source.mask_paths:
-        mask = np.zeros(image.shape[:2], dtype=bool)
-        for mp in source.mask_paths:
-            mask |= load_mask(mp, image.shape[:2])
+        mask = union_mask(source.mask_paths, image.shape[:2])
         areas = tuple(int(v.sum()) for v in split_views(mask, config.n_views, axis))
     else:
         areas = (0,) * config.n_views
@@ -155,7 +154,7 @@ def _extract_one(source: LabelledSample, out: Path, config: MantaConfig) -> Mant
     save_png(image_path, np.take(image, np.arange(a, b), axis=axis))
     masks: tuple[Path, ...] = ()
     if mask is not None:
-        mask_path = out / "ground_truth" / source.defect / f"{source.image_path.stem}_mask.png"
+        mask_path = mvtec_mask_file(out, source.defect, source.image_path.stem)
         view_mask = np.take(mask, np.arange(a, b), axis=axis)
         save_png(mask_path, view_mask.astype(np.uint8) * 255)
         masks = (mask_path,)

@@ -7,6 +7,7 @@ from pathlib import Path
 from codegraph_ad.datasets.base import LabelledSample
 from codegraph_ad.errors import InputError
 from codegraph_ad.io.images import IMAGE_SUFFIXES
+from codegraph_ad.io.masks import mvtec_mask_file
 
 GOOD = "good"
 
@@ -29,7 +30,7 @@ def read_mvtec_category(category_dir: str | Path, split: str = "test") -> list[L
             if defect == GOOD:
                 samples.append(LabelledSample(image_path, 0, defect))
                 continue
-            mask = root / "ground_truth" / defect / f"{image_path.stem}_mask.png"
+            mask = mvtec_mask_file(root, defect, image_path.stem)
             samples.append(LabelledSample(image_path, 1, defect, (mask,) if mask.exists() else ()))
     if not samples:
         raise InputError(f"{split_dir}: no images found")

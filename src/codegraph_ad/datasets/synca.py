@@ -29,7 +29,8 @@ from codegraph_ad.datasets.mvtec import read_mvtec_category
 from codegraph_ad.datasets.transforms import add_noise, jitter, sampling_grid, warp
 from codegraph_ad.errors import InputError
 from codegraph_ad.io.atomic import write_bytes, write_json
-from codegraph_ad.io.images import load_image_rgb, load_mask
+from codegraph_ad.io.images import load_image_rgb
+from codegraph_ad.io.masks import mvtec_mask_file, union_mask
 
 MANIFEST = "manifest.json"
 COPIED_FOLDERS = ("test", "ground_truth")
@@ -165,7 +166,7 @@ def build_synca(
         "n_copies": n,
         "config": asdict(config),
         "copies": [{**asdict(p), "image": f"test/{chosen.defect}/{p.name}.png",
-                    "mask": f"ground_truth/{chosen.defect}/{p.name}_mask.png"} for p in plans] if chosen else [],
+                    "mask": mvtec_mask_file("", chosen.defect, p.name).as_posix()} for p in plans] if chosen else [],
         "versions": {"codegraph_ad": __version__},
     }
     write_json(out / MANIFEST, manifest)
@@ -206,16 +207,14 @@ def build_synca_dataset(
 
 def _write_copies(chosen: LabelledSample, plans: list[CopyPlan], out: Path) -> None:
     image = load_image_rgb(chosen.image_path)
-    mask = np.zeros(image.shape[:2], dtype=bool)
-    for mp in chosen.mask_paths:
-        mask |= load_mask(mp, image.shape[:2])
+    mask = union_mask(chosen.mask_paths, image.shape[:2])
     for plan in plans:
         img_path = out / "test" / chosen.defect / f"{plan.name}.png"
         if img_path.exists():
             raise InputError(f"{img_path}: the category already holds a file with a SynCA copy's name")
         new_image, new_mask = make_copy(image, mask, plan)
         save_png(img_path, new_image)
-        save_png(out / "ground_truth" / chosen.defect / f"{plan.name}_mask.png", new_mask.astype(np.uint8) * 255)
+        save_png(mvtec_mask_file(out, chosen.defect, plan.name), new_mask.astype(np.uint8) * 255)
 
 
 def _copy_tree(src: Path, dst: Path) -> None:

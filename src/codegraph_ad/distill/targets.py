@@ -6,9 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from codegraph_ad.io.images import load_mask
+from codegraph_ad.io.masks import grid_shares, union_mask
 
 
 def grid_target(mask: np.ndarray | None, grid: tuple[int, int]) -> torch.Tensor:
@@ -20,12 +19,11 @@ def grid_target(mask: np.ndarray | None, grid: tuple[int, int]) -> torch.Tensor:
     h, w = grid
     if mask is None:
         return torch.zeros(h * w, dtype=torch.float32)
-    t = torch.from_numpy(np.asarray(mask, dtype=np.float32))[None, None]
-    return F.adaptive_avg_pool2d(t, (h, w)).reshape(h * w)
+    return torch.from_numpy(grid_shares(mask, (h, w)))
 
 
 def load_grid_target(mask_path: Path | None, image_shape: tuple[int, int], grid: tuple[int, int]) -> torch.Tensor:
     """``grid_target`` of a mask file (resized to its image if needed); None -> all normal."""
     if mask_path is None:
         return grid_target(None, grid)
-    return grid_target(load_mask(mask_path, image_shape), grid)
+    return grid_target(union_mask([mask_path], image_shape), grid)

@@ -14,7 +14,8 @@ import numpy as np
 from PIL import Image
 
 from codegraph_ad.errors import InputError
-from codegraph_ad.io.images import load_image_rgb, load_mask
+from codegraph_ad.io.images import load_image_rgb
+from codegraph_ad.io.masks import mask_files, union_mask
 from codegraph_ad.report.overlay import colorize, overlay, tint_cells
 from codegraph_ad.report.run_folder import RunFolder
 
@@ -84,19 +85,14 @@ def _anomaly_map(run: RunFolder, i: int, wh: tuple[int, int]) -> np.ndarray | No
 
 def _mask(run: RunFolder, i: int, full_hw: tuple[int, int], wh: tuple[int, int]) -> np.ndarray | None:
     """Union of the image's ground-truth masks at the view size, or None without masks."""
-    from codegraph_ad.analysis.labels import mask_files
-
     input_path = run.input_file(i)
     files = mask_files(run.rows[i], input_path) if input_path is not None else []
     if not files:
         return None
-    full = np.zeros(full_hw, dtype=bool)
-    for f in files:
-        try:
-            full |= load_mask(f, full_hw)
-        except InputError:
-            return None
-    return np.asarray(Image.fromarray(full.astype(np.uint8) * 255).resize(wh, Image.NEAREST)) > 127
+    try:
+        return union_mask(files, full_hw, (wh[1], wh[0]), resample="nearest")
+    except InputError:  # an unreadable mask costs the outline, not the report
+        return None
 
 
 def image_views(run: RunFolder, i: int, scale: tuple[float, float], size: int) -> ImageViews:

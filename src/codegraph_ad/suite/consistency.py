@@ -12,8 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from codegraph_ad.datasets.base import LabelledSample
-from codegraph_ad.evaluation import patch_fractions
-from codegraph_ad.io.images import load_mask
+from codegraph_ad.io.masks import grid_shares, union_mask
 
 
 def patch_mask_fractions(samples: Sequence[LabelledSample], original_sizes: Sequence[tuple[int, int]],
@@ -22,7 +21,7 @@ def patch_mask_fractions(samples: Sequence[LabelledSample], original_sizes: Sequ
 
     Images are squashed to a square before the backbone, so patch ``(i, j)`` covers the
     ``(i, j)`` cell of an even ``grid`` partition of the original image: adaptive average
-    pooling of the full-size mask (:func:`~codegraph_ad.evaluation.patch_fractions`) gives
+    pooling of the full-size mask (:func:`~codegraph_ad.io.masks.grid_shares`) gives
     exactly those shares.
     """
     h, w = grid
@@ -30,8 +29,5 @@ def patch_mask_fractions(samples: Sequence[LabelledSample], original_sizes: Sequ
     for k, (s, shape) in enumerate(zip(samples, original_sizes)):
         if not s.mask_paths:
             continue
-        mask = np.zeros(shape, dtype=bool)
-        for mp in s.mask_paths:
-            mask |= load_mask(mp, shape)
-        out[k] = patch_fractions(mask[None], (h, w))[0]
+        out[k] = grid_shares(union_mask(s.mask_paths, shape), (h, w))
     return out
