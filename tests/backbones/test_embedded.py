@@ -123,5 +123,5 @@ def test_cache_dir_env_and_atomic_write(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setenv("CODEGRAPH_AD_CACHE", str(tmp_path / "c"))
     assert imgfocus_onnx.cache_dir() == tmp_path / "c"
     target = tmp_path / "c" / "x.bin"
-    imgfocus_onnx._atomic_write(target, b"abc")
+    imgfocus_onnx.write_bytes(target, b"abc")  # the cached graph is written with io.atomic
     assert target.read_bytes() == b"abc" and os.listdir(target.parent) == ["x.bin"]

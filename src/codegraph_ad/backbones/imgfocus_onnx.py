@@ -14,11 +14,11 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from codegraph_ad.backbones._checks import BackboneConfigError
+from codegraph_ad.io.atomic import write_bytes
 
 if TYPE_CHECKING:
     import onnx
@@ -188,21 +188,6 @@ def build_feature_graph(source: Path) -> bytes:
     return model.SerializeToString()
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def feature_model_path(source: Path | None = None) -> Path:
     """The cached feature graph, built on first use (a few seconds) and reused afterwards.
 
@@ -215,5 +200,5 @@ def feature_model_path(source: Path | None = None) -> Path:
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     path = cache_dir() / f"{NAME}-v{_SURGERY_VERSION}-{digest}.onnx"
     if not path.is_file():
-        _atomic_write(path, build_feature_graph(source))
+        write_bytes(path, build_feature_graph(source))  # readers never see half a file
     return path
