@@ -44,9 +44,9 @@ from codegraph_ad.distill.config import (
     TrainConfig,
 )
 from codegraph_ad.distill.distill_head import train_patch_head
-from codegraph_ad.io.run_folder import read_run_folder
 from codegraph_ad.distill.predict import predict_images
 from codegraph_ad.distill.pseudomask_run import batch_threshold, run_mask
+from codegraph_ad.io.run_folder import read_run_folder
 from codegraph_ad.metrics import image_metrics, pixel_metrics
 
 # pseudo_vs_real_max_gap: how far (points) the pseudo-mask head may fall below the real-mask head

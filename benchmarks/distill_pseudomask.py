@@ -31,10 +31,10 @@ from codegraph_ad.api import versions
 from codegraph_ad.config import config_to_dict
 from codegraph_ad.datasets.mvtec import read_mvtec_category
 from codegraph_ad.distill.config import PseudoMaskConfig
-from codegraph_ad.io.run_folder import read_run_folder
 from codegraph_ad.distill.pseudomask import pseudo_masks
 from codegraph_ad.distill.pseudomask_run import write_pseudomasks
 from codegraph_ad.io.images import load_mask
+from codegraph_ad.io.run_folder import read_run_folder
 from codegraph_ad.metrics import pixel_metrics
 
 QS = (0.8, 0.9, 0.95, 0.98, 0.99)

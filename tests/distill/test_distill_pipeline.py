@@ -17,10 +17,10 @@ from codegraph_ad.distill.config import (
     TrainConfig,
 )
 from codegraph_ad.distill.distill_head import train_patch_head
-from codegraph_ad.io.run_folder import read_run_folder
 from codegraph_ad.distill.model_file import load_model
 from codegraph_ad.distill.predict import predict_images
 from codegraph_ad.errors import InputError
+from codegraph_ad.io.run_folder import read_run_folder
 
 from .test_pseudomask_run import distill_cli
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from codegraph_ad.distill.layout import find_mask, mask_relpaths
-from codegraph_ad.io.run_folder import read_run_folder
 from codegraph_ad.errors import InputError
+from codegraph_ad.io.run_folder import read_run_folder
 
 
 def test_mask_relpaths_follow_mvtec_and_fall_back_on_clashes() -> None:

@@ -19,11 +19,11 @@ from tqdm.auto import tqdm
 from codegraph_ad.backbones.base import Backbone
 from codegraph_ad.distill.config import PseudoMaskConfig
 from codegraph_ad.distill.layout import find_mask
-from codegraph_ad.io.run_folder import RunFolder, read_run_folder
 from codegraph_ad.distill.pseudomask_run import batch_threshold, run_mask
 from codegraph_ad.distill.targets import grid_target, load_grid_target
 from codegraph_ad.features.extract import FeatureSet, extract_features
 from codegraph_ad.io.images import load_image_rgb
+from codegraph_ad.io.run_folder import RunFolder, read_run_folder
 
 
 @dataclass

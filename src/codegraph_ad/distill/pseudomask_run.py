@@ -16,10 +16,10 @@ from tqdm.auto import tqdm
 
 from codegraph_ad.distill.config import PseudoMaskConfig
 from codegraph_ad.distill.layout import mask_relpaths
-from codegraph_ad.io.run_folder import RunFolder, read_run_folder
 from codegraph_ad.distill.pseudomask import ThresholdFit, fit_threshold, pooled_sample
 from codegraph_ad.errors import InputError
 from codegraph_ad.io.atomic import write_json, write_png
+from codegraph_ad.io.run_folder import RunFolder, read_run_folder
 
 SUMMARY = "pseudomasks.json"
 
