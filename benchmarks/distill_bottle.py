@@ -44,9 +44,9 @@ from codegraph_ad.distill.config import (
     TrainConfig,
 )
 from codegraph_ad.distill.distill_head import train_patch_head
-from codegraph_ad.distill.layout import read_run
 from codegraph_ad.distill.predict import predict_images
 from codegraph_ad.distill.pseudomask_run import batch_threshold, run_mask
+from codegraph_ad.io.run_folder import read_run_folder
 from codegraph_ad.metrics import image_metrics, pixel_metrics
 
 # pseudo_vs_real_max_gap: how far (points) the pseudo-mask head may fall below the real-mask head
@@ -101,7 +101,7 @@ def main() -> None:
 
     # pseudo-mask quality on the first half
     pm_cfg = PseudoMaskConfig(q=a.q, beta=a.beta, scope=a.scope)
-    run = read_run(work / "run_first")
+    run = read_run_folder(work / "run_first")
     fit = batch_threshold(run, pm_cfg)
     pred = np.stack([run_mask(run, i, pm_cfg, fit)[0] for i in range(len(run))])
     by_path = {str(s.image_path): s for s in first}

@@ -31,10 +31,10 @@ from codegraph_ad.api import versions
 from codegraph_ad.config import config_to_dict
 from codegraph_ad.datasets.mvtec import read_mvtec_category
 from codegraph_ad.distill.config import PseudoMaskConfig
-from codegraph_ad.distill.layout import read_run
 from codegraph_ad.distill.pseudomask import pseudo_masks
 from codegraph_ad.distill.pseudomask_run import write_pseudomasks
 from codegraph_ad.io.images import load_mask
+from codegraph_ad.io.run_folder import read_run_folder
 from codegraph_ad.metrics import pixel_metrics
 
 QS = (0.8, 0.9, 0.95, 0.98, 0.99)
@@ -63,7 +63,7 @@ def main() -> None:
         batch_metrics = json.loads((run_dir / "metrics.json").read_text())["metrics"]
         batch_metrics = {"image": pct(batch_metrics["image"]), "pixel": pct(batch_metrics["pixel"])}
     run_s = None if reused else round(time.perf_counter() - t0, 1)
-    run = read_run(run_dir)
+    run = read_run_folder(run_dir)
     by_path = {str(s.image_path): s for s in samples}
     ordered = [by_path[str(p)] for p in run.paths]
     labels = np.array([s.label for s in ordered])

@@ -23,13 +23,18 @@ from codegraph_ad.datasets.mvtec import read_mvtec_category
 from codegraph_ad.engine.threads import thread_budget
 from codegraph_ad.errors import InputError
 from codegraph_ad.features.extract import FeatureSet, extract_features
-from codegraph_ad.io.atomic import write_json, write_npy
 from codegraph_ad.io.batch import ImageBatch, load_batch
 from codegraph_ad.io.images import discover_images
-from codegraph_ad.io.run_outputs import (
-    MANIFEST,
-    write_maps_and_overlays,
-    write_scores,
+from codegraph_ad.io.run_folder import (
+    EXCLUDED,
+    METRICS,
+    PATCH_SCORES,
+    BackboneIdentity,
+    Manifest,
+    RunWriter,
+    ScoreRow,
+    output_folder,
+    upsample_map,
 )
 from codegraph_ad.methods import make_method
 from codegraph_ad.methods.base import ScoreResult, check_batch_size
@@ -47,12 +52,14 @@ class RunResult:
     original_sizes: list[tuple[int, int]] = field(default_factory=list)
     out_dir: Path | None = None
     skipped: list[tuple[Path, str]] = field(default_factory=list)
+    backbone: BackboneIdentity | None = None
 
     def table(self) -> list[dict[str, Any]]:
-        return [
-            {"name": n, "path": str(p), "score": float(s), "raw_score": float(r)}
-            for n, p, s, r in zip(self.names, self.paths, self.scores.image_scores, self.scores.raw_image_scores)
-        ]
+        return [r.to_dict() for r in self.score_rows()]
+
+    def score_rows(self) -> list[ScoreRow]:
+        return [ScoreRow(n, str(p), float(s), float(r))
+                for n, p, s, r in zip(self.names, self.paths, self.scores.image_scores, self.scores.raw_image_scores)]
 
 
 @dataclass
@@ -72,6 +79,13 @@ def versions() -> dict[str, str]:
     except ImportError:  # pragma: no cover
         pass
     return out
+
+
+def used_backbone(config: RunConfig, backbone: Any = None) -> BackboneIdentity:
+    """The identity of the backbone a run with ``config`` (and the caller's ``backbone``) uses."""
+    from codegraph_ad.backbones.identity import backbone_identity
+
+    return backbone_identity(config.features.backbone, config.features.checkpoint, backbone)
 
 
 def load_backbone(config: RunConfig):
@@ -146,8 +160,6 @@ def _run(
     cache: bool | None = None,
     cache_dir: str | Path | None = None,
 ) -> RunResult:
-    from codegraph_ad.io.run_outputs import output_folder, replacing_outputs
-
     check_batch_size(len(paths))
     timings: dict[str, float] = {}
     # An interrupted run leaves no folder it created and no manifest (see output_folder).
@@ -166,47 +178,63 @@ def _run(
             scores = make_method(config, progress).score(feats)
             timings["scoring_s"] = time.perf_counter() - t0
         result = RunResult(batch.names, batch.paths, scores, config, timings, batch.original_sizes, out,
-                           batch.skipped)
+                           batch.skipped, used_backbone(config, backbone))
         if out is not None:
             if mask_paths is not None and batch.skipped:
                 keep = {p: mp for p, mp in zip(paths, mask_paths)}
                 mask_paths = [keep[p] for p in batch.paths]
-            with replacing_outputs(out):
-                write_run(result, out, mask_paths, overlays, progress)
+            with RunWriter.replace(out) as writer:
+                write_run(result, writer, mask_paths, overlays, progress)
     return result
 
 
-def write_run(result: RunResult, out: Path, mask_paths=None, overlays: bool = True, progress: bool = True,
-              extra_rows: list[dict[str, Any]] | None = None, report: bool = True) -> None:
-    """Write every output, then the manifest last: its presence marks a complete run."""
-    from codegraph_ad.report.overlay import shared_scale
+def write_run(result: RunResult, out: Path | RunWriter, mask_paths=None, overlays: bool = True,
+              progress: bool = True, extra_rows: list[dict[str, Any]] | None = None, report: bool = True) -> None:
+    """Write every output, then the manifest last: its presence marks a complete run.
 
+    out: a ``RunWriter`` (from ``RunWriter.replace``), or a folder, whose earlier outputs
+    are then replaced all-or-nothing.
+    """
+    if not isinstance(out, RunWriter):
+        with RunWriter.replace(Path(out)) as writer:
+            write_run(result, writer, mask_paths, overlays, progress, extra_rows, report)
+        return
+    from tqdm.auto import tqdm
+
+    from codegraph_ad.graph.groups import repeated_defect_groups
+    from codegraph_ad.report.overlay import file_overlay, shared_scale
+
+    writer = out
     t0 = time.perf_counter()
     s = result.scores
     scale = shared_scale(s.patch_scores.numpy())
-    write_maps_and_overlays(out, result.names, result.paths, result.original_sizes, s.patch_scores,
-                            s.grid, scale, mask_paths, overlays, progress)
-    rows = result.table()
+    for i in tqdm(range(len(result.names)), desc="writing maps", unit="img", disable=not progress, leave=False):
+        amap = upsample_map(s.patch_scores[i], s.grid, result.original_sizes[i])
+        writer.map(result.names[i], amap)
+        if overlays:
+            masks = mask_paths[i] if mask_paths is not None else ()
+            writer.overlay(result.names[i], file_overlay(result.paths[i], amap, scale, masks))
+    rows = result.score_rows()
     if extra_rows is not None:
-        rows = [{**r, **e} for r, e in zip(rows, extra_rows)]
+        for r, e in zip(rows, extra_rows):
+            r.extra.update(e)
     meta = {"config": config_to_dict(result.config), "versions": versions(), "timings": result.timings,
             "skipped": [{"path": str(p), "reason": why} for p, why in result.skipped],
             "diagnostics": s.diagnostics}
-    write_scores(out, rows, meta)
-    write_npy(out / "patch_scores.npy", s.patch_scores.numpy().astype(np.float32))
+    writer.scores(rows, meta, repeated_defect_groups(s.diagnostics, result.names))
+    writer.array(PATCH_SCORES, s.patch_scores.numpy().astype(np.float32))
     if s.excluded is not None:
-        write_npy(out / "excluded.npy", s.excluded.numpy())
+        writer.array(EXCLUDED, s.excluded.numpy())
         if s.diagnostics.get("subsets"):
             from codegraph_ad.report.graph_files import write_graph_files
 
-            write_graph_files(out, result.names, result.paths, s.excluded.numpy(), s.grid, s.diagnostics)
+            write_graph_files(writer.root, result.names, result.paths, s.excluded.numpy(), s.grid, s.diagnostics)
     result.timings["write_s"] = time.perf_counter() - t0
-    write_json(out / MANIFEST, {"names": result.names, "paths": [str(p) for p in result.paths],
-                                "original_sizes": [list(x) for x in result.original_sizes], "grid": list(s.grid),
-                                "config": config_to_dict(result.config), "versions": versions(),
-                                "timings": result.timings})
+    writer.finish(Manifest(result.names, [str(p) for p in result.paths], tuple(s.grid),
+                           config_to_dict(result.config), versions(), result.timings,
+                           original_sizes=[tuple(x) for x in result.original_sizes], backbone=result.backbone))
     if report:
-        _write_report(out)
+        _write_report(writer.root)
 
 
 def _write_report(out: Path) -> None:
@@ -270,7 +298,6 @@ def evaluate(
     An occupied ``out_dir`` is refused before any computing; cache options as in ``detect``.
     """
     from codegraph_ad.evaluation import batch_metrics, eval_maps, eval_masks
-    from codegraph_ad.io.run_outputs import output_folder, replacing_outputs
 
     samples = samples if samples is not None else read_mvtec_category(category_dir)
     paths = [s.image_path for s in samples]
@@ -291,9 +318,8 @@ def evaluate(
             run.out_dir = out
             extra = [{"label": int(x.label), "defect": x.defect, "mask_paths": [str(p) for p in x.mask_paths]}
                      for x in samples]
-            with replacing_outputs(out):
+            with RunWriter.replace(out) as writer:
                 # metrics.json before write_run, whose manifest must be the last file written.
-                write_json(out / "metrics.json",
-                           {"metrics": metrics, "config": config_to_dict(config), "versions": versions()})
-                write_run(run, out, mask_paths, overlays, progress, extra_rows=extra)
+                writer.json(METRICS, {"metrics": metrics, "config": config_to_dict(config), "versions": versions()})
+                write_run(run, writer, mask_paths, overlays, progress, extra_rows=extra)
     return EvaluationResult(run, metrics)

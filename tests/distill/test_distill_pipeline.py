@@ -17,10 +17,10 @@ from codegraph_ad.distill.config import (
     TrainConfig,
 )
 from codegraph_ad.distill.distill_head import train_patch_head
-from codegraph_ad.distill.layout import read_run
 from codegraph_ad.distill.model_file import load_model
 from codegraph_ad.distill.predict import predict_images
 from codegraph_ad.errors import InputError
+from codegraph_ad.io.run_folder import read_run_folder
 
 from .test_pseudomask_run import distill_cli
 
@@ -47,7 +47,7 @@ def test_head_on_pseudo_and_real_masks_predicts_single_images(tmp_path: Path, to
     res = predict_images(det, toy_run["category"] / "test", tmp_path / "pred", progress=False)
     assert res.patch_scores.shape == (8, 16) and res.grid == (4, 4)
     assert float(res.patch_scores.min()) >= 0.0 and float(res.patch_scores.max()) <= 1.0
-    run = read_run(tmp_path / "pred")  # a prediction folder reads like any run
+    run = read_run_folder(tmp_path / "pred")  # a prediction folder reads like any run
     assert run.names == ["good__000", "good__001", "good__002", "good__003",
                          "stain__004", "stain__005", "stain__006", "stain__007"]
     assert run.load_map(5).shape == (64, 64)

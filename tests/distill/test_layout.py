@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from codegraph_ad.distill.layout import find_mask, mask_relpaths, read_run
+from codegraph_ad.distill.layout import find_mask, mask_relpaths
 from codegraph_ad.errors import InputError
+from codegraph_ad.io.run_folder import read_run_folder
 
 
 def test_mask_relpaths_follow_mvtec_and_fall_back_on_clashes() -> None:
@@ -31,8 +32,8 @@ def test_find_mask_in_category_and_bare_folders(tmp_path: Path) -> None:
 
 def test_read_run_needs_a_manifest_and_its_maps(tmp_path: Path, toy_run: dict) -> None:
     with pytest.raises(InputError, match="run.json"):
-        read_run(tmp_path / "nowhere")
-    run = read_run(toy_run["run"])
+        read_run_folder(tmp_path / "nowhere")
+    run = read_run_folder(toy_run["run"])
     assert len(run) == 8 and run.grid == (8, 8)
     assert run.load_map(0).shape == (64, 64)
     run.map_path(1).unlink()

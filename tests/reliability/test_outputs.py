@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 import codegraph_ad.io.atomic as atomic
-import codegraph_ad.io.run_outputs as run_outputs
+import codegraph_ad.io.run_folder as run_folder
 from codegraph_ad.api import detect, evaluate
 from codegraph_ad.cli import main
 from codegraph_ad.errors import InputError
-from codegraph_ad.io.run_outputs import MANIFEST
+from codegraph_ad.io.run_folder import MANIFEST
 
 from . import corpus
 from .conftest import small_config
@@ -110,8 +110,8 @@ class _Stop(KeyboardInterrupt):
 
 
 def _interrupt_after(monkeypatch: pytest.MonkeyPatch, n: int) -> None:
-    """Make the n-th map write of write_maps_and_overlays raise like Ctrl-C."""
-    real = run_outputs.write_npy
+    """Make the n-th ``.npy`` write of the run-folder writer raise like Ctrl-C."""
+    real = run_folder.write_npy
     count = {"n": 0}
 
     def flaky(path, array):  # noqa: ANN001, ANN202
@@ -120,7 +120,7 @@ def _interrupt_after(monkeypatch: pytest.MonkeyPatch, n: int) -> None:
             raise _Stop()
         return real(path, array)
 
-    monkeypatch.setattr(run_outputs, "write_npy", flaky)
+    monkeypatch.setattr(run_folder, "write_npy", flaky)
 
 
 def test_interrupted_write_leaves_nothing_that_looks_complete(tmp_path: Path, backbone,  # noqa: ANN001

@@ -17,8 +17,8 @@ from PIL import Image
 
 from codegraph_ad.cli import main
 from codegraph_ad.io.atomic import write_json
-from codegraph_ad.report.html import write_report
-from codegraph_ad.report.run_folder import read_run_folder
+from codegraph_ad.io.run_folder import read_run_folder
+from codegraph_ad.report.html import repeated_defect_groups, write_report
 from tests.report.runs import PLANTED, planted_codegraph_result
 
 PLANTED_NAMES = [f"im{i:02d}" for i in PLANTED]
@@ -131,7 +131,8 @@ def test_old_run_folder_gets_the_same_section(planted, tmp_path):
     scores = json.loads((old / "scores.json").read_text())
     stored = scores.pop("repeated_defect_groups")
     write_json(old / "scores.json", scores)
-    assert read_run_folder(old).repeated_defect_groups == stored
+    assert read_run_folder(old).stored_repeated_defect_groups is None
+    assert repeated_defect_groups(read_run_folder(old)) == stored
     page = write_report(old).read_text()
     assert _sections(page)[0] == "repeated-defect-1"
     assert _group_section(page) == _group_section((run / "report.html").read_text())
@@ -150,11 +151,14 @@ def test_no_group_no_section(planted, tmp_path):
 
 
 def test_volume_run_writer_lists_groups(planted, tmp_path):
-    """Volumes share ``write_scores``: their scores.json gets the same field."""
+    """Volumes write through the same run-folder writer: their scores.json gets the same field."""
+    from codegraph_ad.io.run_folder import Manifest, RunWriter, ScoreRow
     from codegraph_ad.volumes.outputs import write_volume_tables
 
     result, _ = planted
-    rows = [{"name": n, "score": 0.0} for n in result.names]
-    write_volume_tables(tmp_path, rows, {"diagnostics": result.scores.diagnostics}, {}, {"names": result.names})
+    rows = [ScoreRow(n, "", 0.0) for n in result.names]
+    with RunWriter.replace(tmp_path) as writer:
+        write_volume_tables(writer, rows, {"diagnostics": result.scores.diagnostics}, {},
+                            Manifest(result.names, [""] * len(result.names), (2, 2, 2), {}))
     (group,) = json.loads((tmp_path / "scores.json").read_text())["repeated_defect_groups"]
     assert sorted(group["images"]) == PLANTED_NAMES

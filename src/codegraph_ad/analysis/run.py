@@ -9,9 +9,9 @@ the Beta(alpha, 1) Q-Q of normalised distances, then writes PNG figures and
 
 from __future__ import annotations
 
-import json
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from codegraph_ad.config import RunConfig, config_from_dict, config_to_dict
 from codegraph_ad.errors import InputError
 from codegraph_ad.graph.endurance import reference_rank
 from codegraph_ad.io.atomic import write_json
-from codegraph_ad.io.run_outputs import SCORES_JSON, read_manifest
+from codegraph_ad.io.run_folder import RunFolder, read_run_folder
 
 ANALYSIS_JSON = "analysis.json"
 FIGURES = {"scaling": "scaling.png", "burnout": "burnout.png", "hill": "hill.png", "beta_qq": "beta_qq.png"}
@@ -99,14 +99,38 @@ def analyze_layer(
     return {"scaling": scaling, "burnout": burnout, "hill": hill, "beta": beta}
 
 
-def _run_patch_scores(run_dir: Path, n: int, m: int) -> np.ndarray:
-    path = run_dir / "patch_scores.npy"
-    if not path.exists():
-        raise InputError(f"{path}: missing; the analysis needs the run's patch scores")
-    scores = np.load(path)
-    if scores.shape != (n, m):
-        raise InputError(f"{path}: shape {scores.shape}, expected {(n, m)} from run.json")
-    return scores
+def check_backbone(run: RunFolder, backbone: Any = None) -> None:
+    """Refuse to recompute features with another backbone than the one the run used.
+
+    A run made with a caller's own model object cannot be redone from its folder (pass the
+    same object as ``backbone``); a checkpoint whose SHA-256 differs from the recorded one is
+    refused; another embedded model version is a warning. Folders written before the
+    backbone was recorded (0.1.0) are taken at their configured backbone.
+    """
+    from codegraph_ad.backbones.identity import embedded_model_id, file_sha256
+
+    used = run.backbone
+    if used is None or backbone is not None:
+        return
+    where = run.root / "run.json"
+    if used.source == "custom object":
+        raise InputError(f"{where}: the run used a custom backbone object ({used.model}); its features cannot "
+                         f"be recomputed from the folder. Pass the same model as analyze_run(backbone=...)")
+    features = run.config.get("features", {})
+    if used.source == "checkpoint":
+        checkpoint = features.get("checkpoint")
+        if checkpoint is None or not Path(checkpoint).expanduser().is_file():
+            raise InputError(f"{where}: the run used checkpoint {checkpoint!r}, which is not found here")
+        digest = file_sha256(checkpoint)
+        if digest != used.checkpoint_sha256:
+            raise InputError(f"{checkpoint}: SHA-256 {digest[:12]}... differs from the one the run used "
+                             f"({str(used.checkpoint_sha256)[:12]}..., recorded in {where}); refusing to recompute "
+                             f"features with other weights")
+    elif used.source == "embedded" and used.model is not None:
+        here = embedded_model_id()
+        if here != used.model:
+            warnings.warn(f"{where}: the run used the embedded model {used.model}, this installation has {here}; "
+                          f"recomputed features may differ", stacklevel=3)
 
 
 def _musc_reusable(run_config: RunConfig) -> bool:
@@ -134,16 +158,16 @@ def analyze_run(
     run_dir = Path(run_dir)
     out = Path(out_dir) if out_dir is not None else run_dir / "analysis"
     timings: dict[str, float] = {}
-    manifest = read_manifest(run_dir)
-    if not (run_dir / SCORES_JSON).exists():
-        raise InputError(f"{run_dir / SCORES_JSON}: missing; the analysis needs the run's score rows")
-    rows = json.loads((run_dir / SCORES_JSON).read_text())["images"]
-    run_config = config_from_dict(RunConfig, manifest["config"])
-    paths = [Path(p) for p in manifest["paths"]]
-    sizes = [tuple(s) for s in manifest["original_sizes"]]
-    grid = (int(manifest["grid"][0]), int(manifest["grid"][1]))
-    n, m = len(paths), grid[0] * grid[1]
-    run_scores = _run_patch_scores(run_dir, n, m)
+    run = read_run_folder(run_dir)
+    check_backbone(run, backbone)
+    rows = run.rows
+    run_config = config_from_dict(RunConfig, run.config)
+    paths = run.paths
+    sizes = run.original_sizes
+    if len(run.grid) != 2:
+        raise InputError(f"{run_dir / 'run.json'}: grid {list(run.grid)} is not an image run's patch grid")
+    grid = (int(run.grid[0]), int(run.grid[1]))
+    run_scores = run.require_patch_scores()
     truth = patch_truth(rows, paths, sizes, grid, config.mask_fraction)
     repeated, repeated_source = repeated_images(paths, config.repeated_images)
     normal, normal_rule = normal_patches(truth, run_scores)
@@ -164,8 +188,8 @@ def analyze_run(
     result = analyze_inputs(inputs, truth, normal, run_config, config, run_scores, repeated)
     if result["groups"] is not None and "repeated" in result["groups"]:
         result["groups"]["repeated"].update(source=repeated_source,
-                                            images=[nm for nm, r in zip(manifest["names"], repeated) if r])
-    result.update(run_dir=str(run_dir), names=manifest["names"], grid=list(grid), normal_patches=normal_rule,
+                                            images=[nm for nm, r in zip(run.names, repeated) if r])
+    result.update(run_dir=str(run_dir), names=run.names, grid=list(grid), normal_patches=normal_rule,
                   n_normal_patches=int(normal.sum()), run_config=config_to_dict(run_config),
                   analysis_config=config_to_dict(config))
     timings["estimators_s"] = time.perf_counter() - t0

@@ -53,9 +53,9 @@ def cmd_pseudomask(a: argparse.Namespace) -> int:
 
 def _run_features(run_dir: Path) -> FeatureConfig:
     """The feature config of the batch run, so the head sees the tokens the run scored."""
-    from codegraph_ad.distill.layout import read_run
+    from codegraph_ad.io.run_folder import read_run_folder
 
-    feats = read_run(run_dir).config.get("features")
+    feats = read_run_folder(run_dir).config.get("features")
     return config_from_dict(FeatureConfig, feats) if isinstance(feats, dict) else FeatureConfig()
 
 

@@ -18,11 +18,12 @@ from tqdm.auto import tqdm
 
 from codegraph_ad.backbones.base import Backbone
 from codegraph_ad.distill.config import PseudoMaskConfig
-from codegraph_ad.distill.layout import RunFolder, find_mask, read_run
+from codegraph_ad.distill.layout import find_mask
 from codegraph_ad.distill.pseudomask_run import batch_threshold, run_mask
 from codegraph_ad.distill.targets import grid_target, load_grid_target
 from codegraph_ad.features.extract import FeatureSet, extract_features
 from codegraph_ad.io.images import load_image_rgb
+from codegraph_ad.io.run_folder import RunFolder, read_run_folder
 
 
 @dataclass
@@ -66,7 +67,7 @@ def run_targets(
 
 def training_set(run_dir: str | Path, grid: tuple[int, int], masks: str | Path | None = None,
                  pseudo: PseudoMaskConfig = PseudoMaskConfig(), progress: bool = True) -> TrainingSet:
-    return run_targets(read_run(run_dir), grid, masks, pseudo, progress)
+    return run_targets(read_run_folder(run_dir), grid, masks, pseudo, progress)
 
 
 def image_features(backbone: Backbone, paths: list[Path], batch_size: int = 8, progress: bool = True,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -21,15 +22,9 @@ from tqdm.auto import tqdm
 
 from codegraph_ad.distill.detector import Detector, load_detector
 from codegraph_ad.errors import InputError
-from codegraph_ad.io.atomic import write_json, write_npy, write_png
 from codegraph_ad.io.batch import unique_names
 from codegraph_ad.io.images import discover_images, load_image_rgb
-from codegraph_ad.io.run_outputs import (
-    MANIFEST,
-    prepare_out_dir,
-    upsample_map,
-    write_scores,
-)
+from codegraph_ad.io.run_folder import PATCH_SCORES, Manifest, RunWriter, ScoreRow, output_folder, upsample_map
 
 PROB_SCALE = (0.0, 1.0)
 
@@ -79,8 +74,18 @@ def predict_images(
     """Score each image alone with ``model`` (a file or a loaded detector); write outputs if ``out_dir``."""
     detector = load_detector(model, threads) if isinstance(model, (str, Path)) else model
     paths, root = _resolve_inputs(inputs)
-    out = prepare_out_dir(Path(out_dir), overwrite) if out_dir is not None else None
-    names_all = unique_names(paths, root)
+    # An occupied folder is refused before any work; its earlier outputs are replaced all-or-nothing.
+    with output_folder(out_dir, overwrite) as out:
+        with RunWriter.replace(out) if out is not None else nullcontext(None) as writer:
+            result = _predict_all(detector, paths, unique_names(paths, root), writer, on_error, overlays, progress)
+            if writer is not None:
+                _write_tables(writer, result, detector, model)
+    return result
+
+
+def _predict_all(detector: Detector, paths: list[Path], names_all: list[str], writer: RunWriter | None,
+                 on_error: Literal["stop", "skip"], overlays: bool, progress: bool) -> PredictResult:
+    """Score the images one by one, writing each one's map (and overlay) as it comes."""
     kept: list[Path] = []
     names: list[str] = []
     sizes: list[tuple[int, int]] = []
@@ -107,8 +112,8 @@ def predict_images(
         names.append(name)
         sizes.append(rgb.shape[:2])
         grids.append(pred.probs.reshape(-1).float())
-        if out is not None:
-            _write_image(out, name, rgb, pred.probs, overlays)
+        if writer is not None:
+            _write_image(writer, name, rgb, pred.probs, overlays)
             times["write_s"].append(time.perf_counter() - t2)
     if skipped:
         warnings.warn(f"skipped {len(skipped)} unreadable file(s): " + "; ".join(f"{p}: {w}" for p, w in skipped),
@@ -117,36 +122,28 @@ def predict_images(
         raise InputError("none of the images could be read")
     patch = torch.stack(grids)
     scores = patch.max(dim=1).values.double().numpy()
-    result = PredictResult(names, kept, scores, patch, tuple(detector.grid), sizes, times, skipped)
-    if out is not None:
-        _write_tables(out, result, detector, model)
-    return result
+    return PredictResult(names, kept, scores, patch, tuple(detector.grid), sizes, times, skipped)
 
 
-def _write_image(out: Path, name: str, rgb: np.ndarray, probs: torch.Tensor, overlays: bool) -> None:
-    from codegraph_ad.report.overlay import overlay
+def _write_image(writer: RunWriter, name: str, rgb: np.ndarray, probs: torch.Tensor, overlays: bool) -> None:
+    from codegraph_ad.report.overlay import fit_overlay, overlay
 
     amap = upsample_map(probs.reshape(-1), tuple(probs.shape), rgb.shape[:2])
-    write_npy(out / "maps" / f"{name}.npy", amap.astype(np.float32))
+    writer.map(name, amap)
     if overlays:
-        img = overlay(rgb, amap, PROB_SCALE)
-        if max(img.size) > 1024:
-            img.thumbnail((1024, 1024))
-        write_png(out / "overlays" / f"{name}.png", img)
+        writer.overlay(name, fit_overlay(overlay(rgb, amap, PROB_SCALE)))
 
 
-def _write_tables(out: Path, result: PredictResult, detector: Detector, model: Any) -> None:
+def _write_tables(writer: RunWriter, result: PredictResult, detector: Detector, model: Any) -> None:
     from codegraph_ad.api import versions
 
-    rows = [{"name": n, "path": str(p), "score": float(s)} for n, p, s in zip(result.names, result.paths, result.scores)]
+    rows = [ScoreRow(n, str(p), float(s)) for n, p, s in zip(result.names, result.paths, result.scores)]
     timings = {f"mean_{k}": v for k, v in result.mean_times().items()}
     config = {"model": str(model) if isinstance(model, (str, Path)) else None, "kind": detector.kind,
               "model_config": detector.config}
     meta = {"config": config, "versions": versions(), "timings": timings,
             "skipped": [{"path": str(p), "reason": w} for p, w in result.skipped]}
-    write_scores(out, rows, meta)
-    write_npy(out / "patch_scores.npy", result.patch_scores.numpy().astype(np.float32))
-    write_json(out / MANIFEST, {"names": result.names, "paths": [str(p) for p in result.paths],
-                                "original_sizes": [list(s) for s in result.original_sizes],
-                                "grid": list(result.grid), "config": config, "versions": versions(),
-                                "timings": timings})
+    writer.scores(rows, meta)
+    writer.array(PATCH_SCORES, result.patch_scores.numpy().astype(np.float32))
+    writer.finish(Manifest(result.names, [str(p) for p in result.paths], tuple(result.grid), config, versions(),
+                           timings, original_sizes=[tuple(s) for s in result.original_sizes]))

@@ -15,10 +15,11 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from codegraph_ad.distill.config import PseudoMaskConfig
-from codegraph_ad.distill.layout import RunFolder, mask_relpaths, read_run
+from codegraph_ad.distill.layout import mask_relpaths
 from codegraph_ad.distill.pseudomask import ThresholdFit, fit_threshold, pooled_sample
 from codegraph_ad.errors import InputError
 from codegraph_ad.io.atomic import write_json, write_png
+from codegraph_ad.io.run_folder import RunFolder, read_run_folder
 
 SUMMARY = "pseudomasks.json"
 
@@ -69,7 +70,7 @@ def write_pseudomasks(
 ) -> PseudoMaskSummary:
     """Threshold every map of ``run_dir`` and write ``out_dir/ground_truth/...`` and the summary."""
     config.validate()
-    run = read_run(run_dir)
+    run = read_run_folder(run_dir)
     if len(run) == 0:
         raise InputError(f"{run_dir}: the run lists no images")
     out = Path(out_dir)

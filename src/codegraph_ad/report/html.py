@@ -24,11 +24,11 @@ from PIL import Image
 from codegraph_ad.io.atomic import write_text
 from codegraph_ad.report.assets import CSS, JS
 from codegraph_ad.report.overlay import outline_cells, shared_scale
-from codegraph_ad.report.run_folder import RunFolder, read_run_folder
+from codegraph_ad.io.run_folder import REPORT, REPORT_ASSETS, RunFolder, read_run_folder
 from codegraph_ad.report.views import VIEW_NAMES, data_uri, encode, image_views, thumbnail
 
-REPORT_NAME = "report.html"
-ASSETS_DIR = "report_assets"
+REPORT_NAME = REPORT
+ASSETS_DIR = REPORT_ASSETS
 # A transparent 1x1 GIF: the thumbnail of an image the run folder cannot show.
 EMPTY_IMAGE = "data:image/gif;base64,R0lGODlhAQABAAAAACH5BAEKAAEALAAAAAABAAEAAAICTAEAOw=="
 
@@ -108,10 +108,21 @@ def _rel_url(path: Path, root: Path) -> str:
 # ---------------------------------------------------------------- sections
 
 
+def repeated_defect_groups(run: RunFolder) -> list[dict[str, Any]]:
+    """The run's repeated-defect groups: stored in scores.json, or derived from the graph
+    diagnostics for runs written before the field existed (same helper, same answer)."""
+    from codegraph_ad.graph.groups import repeated_defect_groups as from_diagnostics
+
+    stored = run.stored_repeated_defect_groups
+    if stored is not None:
+        return stored
+    return from_diagnostics(run.scores.get("diagnostics"), run.names) or []
+
+
 def _summary(run: RunFolder, labels: list[int] | None) -> str:
-    cfg = run.manifest.get("config", {})
+    cfg = run.config
     scores = [float(r["score"]) for r in run.rows]
-    timings = run.manifest.get("timings", {})
+    timings = run.manifest.timings
     cards = [("images", run.n_images), ("method", cfg.get("method", "n/a")),
              ("patch grid", " x ".join(map(str, run.grid))), ("top score", _fmt(max(scores)))]
     if labels is not None:
@@ -260,7 +271,7 @@ def _repeated_defects(run: RunFolder, thumbs: dict[int, str], config: ReportConf
     of the page: a repeated defect is what MuSc alone scores as normal, so it is said first.
 
     thumbs: data URIs of the members shown as pictures (``_group_thumbnail``)."""
-    groups = run.repeated_defect_groups
+    groups = repeated_defect_groups(run)
     where = {name: i for i, name in enumerate(run.names)}
     m = int(np.prod(run.grid))
     n_subsets = len({g.get("subset", 0) for g in groups})
@@ -335,9 +346,11 @@ def _analysis(run: RunFolder) -> str:
 
 def _run_details(run: RunFolder) -> str:
     m = run.manifest
-    parts = ["<h3>configuration</h3>", _kv_table(_flatten(m.get("config", {})))]
-    parts += ["<h3>versions</h3>", _kv_table(list(m.get("versions", {}).items()))]
-    parts += ["<h3>timings (s)</h3>", _kv_table(list(m.get("timings", {}).items()))]
+    parts = ["<h3>configuration</h3>", _kv_table(_flatten(m.config))]
+    if m.backbone is not None:
+        parts += ["<h3>backbone</h3>", _kv_table([(k, v) for k, v in m.backbone.to_dict().items() if v is not None])]
+    parts += ["<h3>versions</h3>", _kv_table(list(m.versions.items()))]
+    parts += ["<h3>timings (s)</h3>", _kv_table(list(m.timings.items()))]
     skipped = run.scores.get("skipped") or []
     if skipped:
         parts += ["<h3>skipped files</h3>", _kv_table([(s.get("path"), s.get("reason")) for s in skipped])]
@@ -370,7 +383,7 @@ def _facts(run: RunFolder, i: int, rank: int, labels: list[int] | None) -> list[
         facts.append(["defect", str(row["defect"])])
     if run.excluded is not None:
         facts.append(["excluded patches", f"{int(run.excluded[i].sum())} of {run.excluded.shape[1]}"])
-    sizes = run.manifest.get("original_sizes") or []
+    sizes = run.manifest.original_sizes or []
     if i < len(sizes):
         dims = list(sizes[i])
         facts.append(["size", f"{dims[1]} x {dims[0]} px" if len(dims) == 2 else " x ".join(map(str, dims))])
@@ -417,7 +430,7 @@ def build_report(run: RunFolder, config: ReportConfig = ReportConfig()) -> str:
     inline = n <= config.inline_detail_max_images
     thumbs: list[str] = []
     details: list[dict[str, str]] = []
-    shown = {name for g in run.repeated_defect_groups for name in g.get("images", [])[:config.group_max_thumbs]}
+    shown = {name for g in repeated_defect_groups(run) for name in g.get("images", [])[:config.group_max_thumbs]}
     group_thumbs: dict[int, str] = {}
     for i, name in enumerate(run.names):
         views = image_views(run, i, scale, config.detail_size)
@@ -448,7 +461,7 @@ def build_report(run: RunFolder, config: ReportConfig = ReportConfig()) -> str:
         "chunk_files": chunk_files,
         "view_names": [list(v) for v in VIEW_NAMES],
     }
-    cfg = run.manifest.get("config", {})
+    cfg = run.config
     feats = cfg.get("features", {})
     subtitle = (f"{_e(run.root.resolve().name)} &middot; {n} images &middot; method {_e(cfg.get('method', 'n/a'))} "
                 f"&middot; backbone {_e(feats.get('backbone', 'n/a'))} at {_e(feats.get('image_size', 'n/a'))} px")
@@ -486,4 +499,5 @@ def build_report(run: RunFolder, config: ReportConfig = ReportConfig()) -> str:
 def write_report(run_dir: str | Path, config: ReportConfig = ReportConfig()) -> Path:
     """Build ``<run_dir>/report.html`` from a finished run folder; returns its path."""
     run = read_run_folder(run_dir)
+    run.scores  # noqa: B018 - the report needs the scores: a missing or short scores.json is an error here
     return write_text(run.root / REPORT_NAME, build_report(run, config))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 from matplotlib import colormaps
@@ -95,3 +97,30 @@ def outline_cells(
     edge = find_boundaries(np.pad(up, 1), mode="thick")[1:-1, 1:-1]
     rgb[edge] = colour
     return Image.fromarray(rgb)
+
+
+def fit_overlay(img: Image.Image, max_side: int = 1024) -> Image.Image:
+    """Shrink an overlay to at most ``max_side`` px on the long side (in place, returned)."""
+    if max(img.size) > max_side:
+        img.thumbnail((max_side, max_side))
+    return img
+
+
+def file_overlay(
+    image_path: Path,
+    anomaly_map: np.ndarray,
+    scale: tuple[float, float],
+    mask_paths: Sequence[Path] = (),
+    max_side: int = 1024,
+) -> Image.Image:
+    """The overlay of one input file for ``overlays/<name>.png``: its map on the batch's
+    ``scale``, the union of its ground-truth masks as a contour, at most ``max_side`` px."""
+    from codegraph_ad.io.images import load_image_rgb, load_mask
+
+    rgb = load_image_rgb(image_path)
+    mask = None
+    if mask_paths:
+        mask = np.zeros(rgb.shape[:2], dtype=bool)
+        for mp in mask_paths:
+            mask |= load_mask(mp, rgb.shape[:2])
+    return fit_overlay(overlay(rgb, anomaly_map, scale, mask=mask), max_side)

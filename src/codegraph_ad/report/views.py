@@ -17,7 +17,7 @@ from codegraph_ad.errors import InputError
 from codegraph_ad.io.images import load_image_rgb
 from codegraph_ad.io.masks import mask_files, union_mask
 from codegraph_ad.report.overlay import colorize, overlay, tint_cells
-from codegraph_ad.report.run_folder import RunFolder
+from codegraph_ad.io.run_folder import RunFolder
 
 VIEW_NAMES = (("input", "input"), ("map", "anomaly map"), ("overlay", "overlay"), ("excluded", "excluded patches"))
 
@@ -98,7 +98,7 @@ def _mask(run: RunFolder, i: int, full_hw: tuple[int, int], wh: tuple[int, int])
 def image_views(run: RunFolder, i: int, scale: tuple[float, float], size: int) -> ImageViews:
     """The four views of image ``i`` at most ``size`` px on the long side."""
     name = run.names[i]
-    sizes = run.manifest.get("original_sizes") or []
+    sizes = run.manifest.original_sizes or []
     full_hw = tuple(sizes[i])[-2:] if i < len(sizes) else run.grid[-2:]
     wh = fitted_size(full_hw, size)
     input_path = run.input_file(i)

@@ -18,8 +18,17 @@ import numpy as np
 from codegraph_ad.api import versions
 from codegraph_ad.config import config_to_dict
 from codegraph_ad.errors import InputError
-from codegraph_ad.io.atomic import write_json
-from codegraph_ad.io.run_outputs import prepare_out_dir
+from codegraph_ad.io.run_folder import (
+    EXCLUDED,
+    METRICS,
+    SOLID,
+    TOKEN_SCORES,
+    BackboneIdentity,
+    Manifest,
+    RunWriter,
+    ScoreRow,
+    output_folder,
+)
 from codegraph_ad.methods.base import ScoreResult
 from codegraph_ad.volumes.cohort import COHORT_MANIFEST
 from codegraph_ad.volumes.config import VolumeConfig
@@ -49,13 +58,15 @@ class VolumeRunResult:
     timings: dict[str, float]
     excluded: np.ndarray | None = None
     out_dir: Path | None = None
+    backbone: BackboneIdentity | None = None
 
     def table(self) -> list[dict[str, Any]]:
-        return [
-            {"name": n, "path": str(p), "score": float(s), "raw_score": float(r), "solid_cubes": int(c.sum())}
-            for n, p, s, r, c in zip(self.names, self.paths, self.scores.image_scores,
-                                     self.scores.raw_image_scores, self.solid)
-        ]
+        return [r.to_dict() for r in self.score_rows()]
+
+    def score_rows(self) -> list[ScoreRow]:
+        return [ScoreRow(n, str(p), float(s), float(r), {"solid_cubes": int(c.sum())})
+                for n, p, s, r, c in zip(self.names, self.paths, self.scores.image_scores,
+                                         self.scores.raw_image_scores, self.solid)]
 
 
 @dataclass
@@ -124,38 +135,45 @@ def detect_volumes(
     brain_masks: a folder of masks named like the volumes, or a list; default: voxels > 0.
     Inputs must be skull-stripped and co-registered (see docs/volumes.md).
     """
+    from codegraph_ad.backbones.identity import backbone_identity
+
     paths = _paths(inputs)
-    out = prepare_out_dir(Path(out_dir), overwrite) if out_dir is not None else None
-    masks = _match_masks(paths, brain_masks, "brain masks")
-    batch = tokens_from_paths(paths, config, masks, backbone, progress)
-    scores, scoring_s = score_batch(batch, config, progress)
-    timings = {**batch.timings, "scoring_s": scoring_s}
-    result = result_from_batch(batch, scores, config, paths, timings)
-    if out is not None:
-        write_volume_run(result, out, mosaics=mosaics, progress=progress)
+    with output_folder(out_dir, overwrite) as out:
+        masks = _match_masks(paths, brain_masks, "brain masks")
+        batch = tokens_from_paths(paths, config, masks, backbone, progress)
+        scores, scoring_s = score_batch(batch, config, progress)
+        timings = {**batch.timings, "scoring_s": scoring_s}
+        result = result_from_batch(batch, scores, config, paths, timings)
+        f = config.run.features
+        result.backbone = backbone_identity(f.backbone, f.checkpoint, backbone)
+        if out is not None:
+            with RunWriter.replace(out) as writer:
+                write_volume_run(result, writer, mosaics=mosaics, progress=progress)
     return result
 
 
-def write_volume_run(result: VolumeRunResult, out: Path, gts: Sequence[np.ndarray] | None = None,
+def write_volume_run(result: VolumeRunResult, out: RunWriter, gts: Sequence[np.ndarray] | None = None,
                      extra_rows: list[dict[str, Any]] | None = None, mosaics: bool = True,
                      progress: bool = True) -> None:
-    """Every output of a run, the manifest last."""
+    """Every output of a run through the run-folder writer, the manifest last."""
     t0 = time.perf_counter()
-    result.out_dir = out
+    result.out_dir = out.root
     write_volume_outputs(out, result.volumes, result.maps, result.solid, gts, mosaics, progress)
-    rows = result.table()
+    rows = result.score_rows()
     if extra_rows is not None:
-        rows = [{**r, **e} for r, e in zip(rows, extra_rows)]
+        for r, e in zip(rows, extra_rows):
+            r.extra.update(e)
     g = result.maps.shape[1:]
-    arrays = {"token_scores": result.maps.astype(np.float32), "solid": result.solid}
+    arrays = {TOKEN_SCORES: result.maps.astype(np.float32), SOLID: result.solid}
     if result.excluded is not None:
-        arrays["excluded"] = result.excluded
+        arrays[EXCLUDED] = result.excluded
     result.timings["write_s"] = time.perf_counter() - t0
     meta = {"config": config_to_dict(result.config), "versions": versions(), "timings": result.timings,
             "diagnostics": result.scores.diagnostics}
-    manifest = {"names": result.names, "paths": [str(p) for p in result.paths], "grid": list(g),
-                "boxes": [[list(v.cube.box[0]), list(v.cube.box[1])] for v in result.volumes],
-                "config": config_to_dict(result.config), "versions": versions(), "timings": result.timings}
+    manifest = Manifest(result.names, [str(p) for p in result.paths], tuple(int(x) for x in g),
+                        config_to_dict(result.config), versions(), result.timings,
+                        boxes=[[list(v.cube.box[0]), list(v.cube.box[1])] for v in result.volumes],
+                        backbone=result.backbone)
     write_volume_tables(out, rows, meta, arrays, manifest)
 
 
@@ -210,13 +228,14 @@ def evaluate_volumes(
         paths, masks = [Path(p) for p in volumes], [Path(m) for m in lesion_masks]
     else:
         raise ValueError("give a cohort folder, or both volumes and lesion_masks")
-    out = prepare_out_dir(Path(out_dir), overwrite) if out_dir is not None else None
-    run = detect_volumes(paths, None, config, progress=progress, backbone=backbone)
-    metrics, gts = evaluate_run(run, masks, groups)
-    if out is not None:
-        extra = [{"label": r["label"], "dice": r["dice"], **({"group": r["group"]} if "group" in r else {})}
-                 for r in metrics["per_volume"]]
-        write_volume_run(run, out, gts, extra, mosaics, progress)
-        write_json(out / "metrics.json", {"metrics": metrics, "config": config_to_dict(config),
-                                          "versions": versions()})
+    with output_folder(out_dir, overwrite) as out:
+        run = detect_volumes(paths, None, config, progress=progress, backbone=backbone)
+        metrics, gts = evaluate_run(run, masks, groups)
+        if out is not None:
+            extra = [{"label": r["label"], "dice": r["dice"], **({"group": r["group"]} if "group" in r else {})}
+                     for r in metrics["per_volume"]]
+            with RunWriter.replace(out) as writer:
+                # metrics.json before the run's files: the manifest is the last file written.
+                writer.json(METRICS, {"metrics": metrics, "config": config_to_dict(config), "versions": versions()})
+                write_volume_run(run, writer, gts, extra, mosaics, progress)
     return VolumeEvaluation(run, metrics)

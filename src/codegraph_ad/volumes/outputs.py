@@ -9,12 +9,14 @@ Layout (``run.json`` is written last: its presence marks a finished run)::
     solid.npy              (N, g, g, g) cubes with enough brain (the graph stages' mask)
     excluded.npy           (N, g, g, g) cubes CoDeGraph removed from the references
     run.json
+
+Written through ``io.run_folder.RunWriter``, so ``--overwrite`` replaces every output of an
+earlier run (a smaller run leaves no stale map or mosaic behind).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from codegraph_ad.io.atomic import write_json, write_npy, write_png
-from codegraph_ad.io.run_outputs import MANIFEST, write_scores
+from codegraph_ad.graph.groups import repeated_defect_groups
+from codegraph_ad.io.run_folder import MAPS, Manifest, RunWriter, ScoreRow
 from codegraph_ad.report.overlay import shared_scale
 from codegraph_ad.volumes.mosaic import volume_mosaic
 from codegraph_ad.volumes.nifti import write_like
@@ -51,7 +53,7 @@ def batch_scale(maps: np.ndarray, solid: np.ndarray) -> tuple[float, float]:
 
 
 def write_volume_outputs(
-    out: Path,
+    writer: RunWriter,
     volumes: Sequence[PreparedVolume],
     maps: np.ndarray,
     solid: np.ndarray,
@@ -67,22 +69,24 @@ def write_volume_outputs(
     scale = batch_scale(maps, solid)
     for i in tqdm(range(len(volumes)), desc="writing maps", unit="vol", disable=not progress, leave=False):
         v = volumes[i]
-        write_like(out / "maps" / f"{v.name}.nii.gz", map_in_canonical(maps[i], v), v.geometry)
+        write_like(writer.path(MAPS, f"{v.name}.nii.gz"), map_in_canonical(maps[i], v), v.geometry)
         if mosaics:
             cube_map = upsample_grid(maps[i], v.cube.image.shape)
             gt = None if gt_cubes is None else gt_cubes[i]
-            write_png(out / "mosaics" / f"{v.name}.png", volume_mosaic(v.cube.image, cube_map, scale, mask=gt))
+            writer.mosaic(v.name, volume_mosaic(v.cube.image, cube_map, scale, mask=gt))
 
 
 def write_volume_tables(
-    out: Path,
-    rows: list[dict[str, Any]],
+    writer: RunWriter,
+    rows: Sequence[ScoreRow],
     meta: dict[str, Any],
     arrays: dict[str, np.ndarray],
-    manifest: dict[str, Any],
+    manifest: Manifest,
 ) -> None:
-    """scores.csv/json, the ``.npy`` arrays, then ``run.json`` last."""
-    write_scores(out, rows, meta)
-    for name, array in arrays.items():
-        write_npy(out / f"{name}.npy", array)
-    write_json(out / MANIFEST, manifest)
+    """scores.csv/json (with the repeated-defect groups of ``meta["diagnostics"]``), the
+    ``.npy`` arrays (file name -> array), then ``run.json`` last."""
+    groups = repeated_defect_groups(meta.get("diagnostics"), [r.name for r in rows])
+    writer.scores(rows, meta, groups)
+    for file_name, array in arrays.items():
+        writer.array(file_name, array)
+    writer.finish(manifest)
