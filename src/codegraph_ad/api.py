@@ -75,17 +75,10 @@ def versions() -> dict[str, str]:
 
 
 def load_backbone(config: RunConfig):
-    from codegraph_ad.backbones import create_backbone
+    """The backbone of a run configuration (``backbones.from_config.backbone_from_config``)."""
+    from codegraph_ad.backbones.from_config import backbone_from_config
 
-    f = config.features
-    return create_backbone(
-        f.backbone,
-        image_size=f.image_size,
-        layers=f.layers,
-        final_norm=f.final_norm,
-        checkpoint=f.checkpoint,
-        threads=config.engine.threads,
-    )
+    return backbone_from_config(config.features, config.engine.threads)
 
 
 def features_for_batch(
@@ -129,7 +122,7 @@ def score_features(features: FeatureSet, config: RunConfig = RunConfig(), progre
     """Score a batch whose features are already extracted."""
     check_batch_size(features.n_images)
     with thread_budget(config.engine.threads):
-        return make_method(config, progress).score(features)
+        return make_method(config, progress).fit_predict(features)
 
 
 def _run(
@@ -163,7 +156,7 @@ def _run(
             timings["features_s"] = time.perf_counter() - t0
             timings.update(cache_stats)
             t0 = time.perf_counter()
-            scores = make_method(config, progress).score(feats)
+            scores = make_method(config, progress).fit_predict(feats)
             timings["scoring_s"] = time.perf_counter() - t0
         result = RunResult(batch.names, batch.paths, scores, config, timings, batch.original_sizes, out,
                            batch.skipped)
