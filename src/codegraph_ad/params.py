@@ -114,13 +114,18 @@ class FlatParams:
                 changed.append(f"{f.name}={value!r}")
         return f"{type(self).__name__}({', '.join(changed)})"
 
+    def _config_value(self, flat: str) -> Any:
+        """The value a config field receives from parameter ``flat`` (a hook for parameters
+        that also accept objects, such as a backbone)."""
+        return getattr(self, flat)
+
     def configs(self) -> dict[str, Any]:
         """``{RunConfig attribute: config dataclass}`` built from the parameters; this is
         where they are validated, and an error names the estimator's parameter."""
         built = {}
         for section in self.sections:
             names = section.flat_names()
-            kwargs = {field_name: _as_config_value(getattr(self, flat)) for field_name, flat in names.items()}
+            kwargs = {field_name: _as_config_value(self._config_value(flat)) for field_name, flat in names.items()}
             try:
                 built[section.attr] = section.cls(**kwargs)
             except ConfigError as exc:
