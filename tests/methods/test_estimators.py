@@ -158,6 +158,18 @@ def test_registry_builds_the_methods_and_checks_run_config():
         RunConfig(method="winclip_typo")
 
 
+def test_a_method_of_another_input_kind_is_refused_by_the_batch_runs():
+    class TextPrompted:
+        input = "images"
+
+    register_method("text_prompted", TextPrompted)
+    try:
+        with pytest.raises(ConfigError, match="takes 'images' input"):
+            make_method(RunConfig(method="text_prompted"))
+    finally:
+        METHODS.unregister("text_prompted")
+
+
 class MeanDistance:
     """A user's method: each patch's distance to the batch mean of its position (layer 0)."""
 

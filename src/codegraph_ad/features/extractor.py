@@ -44,7 +44,7 @@ class FeatureExtractor(FlatParams):
 
     threads: int | None = None
     cache: bool | None = None
-    cache_dir: str | None = None
+    cache_dir: str | os.PathLike | None = None
     progress: bool = False
 
     @classmethod
