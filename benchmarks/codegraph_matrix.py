@@ -38,12 +38,12 @@ import numpy as np
 import torch
 from common import BOTTLE, DATA, RESULTS, machine_info, peak_rss_mb, pct
 
-from codegraph_ad.api import load_backbone, versions
+from codegraph_ad.api import versions
 from codegraph_ad.config import EngineConfig, FeatureConfig, GraphConfig, MSMConfig, RunConfig
 from codegraph_ad.datasets.mvtec import read_mvtec_category
 from codegraph_ad.datasets.synca import SynCAConfig, build_synca
 from codegraph_ad.evaluation import batch_metrics, consistency_rates, eval_maps, eval_masks
-from codegraph_ad.features.extract import extract_features
+from codegraph_ad.features.extractor import FeatureExtractor
 from codegraph_ad.io.atomic import write_json
 from codegraph_ad.io.batch import load_batch
 from codegraph_ad.io.masks import grid_shares
@@ -137,7 +137,7 @@ def first_pass_for(sb: SuperBatch, category: str, cfg: RunConfig) -> tuple[First
             return saved["first"], saved["time_s"], saved["sizes"]
     batch = load_batch([s.image_path for s in sb.samples], size, progress=False)
     t0 = time.perf_counter()
-    feats = extract_features(load_backbone(cfg), lambda i: batch.resized[i], len(batch), 8, progress=False)
+    feats = FeatureExtractor.from_config(cfg, cache=False).transform_batch(batch)
     t_feat = time.perf_counter() - t0
     print(f"features {len(batch)} images: {t_feat:.0f} s", flush=True)
     t0 = time.perf_counter()

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from common import BOTTLE, RESULTS, peak_rss_mb, pct
 
-from codegraph_ad.api import load_backbone, versions
+from codegraph_ad.api import versions
 from codegraph_ad.config import EngineConfig, FeatureConfig, GraphConfig, MSMConfig, RunConfig, config_to_dict
 from codegraph_ad.datasets.mvtec import read_mvtec_category
 from codegraph_ad.datasets.synca import build_synca
@@ -36,7 +36,7 @@ from codegraph_ad.evaluation import (
     eval_maps,
     eval_masks,
 )
-from codegraph_ad.features.extract import extract_features
+from codegraph_ad.features.extractor import FeatureExtractor
 from codegraph_ad.io.batch import load_batch
 from codegraph_ad.io.masks import grid_shares
 from codegraph_ad.methods.base import finish_image_scores
@@ -141,7 +141,7 @@ def main() -> None:
         first, t_feat, t_first = saved["first"], saved["t_feat"], saved["t_first"]
     else:
         t0 = time.perf_counter()
-        feats = extract_features(load_backbone(cfg), lambda i: batch.resized[i], len(batch), 8, progress=False)
+        feats = FeatureExtractor.from_config(cfg, cache=False).transform_batch(batch)
         t_feat = time.perf_counter() - t0
         t0 = time.perf_counter()
         first = compute_first_pass(feats, cfg.lnamd, cfg.engine)

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import torch
 
-from codegraph_ad.config import EngineConfig, LNAMDConfig, MSMConfig, RsCINConfig
 from codegraph_ad.engine.memory import estimate_memory
 from codegraph_ad.engine.mutual import resolve_precision
 from codegraph_ad.engine.products import make_product
@@ -47,13 +46,12 @@ def main() -> None:
     feats = FeatureSet(layers, torch.randn(a.n, a.c), (side, side))
     degrees = tuple(int(x) for x in a.degrees.split(","))
     est = estimate_memory(a.n, a.m, a.c, a.layers, len(degrees), "musc")
-    method = MuSc(LNAMDConfig(degrees), MSMConfig(0.3), RsCINConfig(), EngineConfig(a.precision, a.budget_mb),
-                  progress=False)
+    method = MuSc(degrees=degrees, q=0.3, precision=a.precision, memory_budget_mb=a.budget_mb)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
         torch.cuda.synchronize()
     t0 = time.perf_counter()
-    res = method.score(feats)
+    res = method.fit_predict(feats)
     if dev.type == "cuda":
         torch.cuda.synchronize()
     secs = time.perf_counter() - t0

@@ -2,6 +2,8 @@
 
 from codegraph_ad._version import __version__
 from codegraph_ad.api import EvaluationResult, RunResult, detect, evaluate, score_features
+from codegraph_ad.features.extractor import FeatureExtractor
+from codegraph_ad.methods import CoDeGraph, MuSc, list_methods, register_method
 from codegraph_ad.config import (
     EngineConfig,
     FeatureConfig,
@@ -13,17 +15,22 @@ from codegraph_ad.config import (
 )
 
 __all__ = [
+    "CoDeGraph",
     "EngineConfig",
     "EvaluationResult",
     "FeatureConfig",
+    "FeatureExtractor",
     "GraphConfig",
     "LNAMDConfig",
     "MSMConfig",
+    "MuSc",
     "RsCINConfig",
     "RunConfig",
     "RunResult",
     "__version__",
     "detect",
     "evaluate",
+    "list_methods",
+    "register_method",
     "score_features",
 ]

@@ -22,7 +22,8 @@ from codegraph_ad.datasets.base import LabelledSample
 from codegraph_ad.datasets.mvtec import read_mvtec_category
 from codegraph_ad.engine.threads import thread_budget
 from codegraph_ad.errors import InputError
-from codegraph_ad.features.extract import FeatureSet, extract_features
+from codegraph_ad.features.extract import FeatureSet
+from codegraph_ad.features.extractor import FeatureExtractor
 from codegraph_ad.io.batch import ImageBatch, load_batch
 from codegraph_ad.io.images import discover_images
 from codegraph_ad.io.run_folder import (
@@ -89,17 +90,10 @@ def used_backbone(config: RunConfig, backbone: Any = None) -> BackboneIdentity:
 
 
 def load_backbone(config: RunConfig):
-    from codegraph_ad.backbones import create_backbone
+    """The backbone of a run configuration (``backbones.from_config.backbone_from_config``)."""
+    from codegraph_ad.backbones.from_config import backbone_from_config
 
-    f = config.features
-    return create_backbone(
-        f.backbone,
-        image_size=f.image_size,
-        layers=f.layers,
-        final_norm=f.final_norm,
-        checkpoint=f.checkpoint,
-        threads=config.engine.threads,
-    )
+    return backbone_from_config(config.features, config.engine.threads)
 
 
 def features_for_batch(
@@ -111,39 +105,22 @@ def features_for_batch(
     cache_dir: str | Path | None = None,
     stats: dict[str, float] | None = None,
 ) -> FeatureSet:
-    """Backbone features of a decoded batch, taken from the feature cache where it has them.
+    """Backbone features of a decoded batch (``FeatureExtractor.transform_batch``).
 
     cache: None (auto) uses the cache unless ``backbone`` is given (a passed model's weights
     cannot be identified; see ``features.cache.CacheConfig``); True/False force it.
     stats: when given, receives ``features_cached`` / ``features_extracted`` counts.
     """
-    from codegraph_ad.features.cache import CacheConfig, cached_features, open_cache
-
-    cache_cfg = CacheConfig(cache, Path(cache_dir) if cache_dir is not None else None)
-    if not cache_cfg.active(backbone is not None) or len(batch.hashes) != len(batch):
-        backbone = backbone if backbone is not None else load_backbone(config)
-        feats = extract_features(
-            backbone, lambda i: batch.resized[i], len(batch), config.features.batch_size, progress
-        )
-        if stats is not None:
-            stats.update(features_cached=0, features_extracted=len(batch))
-        return feats
-    store = open_cache(config.features, cache_cfg, backbone)
-    feats = cached_features(
-        store, batch.hashes, lambda i: batch.resized[i],
-        lambda: backbone if backbone is not None else load_backbone(config),
-        config.features.batch_size, progress,
-    )
-    if stats is not None:
-        stats.update(store.stats.as_timings())
-    return feats
+    extractor = FeatureExtractor.from_config(config, backbone=backbone, cache=cache, cache_dir=cache_dir,
+                                             progress=progress)
+    return extractor.transform_batch(batch, stats)
 
 
 def score_features(features: FeatureSet, config: RunConfig = RunConfig(), progress: bool = False) -> ScoreResult:
     """Score a batch whose features are already extracted."""
     check_batch_size(features.n_images)
     with thread_budget(config.engine.threads):
-        return make_method(config, progress).score(features)
+        return make_method(config, progress).fit_predict(features)
 
 
 def _run(
@@ -175,7 +152,7 @@ def _run(
             timings["features_s"] = time.perf_counter() - t0
             timings.update(cache_stats)
             t0 = time.perf_counter()
-            scores = make_method(config, progress).score(feats)
+            scores = make_method(config, progress).fit_predict(feats)
             timings["scoring_s"] = time.perf_counter() - t0
         result = RunResult(batch.names, batch.paths, scores, config, timings, batch.original_sizes, out,
                            batch.skipped, used_backbone(config, backbone))

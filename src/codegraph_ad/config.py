@@ -11,6 +11,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from typing import Any, Literal
 
 from codegraph_ad.errors import ConfigError
+from codegraph_ad.registry import METHODS
 
 
 def _require(ok: bool, name: str, value: Any, rule: str) -> None:
@@ -176,13 +177,18 @@ class GraphConfig:
 class RunConfig:
     """A whole detection run."""
 
-    method: Literal["codegraph", "musc"] = "codegraph"
+    # A name in codegraph_ad.registry.METHODS: the built-ins, or a method a user registered.
+    method: str = "codegraph"
     features: FeatureConfig = field(default_factory=FeatureConfig)
     lnamd: LNAMDConfig = field(default_factory=LNAMDConfig)
     msm: MSMConfig = field(default_factory=MSMConfig)
     rscin: RsCINConfig = field(default_factory=RsCINConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
     graph: GraphConfig = field(default_factory=GraphConfig)
+
+    def __post_init__(self) -> None:
+        names = METHODS.names()
+        _require(self.method in names, "method", self.method, f"one of the registered methods ({', '.join(names)})")
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:

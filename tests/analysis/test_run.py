@@ -74,9 +74,9 @@ def test_analyze_unlabelled_run_uses_scores(evaluated_run, small_backbone, tmp_p
 
 
 def test_cli_analyze(evaluated_run, small_backbone, tmp_path, capsys, monkeypatch):
-    import codegraph_ad.api as api
+    import codegraph_ad.backbones.from_config as from_config
 
-    monkeypatch.setattr(api, "load_backbone", lambda config: small_backbone)
+    monkeypatch.setattr(from_config, "backbone_from_config", lambda features, threads=None: small_backbone)
     assert "codegraph_ad.analysis.cli" in _COMMAND_MODULES
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())

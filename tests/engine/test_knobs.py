@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from codegraph_ad.config import EngineConfig, LNAMDConfig, MSMConfig, RsCINConfig
+from codegraph_ad.config import EngineConfig
 from codegraph_ad.engine.memory import estimate_memory
 from codegraph_ad.errors import MemoryBudgetError
 from codegraph_ad.features.extract import FeatureSet
@@ -23,7 +23,7 @@ def _features(n: int, seed: int = 0) -> FeatureSet:
 
 
 def _musc(**engine) -> MuSc:
-    return MuSc(LNAMDConfig((1, 3)), MSMConfig(0.3), RsCINConfig(), EngineConfig(**engine), progress=False)
+    return MuSc(degrees=(1, 3), q=0.3, progress=False, **engine)
 
 
 def _brute_scores(fs: FeatureSet, allowed: np.ndarray, q: float = 0.3) -> torch.Tensor:
@@ -46,7 +46,7 @@ def _brute_scores(fs: FeatureSet, allowed: np.ndarray, q: float = 0.3) -> torch.
 def test_subset_division_scores_each_subset_alone():
     fs = _features(9)
     got = _musc(subsets=3, seed=4).score(fs).patch_scores
-    parts = subset_partition(9, EngineConfig(subsets=3, seed=4), content_key(fs))
+    parts = subset_partition(9, EngineConfig(subsets=3, seed=4), content_key(fs, EngineConfig(subsets=3)))
     assert sorted(np.concatenate(parts).tolist()) == list(range(9)) and all(len(p) == 3 for p in parts)
     allowed = np.zeros((9, 9), dtype=bool)
     for p in parts:

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from codegraph_ad.config import ConfigError, GraphConfig, LNAMDConfig
+from codegraph_ad.config import ConfigError, GraphConfig, LNAMDConfig, RunConfig
 from codegraph_ad.features.extract import FeatureSet
 from codegraph_ad.methods.codegraph import CoDeGraph
 
@@ -26,8 +26,8 @@ def _two_layer_batch(n: int = 16, grid: tuple[int, int] = (4, 4), c: int = 16) -
 
 
 def _run(graph: GraphConfig, feats: FeatureSet):
-    method = CoDeGraph(lnamd=LNAMDConfig(degrees=(1,)), graph=graph, progress=False)
-    return method.score(feats)
+    method = CoDeGraph.from_config(RunConfig(lnamd=LNAMDConfig(degrees=(1,)), graph=graph), progress=False)
+    return method.fit_predict(feats)
 
 
 def _outliers(result) -> list[list[int]]:

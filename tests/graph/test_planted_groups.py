@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 import torch
 
-from codegraph_ad.config import MSMConfig
 from codegraph_ad.features.extract import FeatureSet
 from codegraph_ad.methods.codegraph import CoDeGraph
 from codegraph_ad.methods.musc import MuSc
@@ -107,7 +106,7 @@ def test_planted_group_among_look_alike_normal_images(share: float, seed: int) -
 
 def _check_planted(batch: PlantedBatch) -> None:
     codegraph = CoDeGraph(progress=False).score(batch.features)
-    musc = MuSc(msm=MSMConfig(q=0.3), progress=False).score(batch.features)
+    musc = MuSc(q=0.3, progress=False).score(batch.features)
     diag = codegraph.diagnostics["subsets"][0]
     why = _explain(diag)
 

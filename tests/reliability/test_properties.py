@@ -7,7 +7,6 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from codegraph_ad.config import LNAMDConfig
 from codegraph_ad.features.extract import FeatureSet
 from codegraph_ad.methods import MuSc
 
@@ -34,7 +33,7 @@ def feature_sets(draw: st.DrawFn, min_n: int = 3, max_n: int = 7) -> FeatureSet:
 
 
 def _musc() -> MuSc:
-    return MuSc(lnamd=LNAMDConfig(degrees=(1, 3)), progress=False)
+    return MuSc(degrees=(1, 3), progress=False)
 
 
 @SETTINGS

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from codegraph_ad.backbones.base import Backbone
+from codegraph_ad.errors import InputError
 from codegraph_ad.features.preprocess import to_model_input
 
 
@@ -18,13 +20,45 @@ class FeatureSet:
     """Backbone tokens of a batch.
 
     layers: ``(N, L, M, C)`` float32 raw tokens of the chosen blocks.
-    cls: ``(N, C_cls)`` float32 [CLS] vectors.
+    cls: ``(N, C_cls)`` float32 [CLS] vectors, or None for tokens without one (only RsCIN,
+        [CLS] screening and the content-keyed subset division read it, and they say so).
     grid: ``(h, w)`` patch grid, h * w = M.
     """
 
     layers: torch.Tensor
-    cls: torch.Tensor
+    cls: torch.Tensor | None
     grid: tuple[int, int]
+
+    @classmethod
+    def from_arrays(cls, layers: Any, grid: tuple[int, int] | None = None, cls_tokens: Any = None) -> "FeatureSet":
+        """Tokens held as arrays: ``(N, L, H, W, C)`` (the grid is read from the shape) or
+        ``(N, L, M, C)`` with ``grid=(h, w)``; ``cls_tokens`` ``(N, C)`` is optional.
+
+        numpy arrays and torch tensors are both taken; values become float32 (the dtype every
+        method scores in), so a float32 input is used as is, bit for bit.
+        """
+        x = _as_float32(layers, "features")
+        if x.dim() == 5:
+            n, n_layers, h, w, c = x.shape
+            if grid is not None and tuple(grid) != (h, w):
+                raise InputError(f"grid={tuple(grid)} disagrees with the (N, L, H, W, C) features of shape "
+                                 f"{tuple(x.shape)}")
+            x, grid = x.reshape(n, n_layers, h * w, c), (int(h), int(w))
+        elif x.dim() == 4:
+            if grid is None:
+                raise InputError(f"features of shape {tuple(x.shape)} are (N, L, M, C): pass grid=(h, w) with "
+                                 "h * w = M, or give them as (N, L, H, W, C)")
+            grid = (int(grid[0]), int(grid[1]))
+            if grid[0] * grid[1] != x.shape[2]:
+                raise InputError(f"grid={grid} has {grid[0] * grid[1]} patches, the features have M = {x.shape[2]}")
+        else:
+            raise InputError(f"features must be (N, L, H, W, C) or (N, L, M, C), got shape {tuple(x.shape)}")
+        cls_t = None
+        if cls_tokens is not None:
+            cls_t = _as_float32(cls_tokens, "cls")
+            if cls_t.dim() != 2 or cls_t.shape[0] != x.shape[0]:
+                raise InputError(f"cls must be (N, C) with N = {x.shape[0]}, got shape {tuple(cls_t.shape)}")
+        return FeatureSet(x.contiguous(), cls_t, grid)
 
     @property
     def n_images(self) -> int:
@@ -36,7 +70,22 @@ class FeatureSet:
         idx = torch.as_tensor(index, dtype=torch.long)
         if idx.numel() == self.n_images and bool((idx == torch.arange(self.n_images)).all()):
             return self
-        return FeatureSet(self.layers[idx], self.cls[idx], self.grid)
+        return FeatureSet(self.layers[idx], None if self.cls is None else self.cls[idx], self.grid)
+
+
+def _as_float32(value: Any, what: str) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        t = value.detach().cpu()
+    elif isinstance(value, np.ndarray):
+        t = torch.from_numpy(value)
+    else:
+        raise InputError(f"{what} must be a numpy array or a torch tensor, got {type(value).__name__}")
+    if not (t.is_floating_point() or t.dtype in (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)):
+        raise InputError(f"{what} must hold numbers, got dtype {t.dtype}")
+    t = t.float()
+    if not bool(torch.isfinite(t).all()):
+        raise InputError(f"{what} holds NaN or infinite values")
+    return t
 
 
 def extract_features(

@@ -1,21 +1,30 @@
-"""Scoring methods: MuSc (baseline) and CoDeGraph (consistent-anomaly aware)."""
+"""Scoring methods: CoDeGraph (consistent-anomaly aware, the default) and MuSc (baseline).
+
+Each is an estimator registered in ``codegraph_ad.registry.METHODS``; a user adds their own
+with ``register_method`` (see ``methods.base.Method`` for what it must provide).
+"""
 
 from __future__ import annotations
 
 from codegraph_ad.config import RunConfig
-from codegraph_ad.methods.base import ScoreResult
+from codegraph_ad.errors import ConfigError
+from codegraph_ad.methods.base import Method, ScoreResult, list_methods, register_method
+from codegraph_ad.methods.codegraph import CoDeGraph  # registered first: the default method
 from codegraph_ad.methods.musc import MuSc
+from codegraph_ad.registry import METHODS
 
 
-def make_method(config: RunConfig, progress: bool = True):
-    """The method object a run configuration asks for."""
-    if config.method == "musc":
-        return MuSc(config.lnamd, config.msm, config.rscin, config.engine, progress)
-    if config.method == "codegraph":
-        from codegraph_ad.methods.codegraph import CoDeGraph
+def make_method(config: RunConfig, progress: bool = True) -> Method:
+    """The method ``config.method`` names, built from the configuration (a registry lookup)."""
+    entry = METHODS.get(config.method)
+    kind = getattr(entry, "input", "features")
+    if kind != "features":
+        raise ConfigError(f"method {config.method!r} takes {kind!r} input; detect, evaluate and score_features "
+                          "feed batch methods their backbone features only")
+    method = entry.from_config(config)
+    if "progress" in method.get_params(deep=False):
+        method.set_params(progress=progress)
+    return method
 
-        return CoDeGraph(config.lnamd, config.graph, config.rscin, config.engine, progress)
-    raise ValueError(f"method must be 'codegraph' or 'musc', got {config.method!r}")
 
-
-__all__ = ["MuSc", "ScoreResult", "make_method"]
+__all__ = ["CoDeGraph", "Method", "MuSc", "ScoreResult", "list_methods", "make_method", "register_method"]

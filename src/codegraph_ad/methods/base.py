@@ -6,16 +6,17 @@ import logging
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import torch
 
-from codegraph_ad.config import EngineConfig, LNAMDConfig, RsCINConfig
+from codegraph_ad.config import EngineConfig, LNAMDConfig, RsCINConfig, RunConfig
 from codegraph_ad.engine.rscin import rscin
-from codegraph_ad.errors import BatchTooSmallError
+from codegraph_ad.errors import BatchTooSmallError, InputError
 from codegraph_ad.features.extract import FeatureSet
 from codegraph_ad.features.lnamd import lnamd
+from codegraph_ad.registry import METHODS
 
 MIN_BATCH = 3
 log = logging.getLogger("codegraph_ad")
@@ -39,6 +40,16 @@ class ScoreResult:
     excluded: torch.Tensor | None = None
     diagnostics: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def patch_maps(self) -> torch.Tensor:
+        """``(N, h, w)`` patch scores laid out on the patch grid."""
+        return self.patch_scores.reshape(-1, *self.grid)
+
+    @property
+    def excluded_maps(self) -> torch.Tensor | None:
+        """``(N, h, w)`` excluded patches on the patch grid (CoDeGraph), else None."""
+        return None if self.excluded is None else self.excluded.reshape(-1, *self.grid)
+
 
 def check_batch_size(n: int) -> None:
     if n < MIN_BATCH:
@@ -55,11 +66,22 @@ def feature_maps(features: FeatureSet, lnamd_cfg: LNAMDConfig) -> Iterator[tuple
             yield li, r, lnamd(features.layers[:, li], features.grid, r)
 
 
-def finish_image_scores(patch_scores: torch.Tensor, cls: torch.Tensor, rscin_cfg: RsCINConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Image score = max of the map; RsCIN on top when enabled."""
+def require_cls(cls: torch.Tensor | None, needed_by: str) -> torch.Tensor:
+    """The [CLS] vectors, or an error saying which setting needs them and how to do without."""
+    if cls is None:
+        raise InputError(f"{needed_by} needs the [CLS] vector of every image, and these features have none: "
+                         "pass cls=(N, C) with the features, or turn that setting off")
+    return cls
+
+
+def finish_image_scores(patch_scores: torch.Tensor, cls: torch.Tensor | None,
+                        rscin_cfg: RsCINConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Image score = max of the map; RsCIN on top when enabled (the only use of ``cls`` here)."""
     raw = patch_scores.max(dim=1).values.double().numpy()
-    final = rscin(raw, cls.double().numpy(), rscin_cfg.k_list) if rscin_cfg.enabled else raw.copy()
-    return raw, final
+    if not rscin_cfg.enabled:
+        return raw, raw.copy()
+    cls = require_cls(cls, "RsCIN (rscin=True)")
+    return raw, rscin(raw, cls.double().numpy(), rscin_cfg.k_list)
 
 
 def subset_partition(n: int, engine_cfg: EngineConfig, content_key: np.ndarray | None = None) -> list[np.ndarray]:
@@ -81,20 +103,28 @@ def subset_partition(n: int, engine_cfg: EngineConfig, content_key: np.ndarray |
     return [np.sort(part) for part in np.array_split(perm, s)]
 
 
-def content_key(features: FeatureSet) -> np.ndarray:
-    """One number per image from its [CLS] vector: order-free identity for subset division."""
+def content_key(features: FeatureSet, engine_cfg: EngineConfig) -> np.ndarray | None:
+    """One number per image from its [CLS] vector: order-free identity for subset division.
+
+    None when the batch is not divided (``subsets=1``): the key is then never read, so
+    features without [CLS] vectors score as long as they are not divided.
+    """
+    if max(1, int(engine_cfg.subsets)) == 1:
+        return None
+    cls = require_cls(features.cls, f"subset division (subsets={engine_cfg.subsets})")
     g = torch.Generator().manual_seed(12345)
-    proj = torch.randn(features.cls.shape[1], generator=g, dtype=torch.float64)
-    return (features.cls.double().cpu() @ proj).numpy()
+    proj = torch.randn(cls.shape[1], generator=g, dtype=torch.float64)
+    return (cls.double().cpu() @ proj).numpy()
 
 
-def screening_mask(cls: torch.Tensor, percent: float) -> torch.Tensor | None:
+def screening_mask(cls: torch.Tensor | None, percent: float) -> torch.Tensor | None:
     """``(N, N)`` bool: each query keeps its ``percent``% most [CLS]-similar other images."""
-    n = cls.shape[0]
     if percent >= 100.0:
         return None
     if not 0.0 < percent <= 100.0:
         raise ValueError(f"screening_percent must be in (0, 100], got {percent}")
+    cls = require_cls(cls, f"[CLS] screening (screening_percent={percent})")
+    n = cls.shape[0]
     unit = torch.nn.functional.normalize(cls.float(), dim=1)
     sim = unit @ unit.T
     sim.fill_diagonal_(-float("inf"))
@@ -123,3 +153,50 @@ def check_run_memory(features: FeatureSet, method: str, n_degrees: int, engine_c
              est.total_mb / 1e3, budget / 1e3, method, n, m)
     size = image_size if image_size is not None else int(round(math.sqrt(m)))
     check_memory(est, budget, n, size, engine_cfg.subsets)
+
+
+@runtime_checkable
+class Method(Protocol):
+    """What a method registered in ``codegraph_ad.registry.METHODS`` must provide.
+
+    ``detect`` / ``evaluate`` / ``score_features`` build it with
+    ``METHODS.get(config.method).from_config(config)``, hand it ``progress`` through
+    ``set_params`` when ``get_params()`` lists that name, and call ``fit_predict`` once per batch.
+
+    input: what ``fit_predict`` takes. ``"features"``: a batch method scoring backbone tokens,
+        ``fit_predict(features: FeatureSet) -> ScoreResult`` (the only kind the runs call
+        today); a method that needs the images themselves (a zero-shot text method such as
+        WinCLIP) declares another kind, and the runs must learn to feed it before it can be
+        selected with ``RunConfig.method``.
+    from_config: a classmethod building the method from a whole ``RunConfig`` (it reads the
+        sections it needs); ``get_params`` / ``set_params`` as in scikit-learn, with
+        ``set_params`` returning the method and refusing unknown names.
+    fit_predict: scores for every image and patch of one batch as a ``ScoreResult`` with
+        ``patch_scores (N, h*w)`` on ``features.grid``; zero-shot batch methods have no
+        separate fit, the batch is its own reference.
+    """
+
+    input: ClassVar[str]
+
+    @classmethod
+    def from_config(cls, config: RunConfig) -> "Method": ...
+
+    def fit_predict(self, features: FeatureSet) -> ScoreResult: ...
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]: ...
+
+    def set_params(self, **params: Any) -> "Method": ...
+
+
+M = TypeVar("M")
+
+
+def register_method(name: str, method: M | None = None, *, overwrite: bool = False):
+    """Register a method class under ``name`` (a decorator without ``method``); then
+    ``RunConfig(method=name)`` selects it in ``detect`` / ``evaluate`` / the CLI."""
+    return METHODS.register(name, method, overwrite=overwrite)
+
+
+def list_methods() -> list[str]:
+    """Names ``RunConfig.method`` accepts, built-ins first."""
+    return METHODS.names()

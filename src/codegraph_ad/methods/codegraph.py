@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -16,13 +16,14 @@ from codegraph_ad.features.lnamd import lnamd
 from codegraph_ad.methods.base import (
     ScoreResult,
     budget_mb,
-    check_batch_size,
     check_run_memory,
     content_key,
     finish_image_scores,
+    register_method,
     screening_mask,
     subset_partition,
 )
+from codegraph_ad.methods.estimator import RSCIN_NAMES, BatchEstimator, Section, flat_parameters
 
 
 @dataclass
@@ -139,40 +140,50 @@ def graph_and_rescore(first: FirstPass, graph: GraphConfig, patch_mask: np.ndarr
     return torch.from_numpy(final).float(), torch.from_numpy(excluded), summarize(result)
 
 
-@dataclass
-class CoDeGraph:
+@register_method("codegraph")
+@flat_parameters(
+    Section("lnamd", LNAMDConfig),
+    Section("graph", GraphConfig),
+    Section("rscin", RsCINConfig, RSCIN_NAMES),
+    Section("engine", EngineConfig),
+)
+class CoDeGraph(BatchEstimator):
     """MuSc's first pass, CoDeGraph stages 1-3 on its stored minima, then final scoring.
+
+    Parameters are the fields of LNAMDConfig (``degrees``), GraphConfig (``k_fraction``,
+    ``alpha``, ..., ``final_q``, ``leiden_seed``), RsCINConfig (``rscin`` = enabled,
+    ``rscin_k_list``) and EngineConfig (``precision``, ``memory_budget_mb``, ``threads``,
+    ``subsets``, ``screening_percent``, ``seed``), with their defaults. ``progress`` shows
+    progress bars; ``patch_mask`` ``(N, M)`` bool limits the graph stages to those patches
+    (volumes: the non-void cubes).
 
     The first pass keeps every (layer, degree) minima array with its argmins; the graph
     stages, the dependency ratios and the final scoring all read them, recomputing only
     the queries whose stored nearest patch was removed (``refine_minima``).
     """
 
-    lnamd: LNAMDConfig = field(default_factory=LNAMDConfig)
-    graph: GraphConfig = field(default_factory=GraphConfig)
-    rscin: RsCINConfig = field(default_factory=RsCINConfig)
-    engine: EngineConfig = field(default_factory=EngineConfig)
-    progress: bool = True
-    patch_mask: np.ndarray | None = None  # (N, M) patches allowed in the graph stages (volumes: non-void)
+    method_name = "codegraph"
+    progress: bool = False
+    patch_mask: np.ndarray | None = None
 
-    def score(self, features: FeatureSet) -> ScoreResult:
+    def _score(self, features: FeatureSet, configs: dict[str, Any]) -> ScoreResult:
+        lnamd_cfg, graph, engine = configs["lnamd"], configs["graph"], configs["engine"]
         n = features.n_images
-        check_batch_size(n)
         m = features.layers.shape[2]
-        check_run_memory(features, "codegraph", len(self.lnamd.degrees), self.engine, self.graph.k_fraction)
-        graph_inputs(self.graph, tuple(self.lnamd.degrees), features.layers.shape[1])
+        check_run_memory(features, "codegraph", len(lnamd_cfg.degrees), engine, graph.k_fraction)
+        graph_inputs(graph, tuple(lnamd_cfg.degrees), features.layers.shape[1])
         patch = torch.zeros((n, m), dtype=torch.float32)
         excluded = torch.zeros((n, m), dtype=torch.bool)
         subsets: list[dict[str, Any]] = []
-        for part in subset_partition(n, self.engine, content_key(features)):
+        for part in subset_partition(n, engine, content_key(features, engine)):
             idx = torch.as_tensor(part)
-            first = compute_first_pass(features.subset(part), self.lnamd, self.engine, self.progress)
+            first = compute_first_pass(features.subset(part), lnamd_cfg, engine, self.progress)
             mask = None if self.patch_mask is None else np.asarray(self.patch_mask)[part]
-            s, ex, diag = graph_and_rescore(first, self.graph, mask)
+            s, ex, diag = graph_and_rescore(first, graph, mask)
             patch[idx] = s.cpu()
             excluded[idx] = ex.cpu()
             diag["images"] = [int(i) for i in part]
             subsets.append(diag)
-        raw, final = finish_image_scores(patch, features.cls, self.rscin)
+        raw, final = finish_image_scores(patch, features.cls, configs["rscin"])
         diagnostics = {"method": "codegraph", "exclusion_rate": float(excluded.float().mean()), "subsets": subsets}
         return ScoreResult(patch, final, raw, features.grid, excluded, diagnostics)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -13,54 +13,64 @@ from codegraph_ad.features.extract import FeatureSet
 from codegraph_ad.methods.base import (
     ScoreResult,
     budget_mb,
-    check_batch_size,
     check_run_memory,
     content_key,
     feature_maps,
     finish_image_scores,
+    register_method,
     screening_mask,
     subset_partition,
 )
+from codegraph_ad.methods.estimator import RSCIN_NAMES, BatchEstimator, Section, flat_parameters
 
 
-@dataclass
-class MuSc:
+@register_method("musc")
+@flat_parameters(
+    Section("lnamd", LNAMDConfig),
+    Section("msm", MSMConfig),
+    Section("rscin", RsCINConfig, RSCIN_NAMES),
+    Section("engine", EngineConfig),
+)
+class MuSc(BatchEstimator):
     """Score every patch against all other images of the batch (LNAMD + MSM + RsCIN).
+
+    Parameters are the fields of LNAMDConfig (``degrees``), MSMConfig (``q``), RsCINConfig
+    (``rscin`` = enabled, ``rscin_k_list``) and EngineConfig (``precision``,
+    ``memory_budget_mb``, ``threads``, ``subsets``, ``screening_percent``, ``seed``), with
+    their defaults; ``progress`` shows progress bars.
 
     Each (layer, degree) map is scored and dropped before the next one, so memory holds
     one ``(N, N, M)`` minima array at a time whatever the number of maps.
     """
 
-    lnamd: LNAMDConfig = field(default_factory=LNAMDConfig)
-    msm: MSMConfig = field(default_factory=MSMConfig)
-    rscin: RsCINConfig = field(default_factory=RsCINConfig)
-    engine: EngineConfig = field(default_factory=EngineConfig)
-    progress: bool = True
+    method_name = "musc"
+    progress: bool = False
 
-    def score(self, features: FeatureSet) -> ScoreResult:
+    def _score(self, features: FeatureSet, configs: dict[str, Any]) -> ScoreResult:
+        lnamd_cfg, msm_cfg, engine = configs["lnamd"], configs["msm"], configs["engine"]
         n = features.n_images
-        check_batch_size(n)
         m = features.layers.shape[2]
-        check_run_memory(features, "musc", len(self.lnamd.degrees), self.engine)
+        check_run_memory(features, "musc", len(lnamd_cfg.degrees), engine)
         patch = torch.zeros((n, m), dtype=torch.float32)
-        for part in subset_partition(n, self.engine, content_key(features)):
-            patch[torch.as_tensor(part)] = self._score_subset(features.subset(part))
-        raw, final = finish_image_scores(patch, features.cls, self.rscin)
+        for part in subset_partition(n, engine, content_key(features, engine)):
+            patch[torch.as_tensor(part)] = self._score_subset(features.subset(part), lnamd_cfg, msm_cfg, engine)
+        raw, final = finish_image_scores(patch, features.cls, configs["rscin"])
         return ScoreResult(patch, final, raw, features.grid, diagnostics={"method": "musc"})
 
-    def _score_subset(self, features: FeatureSet) -> torch.Tensor:
-        allowed = screening_mask(features.cls, self.engine.screening_percent)
+    def _score_subset(self, features: FeatureSet, lnamd_cfg: LNAMDConfig, msm_cfg: MSMConfig,
+                      engine: EngineConfig) -> torch.Tensor:
+        allowed = screening_mask(features.cls, engine.screening_percent)
         total = None
         count = 0
-        for li, r, feats in feature_maps(features, self.lnamd):
+        for li, r, feats in feature_maps(features, lnamd_cfg):
             minima = pair_minima(
                 feats,
-                budget_mb=budget_mb(self.engine),
-                precision=self.engine.precision,
+                budget_mb=budget_mb(engine),
+                precision=engine.precision,
                 progress=self.progress,
                 desc=f"scoring layer {li + 1} r={r}",
             )
-            s = msm_scores(minima.dist, self.msm.q, allowed)
+            s = msm_scores(minima.dist, msm_cfg.q, allowed)
             total = s if total is None else total + s
             count += 1
             del minima

@@ -1,0 +1,75 @@
+"""The shared face of the batch methods: flat parameters (``codegraph_ad.params``), configs,
+``fit_predict`` on a FeatureSet or on arrays."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from codegraph_ad.config import RunConfig
+from codegraph_ad.engine.threads import thread_budget
+from codegraph_ad.errors import ConfigError
+from codegraph_ad.features.extract import FeatureSet
+from codegraph_ad.methods.base import ScoreResult, check_batch_size
+from codegraph_ad.params import FlatParams, Section, flat_parameters
+
+# RsCINConfig's "enabled" and "k_list" say nothing once flattened next to other sections.
+RSCIN_NAMES = {"enabled": "rscin", "k_list": "rscin_k_list"}
+
+__all__ = ["RSCIN_NAMES", "BatchEstimator", "Section", "flat_parameters"]
+
+
+class BatchEstimator(FlatParams):
+    """Shared face of MuSc and CoDeGraph: parameters, configs, ``fit_predict``.
+
+    Subclasses are decorated with ``flat_parameters`` and registered in METHODS, set
+    ``method_name`` (the registered name, for ``.config``) and implement ``_score``.
+    """
+
+    input: ClassVar[str] = "features"
+    method_name: ClassVar[str] = ""
+
+    # -- configs ----------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, config: RunConfig, **params: Any) -> "BatchEstimator":
+        """The estimator a run configuration describes; ``params`` sets the parameters
+        that are not part of a config (``progress``, ...)."""
+        values: dict[str, Any] = {}
+        for section in cls.sections:
+            sub = getattr(config, section.attr)
+            for field_name, flat in section.flat_names().items():
+                values[flat] = getattr(sub, field_name)
+        return cls(**values).set_params(**params)  # type: ignore[call-arg]
+
+    @property
+    def config(self) -> RunConfig:
+        """The run configuration of this estimator (sections it does not read keep their
+        defaults); ``type(est).from_config(est.config)`` rebuilds it."""
+        return RunConfig(method=self.method_name, **self.configs())
+
+    # -- scoring ----------------------------------------------------------------------
+    def fit_predict(self, features: Any, grid: tuple[int, int] | None = None, cls: Any = None) -> ScoreResult:
+        """Score one batch: every image against the others (zero-shot, nothing to fit first).
+
+        features: a ``FeatureSet``, or an array / tensor ``(N, L, H, W, C)``, or
+            ``(N, L, M, C)`` with ``grid=(h, w)``; ``cls`` ``(N, C)`` [CLS] vectors, needed
+            only by RsCIN, [CLS] screening and subset division.
+        """
+        if isinstance(features, FeatureSet):
+            if grid is not None or cls is not None:
+                raise ConfigError("grid and cls go with array features; a FeatureSet carries its own")
+            fs = features
+        else:
+            fs = FeatureSet.from_arrays(features, grid, cls)
+        configs = self.configs()
+        check_batch_size(fs.n_images)
+        with thread_budget(configs["engine"].threads):
+            return self._score(fs, configs)
+
+    def score(self, features: FeatureSet) -> ScoreResult:
+        """``fit_predict`` on a ``FeatureSet`` (the spelling volumes/scoring.py calls)."""
+        return self.fit_predict(features)
+
+    def _score(self, features: FeatureSet, configs: dict[str, Any]) -> ScoreResult:
+        raise NotImplementedError
+
+
