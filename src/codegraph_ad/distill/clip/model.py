@@ -15,7 +15,7 @@ import torch
 from codegraph_ad.backbones._checks import BackboneConfigError
 from codegraph_ad.backbones._optional import import_open_clip
 from codegraph_ad.backbones.base import CLIP_MEAN, CLIP_STD
-from codegraph_ad.backbones.registry import BACKBONES
+from codegraph_ad.backbones.registry import backbone_spec, list_backbones
 from codegraph_ad.distill.config import ClipConfig
 
 
@@ -46,8 +46,8 @@ class ClipBundle:
 
 def open_clip_arch(name: str) -> str:
     """This package's backbone names (``clip_vitl14_336``) map to their open_clip config name."""
-    spec = BACKBONES.get(name)
-    if spec is not None:
+    if name in list_backbones():
+        spec = backbone_spec(name)
         if spec.family != "open_clip":
             raise BackboneConfigError(f"{name!r} is not a CLIP backbone; CLIP models need an open_clip name")
         return spec.arch
