@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 import numpy as np
@@ -84,11 +84,11 @@ class WinClipDetector:
 
     def __init__(self, bundle: ClipBundle, object_name: str | None = None,
                  config: WinClipConfig = WinClipConfig()) -> None:
-        object_name = config.object_name if object_name is None else object_name
+        config = config if object_name is None else replace(config, object_name=object_name)
         self.bundle = bundle
-        self.scorer = WindowScorer(bundle, state_embeddings(bundle.model, bundle.tokenizer, object_name), config)
+        self.scorer = WindowScorer(bundle, state_embeddings(bundle.model, bundle.tokenizer, config.object_name), config)
         self.grid = self.scorer.grid
-        self.config = {"clip": asdict(bundle.config), "winclip": asdict(config), "object_name": object_name}
+        self.config = {"clip": asdict(bundle.config), "winclip": asdict(config), "object_name": config.object_name}
 
     def predict(self, rgb: np.ndarray) -> Prediction:
         bb = self.bundle.backbone
