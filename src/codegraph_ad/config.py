@@ -11,7 +11,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from typing import Any, Literal
 
 from codegraph_ad.errors import ConfigError
-from codegraph_ad.registry import METHODS
+from codegraph_ad.registry import BACKBONES, METHODS
 
 
 def _require(ok: bool, name: str, value: Any, rule: str) -> None:
@@ -36,6 +36,10 @@ class FeatureConfig:
     batch_size: int = 8
 
     def __post_init__(self) -> None:
+        # the registry loads the built-in backbones on first use; user entries must be
+        # registered (codegraph_ad.backbones.register_backbone) before the config is built
+        _require(isinstance(self.backbone, str) and self.backbone in BACKBONES, "backbone", self.backbone,
+                 f"a registered backbone ({', '.join(BACKBONES.names())})")
         _require(self.image_size > 0, "image_size", self.image_size, "positive")
         _require(len(self.layers) > 0 and all(i >= 1 for i in self.layers), "layers", self.layers,
                  "a non-empty list of 1-based block indices")

@@ -94,4 +94,4 @@ class Registry(Generic[T]):
 
 
 BACKBONES: Registry = Registry("backbone", builtins=("codegraph_ad.backbones.registry",))
-METHODS: Registry = Registry("method", builtins=("codegraph_ad.methods",))
+METHODS: Registry = Registry("method", builtins=("codegraph_ad.methods", "codegraph_ad.methods.winclip"))

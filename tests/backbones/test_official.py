@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from codegraph_ad.backbones import BACKBONES, create_backbone
+from codegraph_ad.backbones import backbone_spec, create_backbone
 from codegraph_ad.backbones._optional import import_open_clip, import_timm
 from codegraph_ad.backbones.base import CLIP_MEAN, IMAGENET_MEAN, BackboneOutput
 from codegraph_ad.backbones.official import OpenClipBackbone, TimmViTBackbone
@@ -81,7 +81,7 @@ def test_clip_vitb16_real_size_from_openai_state_dict(tmp_path: Path) -> None:
     ],
 )
 def test_timm_families_small(tmp_path: Path, name: str, fmt: str, size: int) -> None:
-    spec = BACKBONES[name]
+    spec = backbone_spec(name)
     arch = spec.arch.split(".")[0]
     model = timm.create_model(arch, pretrained=False, num_classes=0, **TINY_VIT)
     saved = {k: v.clone() for k, v in model.state_dict().items()}
@@ -135,7 +135,7 @@ def test_timm_final_norm_and_layer_order(tmp_path: Path) -> None:
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
 def test_clip_l14_336_small_from_torchscript_archive(tmp_path: Path) -> None:
-    spec = BACKBONES["clip_vitl14_336"]
+    spec = backbone_spec("clip_vitl14_336")
     kwargs = {
         **TINY_CLIP,
         "vision_cfg": {"image_size": 336, "layers": 24, "width": 32, "head_width": 16, "patch_size": 14},

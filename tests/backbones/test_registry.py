@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from codegraph_ad.backbones import BACKBONES, Backbone, BackboneOutput, create_backbone, list_backbones
+from codegraph_ad.backbones import Backbone, BackboneOutput, backbone_spec, create_backbone, list_backbones
 from codegraph_ad.backbones.base import CLIP_MEAN, IMAGENET_MEAN
 from codegraph_ad.errors import InputError
 
@@ -26,12 +26,12 @@ def test_known_backbones() -> None:
         "clip_vitl14_336",
     ):
         assert required in names
-    for spec in BACKBONES.values():
+    for spec in map(backbone_spec, names):
         assert len(spec.default_layers) == 4 and spec.default_layers[-1] == spec.depth
         assert spec.mean == (CLIP_MEAN if spec.family == "open_clip" else IMAGENET_MEAN)
-    assert BACKBONES["dinov2_vitl14"].default_layers == (6, 12, 18, 24)
-    assert BACKBONES["clip_vitl14_336"].default_layers == (6, 12, 18, 24)
-    assert BACKBONES["dino_vitb8"].patch_size == 8 and BACKBONES["clip_vitb16"].patch_size == 16
+    assert backbone_spec("dinov2_vitl14").default_layers == (6, 12, 18, 24)
+    assert backbone_spec("clip_vitl14_336").default_layers == (6, 12, 18, 24)
+    assert backbone_spec("dino_vitb8").patch_size == 8 and backbone_spec("clip_vitb16").patch_size == 16
 
 
 def test_default_backbone_runs_offline() -> None:

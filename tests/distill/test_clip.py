@@ -14,14 +14,10 @@ import pytest
 import torch
 
 from codegraph_ad.backbones import BackboneConfigError
-from codegraph_ad.distill.config import (
-    ClipConfig,
-    PseudoMaskConfig,
-    TextModelConfig,
-    TrainConfig,
-    WinClipConfig,
-)
+from codegraph_ad.backbones.clip import ClipConfig
+from codegraph_ad.distill.config import PseudoMaskConfig, TextModelConfig, TrainConfig
 from codegraph_ad.io.images import load_image_rgb
+from codegraph_ad.methods.winclip import WinClipConfig
 
 from .conftest import TINY_ARCH
 
@@ -40,21 +36,18 @@ def clip_config(tiny_clip_checkpoint: Path) -> ClipConfig:
 
 @pytest.fixture(scope="module")
 def bundle(clip_config: ClipConfig):
-    from codegraph_ad.distill.clip.model import load_clip
+    from codegraph_ad.backbones.clip import load_clip
 
     return load_clip(clip_config)
 
 
 def test_load_clip_strict_and_default_layers(bundle, clip_config: ClipConfig, tmp_path: Path) -> None:
-    from codegraph_ad.distill.clip.model import (
-        default_layers,
-        load_clip,
-        open_clip_arch,
-    )
+    from codegraph_ad.backbones.clip import load_clip, open_clip_arch
+    from codegraph_ad.backbones.registry import evenly_spaced_layers
 
     assert bundle.backbone.layers == (1, 2, 3, 4) and bundle.backbone.grid == (8, 8)
     assert (bundle.embed_dim, bundle.vision_width, bundle.text_width) == (32, 64, 32)
-    assert default_layers(24) == (6, 12, 18, 24)
+    assert evenly_spaced_layers(24) == (6, 12, 18, 24) and evenly_spaced_layers(3) == (1, 2, 3)
     assert open_clip_arch("clip_vitl14_336") == "ViT-L-14-336"
     with pytest.raises(BackboneConfigError, match="not a CLIP"):
         open_clip_arch("dinov2_vits14")
@@ -68,7 +61,7 @@ def test_load_clip_strict_and_default_layers(bundle, clip_config: ClipConfig, tm
 
 
 def test_text_encoder_twins(bundle) -> None:
-    from codegraph_ad.distill.clip.text import (
+    from codegraph_ad.methods.clip_text import (
         encode_tokens,
         ensemble_prompts,
         state_embeddings,
@@ -89,7 +82,7 @@ def test_text_encoder_twins(bundle) -> None:
 
 
 def test_window_index_and_harmonic_mean_brute_force() -> None:
-    from codegraph_ad.distill.clip.winclip import harmonic_patch_scores, window_index
+    from codegraph_ad.methods.winclip import harmonic_patch_scores, window_index
 
     idx = window_index((3, 4), 2)
     assert idx.shape == (6, 4)

@@ -4,19 +4,19 @@
     codegraph-ad distill RUN --out head.pt       # patch head on frozen ViT tokens
     codegraph-ad predict head.pt IMAGES --out P  # one image at a time, no batch
 
-CLIP-based models (WinCLIP, APRIL-GAN-style adapter, AnomalyCLIP-style prompts) live in
-``codegraph_ad.distill.clip`` and import open_clip only when used. See docs/distill.md.
+The trainable CLIP-based models (APRIL-GAN-style adapter, AnomalyCLIP-style prompts) live in
+``codegraph_ad.distill.clip``; WinCLIP zero-shot scoring is the registered method
+``codegraph_ad.methods.winclip`` (CLIP loading: ``codegraph_ad.backbones.clip``). open_clip is
+imported only when used. See docs/distill.md.
 """
 
 from codegraph_ad.distill.config import (
-    ClipConfig,
     DistillConfig,
     HeadConfig,
     LossConfig,
     PseudoMaskConfig,
     TextModelConfig,
     TrainConfig,
-    WinClipConfig,
 )
 from codegraph_ad.distill.detector import DistilledDetector, load_detector
 from codegraph_ad.distill.distill_head import TrainingReport, train_patch_head
@@ -25,7 +25,6 @@ from codegraph_ad.distill.pseudomask import ThresholdFit, fit_threshold, pseudo_
 from codegraph_ad.distill.pseudomask_run import write_pseudomasks
 
 __all__ = [
-    "ClipConfig",
     "DistillConfig",
     "DistilledDetector",
     "HeadConfig",
@@ -36,7 +35,6 @@ __all__ = [
     "ThresholdFit",
     "TrainConfig",
     "TrainingReport",
-    "WinClipConfig",
     "fit_threshold",
     "load_detector",
     "predict_images",

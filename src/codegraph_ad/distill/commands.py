@@ -6,17 +6,17 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
+from codegraph_ad.backbones.clip import ClipConfig
 from codegraph_ad.config import FeatureConfig, config_from_dict
 from codegraph_ad.distill.config import (
-    ClipConfig,
     DistillConfig,
     HeadConfig,
     PseudoMaskConfig,
     TextModelConfig,
     TrainConfig,
-    WinClipConfig,
 )
 from codegraph_ad.errors import InputError
+from codegraph_ad.methods.winclip import WinClipConfig
 
 _PM = PseudoMaskConfig()
 _HEAD = HeadConfig()
@@ -116,8 +116,8 @@ def cmd_predict(a: argparse.Namespace) -> int:
 
 
 def cmd_winclip(a: argparse.Namespace) -> int:
+    from codegraph_ad.backbones.clip import load_clip
     from codegraph_ad.distill.clip.detector import WinClipDetector
-    from codegraph_ad.distill.clip.model import load_clip
     from codegraph_ad.distill.predict import predict_images
 
     clip = ClipConfig(arch=a.clip_arch, checkpoint=a.clip_checkpoint, image_size=a.clip_image_size)
@@ -181,7 +181,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--clip-checkpoint", required=True, help="local CLIP weights (OpenAI .pt or open_clip file)")
     p.add_argument("--clip-arch", default=ClipConfig().arch, help="open_clip model name")
     p.add_argument("--clip-image-size", type=int, default=ClipConfig().image_size)
-    p.add_argument("--object", default="object", help="noun in the prompts, e.g. 'bottle'")
+    p.add_argument("--object", default=WinClipConfig.object_name, help="noun in the prompts, e.g. 'bottle'")
     p.add_argument("--scales", default=",".join(map(str, WinClipConfig().scales)), help="window sides in patches")
     p.add_argument("--skip-bad", action="store_true")
     p.add_argument("--no-overlays", action="store_true")

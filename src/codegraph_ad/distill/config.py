@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from codegraph_ad.backbones.clip import ClipConfig
 from codegraph_ad.config import FeatureConfig
 from codegraph_ad.errors import ConfigError
 
@@ -109,37 +110,6 @@ class DistillConfig:
     features: FeatureConfig = field(default_factory=FeatureConfig)
     head: HeadConfig = field(default_factory=HeadConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-
-
-@dataclass(frozen=True)
-class ClipConfig:
-    """A CLIP model (open_clip) loaded from a local checkpoint.
-
-    arch: an open_clip model name ("ViT-L-14-336") or one of this package's backbone names
-        ("clip_vitl14_336"). quick_gelu: True for OpenAI's weights (see backbones/official.py).
-    layers: 1-based blocks whose patch tokens feed the adapters (APRIL-GAN and AnomalyCLIP use
-        4 evenly spaced blocks of ViT-L: 6/12/18/24); None takes the backbone's default four.
-    """
-
-    arch: str = "ViT-L-14-336"
-    checkpoint: str | None = None
-    image_size: int = 336
-    layers: tuple[int, ...] | None = None
-    quick_gelu: bool = True
-
-
-@dataclass(frozen=True)
-class WinClipConfig:
-    """WinCLIP zero-shot scoring: window sizes in patches, softmax temperature.
-
-    scales: side of the square windows in patches (WinCLIP: small and mid windows, 2 and 3
-        patches at ViT-B/16 240 px). Patch scores are the harmonic mean of the scores of the windows covering the patch, averaged over scales.
-    """
-
-    scales: tuple[int, ...] = (2, 3)
-    stride: int = 1
-    temperature: float = 100.0  # CLIP's logit scale
-    window_batch: int = 256  # windows per forward pass
 
 
 @dataclass(frozen=True)

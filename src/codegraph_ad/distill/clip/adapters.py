@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from codegraph_ad.distill.clip.text import encode_tokens, state_probability
+from codegraph_ad.methods.clip_text import encode_tokens, state_probability
 
 
 class AprilGanAdapter(nn.Module):

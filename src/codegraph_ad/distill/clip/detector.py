@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 import numpy as np
 import torch
 
+from codegraph_ad.backbones.clip import ClipBundle, load_clip
 from codegraph_ad.config import config_from_dict
 from codegraph_ad.distill.clip.adapters import AprilGanAdapter, PromptLearner
-from codegraph_ad.distill.clip.model import ClipBundle, load_clip
-from codegraph_ad.distill.clip.text import state_embeddings
-from codegraph_ad.distill.clip.winclip import WinClip
-from codegraph_ad.distill.config import TextModelConfig, WinClipConfig
+from codegraph_ad.distill.config import TextModelConfig
 from codegraph_ad.distill.model_file import ModelFile
 from codegraph_ad.distill.prediction import Prediction, one_torch_thread
 from codegraph_ad.features.preprocess import to_model_input
+from codegraph_ad.methods.clip_text import state_embeddings
+from codegraph_ad.methods.winclip import WinClipConfig, WindowScorer
 
 
 def build_text_model(bundle: ClipBundle, config: TextModelConfig, encode_text: bool = True) -> torch.nn.Module:
@@ -77,15 +77,18 @@ class TextDetector:
 
 
 class WinClipDetector:
-    """WinCLIP zero-shot: no training; the prompt ensemble names ``object_name``."""
+    """WinCLIP zero-shot (``methods.winclip``) one image at a time: no training; the prompt
+    ensemble names ``object_name`` (None: ``config.object_name``)."""
 
     kind = "winclip"
 
-    def __init__(self, bundle: ClipBundle, object_name: str = "object", config: WinClipConfig = WinClipConfig()) -> None:
+    def __init__(self, bundle: ClipBundle, object_name: str | None = None,
+                 config: WinClipConfig = WinClipConfig()) -> None:
+        config = config if object_name is None else replace(config, object_name=object_name)
         self.bundle = bundle
-        self.scorer = WinClip(bundle, state_embeddings(bundle.model, bundle.tokenizer, object_name), config)
+        self.scorer = WindowScorer(bundle, state_embeddings(bundle.model, bundle.tokenizer, config.object_name), config)
         self.grid = self.scorer.grid
-        self.config = {"clip": asdict(bundle.config), "winclip": asdict(config), "object_name": object_name}
+        self.config = {"clip": asdict(bundle.config), "winclip": asdict(config), "object_name": config.object_name}
 
     def predict(self, rgb: np.ndarray) -> Prediction:
         bb = self.bundle.backbone

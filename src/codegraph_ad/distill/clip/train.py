@@ -14,7 +14,7 @@ from codegraph_ad.distill.clip.detector import (
     build_text_model,
     layer_tokens,
 )
-from codegraph_ad.distill.clip.model import ClipBundle, load_clip
+from codegraph_ad.backbones.clip import ClipBundle, load_clip
 from codegraph_ad.distill.config import PseudoMaskConfig, TextModelConfig
 from codegraph_ad.distill.data import training_set
 from codegraph_ad.distill.distill_head import TrainingReport

@@ -2,7 +2,8 @@
 
 The image tower is this package's ``OpenClipBackbone`` (strict checkpoint loading, resized
 position embedding, tokens of any block); its ``model`` attribute holds the full CLIP, whose
-text tower the prompt code below reuses.
+text tower the prompt code (``methods.clip_text``) reuses. WinCLIP (``methods.winclip``) and
+the trained text models of ``distill.clip`` all load their CLIP here.
 """
 
 from __future__ import annotations
@@ -15,8 +16,24 @@ import torch
 from codegraph_ad.backbones._checks import BackboneConfigError
 from codegraph_ad.backbones._optional import import_open_clip
 from codegraph_ad.backbones.base import CLIP_MEAN, CLIP_STD
-from codegraph_ad.backbones.registry import BACKBONES
-from codegraph_ad.distill.config import ClipConfig
+from codegraph_ad.backbones.registry import backbone_spec, evenly_spaced_layers, list_backbones
+
+
+@dataclass(frozen=True)
+class ClipConfig:
+    """A CLIP model (open_clip) loaded from a local checkpoint.
+
+    arch: an open_clip model name ("ViT-L-14-336") or one of this package's backbone names
+        ("clip_vitl14_336"). quick_gelu: True for OpenAI's weights (see backbones/official.py).
+    layers: 1-based blocks whose patch tokens feed the adapters (APRIL-GAN and AnomalyCLIP use
+        4 evenly spaced blocks of ViT-L: 6/12/18/24); None takes the backbone's default four.
+    """
+
+    arch: str = "ViT-L-14-336"
+    checkpoint: str | None = None
+    image_size: int = 336
+    layers: tuple[int, ...] | None = None
+    quick_gelu: bool = True
 
 
 @dataclass
@@ -46,18 +63,12 @@ class ClipBundle:
 
 def open_clip_arch(name: str) -> str:
     """This package's backbone names (``clip_vitl14_336``) map to their open_clip config name."""
-    spec = BACKBONES.get(name)
-    if spec is not None:
+    if name in list_backbones():
+        spec = backbone_spec(name)
         if spec.family != "open_clip":
             raise BackboneConfigError(f"{name!r} is not a CLIP backbone; CLIP models need an open_clip name")
         return spec.arch
     return name
-
-
-def default_layers(depth: int) -> tuple[int, ...]:
-    """Four evenly spaced 1-based blocks (ViT-L: 6/12/18/24, as APRIL-GAN and AnomalyCLIP)."""
-    step = max(1, depth // 4)
-    return tuple(sorted({min(depth, step * k) for k in range(1, 5)}))
 
 
 def load_clip(config: ClipConfig, threads: int | None = None) -> ClipBundle:
@@ -73,7 +84,7 @@ def load_clip(config: ClipConfig, threads: int | None = None) -> ClipBundle:
         raise BackboneConfigError(f"{arch!r} has a Hugging Face text tower; only plain CLIP text towers are supported")
     if threads is not None:
         torch.set_num_threads(threads)
-    layers = config.layers or default_layers(int(model_cfg["vision_cfg"]["layers"]))
+    layers = config.layers or evenly_spaced_layers(int(model_cfg["vision_cfg"]["layers"]))
     backbone = OpenClipBackbone(arch, arch, config.image_size, tuple(layers), CLIP_MEAN, CLIP_STD,
                                 checkpoint=config.checkpoint, final_norm=True, quick_gelu=config.quick_gelu)
     return ClipBundle(backbone, open_clip.get_tokenizer(arch), config)

@@ -1,7 +1,8 @@
-"""Text side: fixed prompt ensembles (WinCLIP / APRIL-GAN) and prompts with learned context.
+"""CLIP's text side: fixed prompt ensembles (WinCLIP / APRIL-GAN) and prompts with learned context.
 
 Both end in the same pair of unit vectors ``(2, D)``: row 0 the normal state, row 1 the
-abnormal state, which the image side compares patch by patch.
+abnormal state, which the image side compares patch by patch. WinCLIP (``methods.winclip``)
+uses the fixed ensemble; the trainable text models of ``distill.clip`` use both.
 """
 
 from __future__ import annotations
