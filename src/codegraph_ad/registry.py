@@ -26,11 +26,14 @@ class Registry(Generic[T]):
 
     kind: what the entries are, for error messages ("backbone", "method").
     builtins: modules whose import registers the built-in entries.
+    first: names listed first by ``names()`` when registered (the default first of all):
+        the built-ins register in whatever order their modules happen to be imported.
     """
 
-    def __init__(self, kind: str, builtins: tuple[str, ...] = ()) -> None:
+    def __init__(self, kind: str, builtins: tuple[str, ...] = (), first: tuple[str, ...] = ()) -> None:
         self.kind = kind
         self._builtins = builtins
+        self._first = first
         self._loaded = False
         self._entries: dict[str, T] = {}
 
@@ -75,12 +78,13 @@ class Registry(Generic[T]):
         try:
             return self._entries[name]
         except (KeyError, TypeError):
-            raise ConfigError(f"unknown {self.kind} {name!r}; known: {', '.join(self._entries)}") from None
+            raise ConfigError(f"unknown {self.kind} {name!r}; known: {', '.join(self.names())}") from None
 
     def names(self) -> list[str]:
-        """Registered names in registration order (built-ins first, the default first of all)."""
+        """Registered names: the ``first`` ones (the default first of all), then registration order."""
         self._load_builtins()
-        return list(self._entries)
+        head = [n for n in self._first if n in self._entries]
+        return head + [n for n in self._entries if n not in head]
 
     def __contains__(self, name: object) -> bool:
         self._load_builtins()
@@ -93,5 +97,7 @@ class Registry(Generic[T]):
         return len(self.names())
 
 
-BACKBONES: Registry = Registry("backbone", builtins=("codegraph_ad.backbones.registry",))
-METHODS: Registry = Registry("method", builtins=("codegraph_ad.methods", "codegraph_ad.methods.winclip"))
+BACKBONES: Registry = Registry("backbone", builtins=("codegraph_ad.backbones.registry",),
+                               first=("dinov2_vits14_imgfocus",))
+METHODS: Registry = Registry("method", builtins=("codegraph_ad.methods", "codegraph_ad.methods.winclip"),
+                             first=("codegraph", "musc"))
