@@ -14,7 +14,8 @@ def make_method(config: RunConfig, progress: bool = True):
     if config.method == "codegraph":
         from codegraph_ad.methods.codegraph import CoDeGraph
 
-        return CoDeGraph(config.lnamd, config.graph, config.rscin, config.engine, progress)
+        return CoDeGraph(config.lnamd, config.graph, config.rscin, config.engine, progress,
+                         blocks=tuple(config.features.layers))
     raise ValueError(f"method must be 'codegraph' or 'musc', got {config.method!r}")
 
 

@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from codegraph_ad.config import EngineConfig, GraphConfig, LNAMDConfig, RsCINConfig
+from codegraph_ad.config import EngineConfig, GraphConfig, LNAMDConfig, RsCINConfig, graph_layer_indices
+from codegraph_ad.errors import ConfigError
 from codegraph_ad.engine.msm import msm_scores
 from codegraph_ad.engine.mutual import PairMinima, pair_minima, refine_minima
 from codegraph_ad.features.extract import FeatureSet
@@ -104,24 +105,34 @@ def compute_first_pass(features: FeatureSet, lnamd_cfg: LNAMDConfig, engine: Eng
     return FirstPass(features, tuple(lnamd_cfg.degrees), minima, allowed, budget_mb(engine))
 
 
-def graph_inputs(graph: GraphConfig, degrees: tuple[int, ...], n_layers: int) -> list[int]:
+def graph_inputs(graph: GraphConfig, degrees: tuple[int, ...], n_layers: int,
+                 blocks: tuple[int, ...] | None = None) -> list[int]:
     """The layer indices whose degree-``graph_degree`` minima feed the graph; checked before
-    the first pass is paid for, so a bad setting fails in a second, not after minutes."""
+    the first pass is paid for, so a bad setting fails in a second, not after minutes.
+
+    blocks: the 1-based block number of each extracted layer (FeatureConfig.layers), which
+    ``graph.graph_blocks`` names; needed only when graph_blocks is set.
+    """
     if graph.graph_degree not in degrees:
         raise ValueError(f"graph_degree {graph.graph_degree} is not among the LNAMD degrees {tuple(degrees)}")
-    layers = list(range(n_layers)) if graph.graph_layers is None else list(graph.graph_layers)
-    if max(layers) >= n_layers:
-        raise ValueError(f"graph_layers {graph.graph_layers} name a layer beyond the {n_layers} extracted")
-    return layers
+    if graph.graph_blocks is not None and blocks is None:
+        raise ConfigError(f"graph_blocks {graph.graph_blocks} need the block numbers of the extracted layers "
+                          "(CoDeGraph(blocks=FeatureConfig.layers))")
+    if blocks is not None and len(blocks) != n_layers:
+        raise ValueError(f"{len(blocks)} block numbers {tuple(blocks)} for {n_layers} extracted layers")
+    return graph_layer_indices(tuple(blocks) if blocks is not None else tuple(range(1, n_layers + 1)),
+                               graph.graph_blocks)
 
 
-def graph_and_rescore(first: FirstPass, graph: GraphConfig, patch_mask: np.ndarray | None = None
-                      ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
-    """Stages 1-3 on a first pass, then final scoring against the refined base set."""
+def graph_and_rescore(first: FirstPass, graph: GraphConfig, patch_mask: np.ndarray | None = None,
+                      blocks: tuple[int, ...] | None = None) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+    """Stages 1-3 on a first pass, then final scoring against the refined base set.
+
+    blocks: FeatureConfig.layers of the first pass's features (see ``graph_inputs``)."""
     from codegraph_ad.graph.diagnostics import summarize
     from codegraph_ad.graph.pipeline import run_graph_stages
 
-    layers = graph_inputs(graph, first.degrees, first.features.layers.shape[1])
+    layers = graph_inputs(graph, first.degrees, first.features.layers.shape[1], blocks)
     cache: dict[bytes, list[torch.Tensor]] = {}
 
     def score_fn(reference_images: np.ndarray, excluded: np.ndarray) -> np.ndarray:
@@ -154,13 +165,14 @@ class CoDeGraph:
     engine: EngineConfig = field(default_factory=EngineConfig)
     progress: bool = True
     patch_mask: np.ndarray | None = None  # (N, M) patches allowed in the graph stages (volumes: non-void)
+    blocks: tuple[int, ...] | None = None  # FeatureConfig.layers of the scored features (graph.graph_blocks)
 
     def score(self, features: FeatureSet) -> ScoreResult:
         n = features.n_images
         check_batch_size(n)
         m = features.layers.shape[2]
         check_run_memory(features, "codegraph", len(self.lnamd.degrees), self.engine, self.graph.k_fraction)
-        graph_inputs(self.graph, tuple(self.lnamd.degrees), features.layers.shape[1])
+        graph_inputs(self.graph, tuple(self.lnamd.degrees), features.layers.shape[1], self.blocks)
         patch = torch.zeros((n, m), dtype=torch.float32)
         excluded = torch.zeros((n, m), dtype=torch.bool)
         subsets: list[dict[str, Any]] = []
@@ -168,7 +180,7 @@ class CoDeGraph:
             idx = torch.as_tensor(part)
             first = compute_first_pass(features.subset(part), self.lnamd, self.engine, self.progress)
             mask = None if self.patch_mask is None else np.asarray(self.patch_mask)[part]
-            s, ex, diag = graph_and_rescore(first, self.graph, mask)
+            s, ex, diag = graph_and_rescore(first, self.graph, mask, self.blocks)
             patch[idx] = s.cpu()
             excluded[idx] = ex.cpu()
             diag["images"] = [int(i) for i in part]
