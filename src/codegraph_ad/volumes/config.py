@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from codegraph_ad.config import FeatureConfig, GraphConfig, LNAMDConfig, RsCINConfig, RunConfig
+from codegraph_ad.config import FeatureConfig, GraphConfig, LNAMDConfig, RsCINConfig, RunConfig, documented
 from codegraph_ad.errors import ConfigError
 
 
@@ -100,21 +100,26 @@ class VolumeConfig:
     Slices per backbone call: ``run.features.batch_size``.
     """
 
-    size: int = 224
-    crop: Literal["brain", "none"] = "brain"
-    crop_margin: int = 2
-    percentiles: tuple[float, float] = (0.5, 99.5)
-    white_level: float = 0.75
-    histogram_standardisation: bool = True
-    projection_dim: int = 128
-    projection_seed: int = 0
-    void_fraction: float = 0.5
-    void_scores: Literal["zero", "keep"] = "zero"
-    slice_stride: int = 2
-    staggered: bool = False
-    patient_min_share: float | None = None
-    patient_baseline: Literal["none", "position-median"] = "position-median"
-    run: RunConfig = field(default_factory=default_volume_run)
+    size: int = documented(
+        224, "cube side D in voxels (a multiple of the patch size); slices are fed at this size")
+    crop: Literal["brain", "none"] = documented("brain", "crop to the brain's bounding box before resampling")
+    crop_margin: int = documented(2, "voxels kept around the brain box when cropping")
+    percentiles: tuple[float, float] = documented(
+        (0.5, 99.5), "brain-voxel intensity percentiles mapped to 0 and --white-level")
+    white_level: float = documented(0.75, "where the upper percentile lands (headroom for bright lesions)")
+    histogram_standardisation: bool = documented(
+        True, "Nyul standardisation of each brain histogram to the batch landmarks")
+    projection_dim: int = documented(128, "d' per axis after the seeded projection (0: keep the backbone's C)")
+    projection_seed: int = documented(0, "seed of the token projection")
+    void_fraction: float = documented(0.5, "cubes with less brain than this are kept out of the graph stages")
+    void_scores: Literal["zero", "keep"] = documented("zero", "zero the scores of void cubes, or keep them")
+    slice_stride: int = documented(2, "feed every s-th slice of each group of p to the model (1: all slices)")
+    staggered: bool = documented(False, "add the token grid shifted by half a cube (finer maps, ~4x scoring time)")
+    patient_min_share: float | None = documented(
+        None, "patient score = max over cubes with at least this brain share (none: every solid cube)")
+    patient_baseline: Literal["none", "position-median"] = documented(
+        "position-median", "patient score: excess over the batch median at the same cube position, or the max (none)")
+    run: RunConfig = documented(default_volume_run, "the 2D run configuration the token scoring reads", factory=True)
 
     def __post_init__(self) -> None:
         if self.projection_dim < 0:
