@@ -84,17 +84,25 @@ def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def walk_fields(root: type, path: tuple[str, ...] = (), prefix: str = "") -> Iterator[ConfigOption]:
-    """Every leaf field of the dataclass tree under ``root``, depth first, in declaration order."""
+def walk_fields(root: type, path: tuple[str, ...] = (), prefix: str = "",
+                prefixes: dict[type, str] | None = None,
+                aliases: dict[tuple[type, str], tuple[str, ...]] | None = None) -> Iterator[ConfigOption]:
+    """Every leaf field of the dataclass tree under ``root``, depth first, in declaration order.
+
+    prefixes / aliases: added to SECTION_PREFIX / ALIASES for the config trees of other
+    areas (volumes), which this bottom module cannot import.
+    """
+    prefixes = {**SECTION_PREFIX, **(prefixes or {})}
+    aliases = {**ALIASES, **(aliases or {})}
     hints = _hints(root)
     for f in fields(root):
         hint = hints[f.name]
         if isinstance(hint, type) and is_dataclass(hint):
-            sub = SECTION_PREFIX.get(hint)
-            yield from walk_fields(hint, (*path, f.name), f"{prefix}{sub}-" if sub else prefix)
+            sub = prefixes.get(hint)
+            yield from walk_fields(hint, (*path, f.name), f"{prefix}{sub}-" if sub else prefix, prefixes, aliases)
             continue
         primary = "--" + prefix + f.name.replace("_", "-")
-        yield ConfigOption((*path, f.name), root, f, hint, (primary, *ALIASES.get((root, f.name), ())))
+        yield ConfigOption((*path, f.name), root, f, hint, (primary, *aliases.get((root, f.name), ())))
 
 
 def _find_run_path(root: type, path: tuple[str, ...] = ()) -> tuple[str, ...] | None:
@@ -163,32 +171,37 @@ class _RegistryChoices:
 
     Reading the names imports the built-in backbones and methods (torch), so it is put off
     until an option is used or help is printed. While the registry is empty (its entries not
-    registered yet), every name passes here and the registry's own lookup reports a bad one.
+    registered yet), the field's Literal values stand in, and without those every name
+    passes here and the registry's own lookup reports a bad one.
     """
 
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Registry, fallback: tuple[str, ...] = ()) -> None:
         self.registry = registry
+        self.fallback = fallback
+
+    def names(self) -> list[str]:
+        return self.registry.names() or list(self.fallback)
 
     def __contains__(self, value: object) -> bool:
-        names = self.registry.names()
+        names = self.names()
         return not names or value in names
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self.registry.names())
+        return iter(self.names())
 
 
 class _RegistryHelp(str):
     """Help text that lists the registry's names when argparse formats it (help only)."""
 
-    registry: Registry
+    choices: _RegistryChoices
 
-    def __new__(cls, text: str, registry: Registry) -> "_RegistryHelp":
+    def __new__(cls, text: str, choices: _RegistryChoices) -> "_RegistryHelp":
         obj = super().__new__(cls, text)
-        obj.registry = registry
+        obj.choices = choices
         return obj
 
     def __mod__(self, params: Any) -> str:
-        names = self.registry.names()
+        names = self.choices.names()
         return str.__mod__(self, params) + (f"; one of: {', '.join(names)}" if names else "")
 
 
@@ -196,7 +209,7 @@ def _format_default(value: Any) -> str:
     if value is None:
         return "none"
     if isinstance(value, tuple):
-        return ",".join(map(str, value))
+        return ",".join(map(str, value)) if value else "empty"
     return str(value)
 
 
@@ -206,7 +219,24 @@ def _lookup(obj: Any, path: tuple[str, ...]) -> Any:
     return obj
 
 
-def _add_option(group: argparse._ActionsContainer, opt: ConfigOption, defaults: Any) -> None:
+class _TokenList(argparse.Action):
+    """A tuple option given as one comma list or as several tokens; repeats extend a
+    variable-length tuple (``--source a --source b``)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):  # noqa: ANN001 - argparse's signature
+        try:
+            value = self.parse(",".join(values))
+        except argparse.ArgumentTypeError as exc:
+            raise argparse.ArgumentError(self, str(exc)) from None
+        inner, _ = _split_optional(self.hint)
+        earlier = getattr(namespace, self.dest, None)
+        if earlier is not None and typing.get_args(inner)[-1] is Ellipsis:
+            value = (*earlier, *value)
+        setattr(namespace, self.dest, value)
+
+
+def _add_option(group: argparse._ActionsContainer, opt: ConfigOption, defaults: Any,
+                token_lists: bool = False) -> None:
     text = opt.field.metadata.get("help")
     if not text:
         raise TypeError(f"{opt.owner.__name__}.{opt.field.name} has no help (config.documented)")
@@ -220,11 +250,19 @@ def _add_option(group: argparse._ActionsContainer, opt: ConfigOption, defaults: 
     kwargs["type"] = value_parser(opt.hint, opt.flags[0])
     registry = REGISTRY_CHOICES.get((opt.owner, opt.field.name))
     if registry is not None:
-        kwargs.update(choices=_RegistryChoices(registry), metavar="NAME", help=_RegistryHelp(help_text, registry))
+        literal = typing.get_args(inner) if typing.get_origin(inner) is Literal else ()
+        choices = _RegistryChoices(registry, literal)
+        kwargs.update(choices=choices, metavar="NAME", help=_RegistryHelp(help_text, choices))
     elif typing.get_origin(inner) is Literal:
         kwargs["choices"] = list(typing.get_args(inner))
     else:
         kwargs["metavar"] = _metavar(inner) + ("|none" if inner is not opt.hint else "")
+    if token_lists and typing.get_origin(inner) is tuple:
+        parse = kwargs.pop("type")  # applied to the joined tokens, not to each token (argparse would)
+        kwargs["metavar"] = _metavar(typing.get_args(inner)[0])
+        action = group.add_argument(*opt.flags, nargs="+", action=_TokenList, **kwargs)
+        action.parse, action.hint = parse, opt.hint  # type: ignore[attr-defined]
+        return
     group.add_argument(*opt.flags, **kwargs)
 
 
@@ -237,13 +275,19 @@ def _metavar(inner: Any) -> str:
 
 
 def add_config_options(parser: argparse.ArgumentParser, root: type = RunConfig, defaults: Any = None,
-                       skip: tuple[str, ...] = ()) -> ConfigSpec:
+                       skip: tuple[str, ...] = (), prefixes: dict[type, str] | None = None,
+                       aliases: dict[tuple[type, str], tuple[str, ...]] | None = None,
+                       token_lists: bool = False) -> ConfigSpec:
     """One option per leaf field of ``root`` (defaults shown from ``defaults``), plus --config.
 
     skip: dotted field paths that get no option (a command that sets them itself).
+    prefixes / aliases: see ``walk_fields``.
+    token_lists: tuple fields also take space-separated values (``--range 8 30``), and a
+        repeated ``--x a --x b`` extends a variable-length one; only for commands without
+        positional arguments, which such an option would swallow.
     """
     defaults = defaults if defaults is not None else root()
-    options = tuple(o for o in walk_fields(root) if o.dest not in skip)
+    options = tuple(o for o in walk_fields(root, prefixes=prefixes, aliases=aliases) if o.dest not in skip)
     seen: dict[str, str] = {}
     for o in options:
         for flag in o.flags:
@@ -254,9 +298,9 @@ def add_config_options(parser: argparse.ArgumentParser, root: type = RunConfig, 
     parser.add_argument("--config", type=Path, default=None, metavar="FILE",
                         help="JSON configuration: config_to_dict output, or a run folder's run.json or scores.json "
                              "(its \"config\"); options given here override it")
-    group = parser.add_argument_group("configuration", "every field of the run configuration")
+    group = parser.add_argument_group("configuration", f"every field of {root.__name__} (codegraph_ad.options)")
     for o in options:
-        _add_option(group, o, defaults)
+        _add_option(group, o, defaults, token_lists)
     if run_path is not None:
         group.add_argument("--q", type=float, default=argparse.SUPPRESS, dest="_q", metavar="X",
                            help="MSM share q of the chosen method: --msm-q for musc, --final-q for codegraph")

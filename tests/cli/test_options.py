@@ -9,11 +9,12 @@ from dataclasses import fields, is_dataclass
 
 import pytest
 
+from codegraph_ad.cli import build_parser
 from codegraph_ad.config import RunConfig, config_to_dict
 from codegraph_ad.errors import ConfigError
 from codegraph_ad.options import add_run_options, config_from_args, walk_fields
 from codegraph_ad.registry import BACKBONES
-from codegraph_ad.volumes.config import VolumeConfig
+from codegraph_ad.volumes.config import CohortConfig, LesionConfig, VolumeConfig
 
 # Fields whose generic non-default value (below) would be invalid or meaningless.
 SPECIAL = {
@@ -21,6 +22,7 @@ SPECIAL = {
     "graph.graph_degree": 3,  # must be one of the LNAMD degrees
     "features.checkpoint": "weights.pt",
     "percentiles": (1.0, 99.0),
+    "sources": ("a.nii.gz", "b.nii.gz"),
 }
 
 
@@ -51,6 +53,8 @@ def _other_value(dotted: str, hint, default):
     if typing.get_origin(inner) is typing.Literal:
         return next(c for c in typing.get_args(inner) if c != default)
     if typing.get_origin(inner) is tuple:
+        if typing.get_args(inner)[-1] is not Ellipsis:  # fixed length (ranges): equal ends
+            return (default[0],) * len(default)
         return default[:-1] if len(default) > 1 else (*default, default[-1] + 2)
     if inner is float:
         return 0.5 if default is None else default / 2
@@ -86,31 +90,53 @@ def _flat(d, prefix=""):
     return out
 
 
-@pytest.mark.parametrize("root", [RunConfig, VolumeConfig])
+def _command(root):
+    """(parser, argv before the options, extra walk_fields arguments) of the command of ``root``."""
+    if root is CohortConfig:
+        from codegraph_ad.volumes.cli import _COHORT_ALIASES
+
+        return build_parser(), ["make-cohort"], {"prefixes": {LesionConfig: "lesion"}, "aliases": _COHORT_ALIASES}
+    return _parser(root, root()), [], {}
+
+
+@pytest.mark.parametrize("root", [RunConfig, VolumeConfig, CohortConfig])
 def test_every_field_has_an_option_that_sets_it(root):
     defaults = root()
-    options = {o.dest: o for o in walk_fields(root)}
+    parser, command, extra = _command(root)
+    options = {o.dest: o for o in walk_fields(root, **extra)}
     leaves = list(_leaves(root))
     assert sorted(options) == sorted(".".join(p) for p, _, _ in leaves)
-    parser = _parser(root, defaults)
     base = _flat(config_to_dict(defaults))
     for path, f, hint in leaves:
         dotted = ".".join(path)
         value = _other_value(dotted, hint, _get(defaults, path))
         assert value != _get(defaults, path), dotted
         for flag in options[dotted].flags:  # the generated name and every alias
-            config = config_from_args(parser.parse_args(["--out", "o", *_argv(flag, value)]))
+            config = config_from_args(parser.parse_args([*command, "--out", "o", *_argv(flag, value)]))
             assert _get(config, path) == value, (flag, value)
             changed = {k for k, v in _flat(config_to_dict(config)).items() if base[k] != v}
             assert changed == {dotted}, (flag, changed)
 
 
-@pytest.mark.parametrize("root", [RunConfig, VolumeConfig])
+def test_make_cohort_keeps_its_space_separated_ranges_and_repeated_sources():
+    a = build_parser().parse_args(["make-cohort", "--out", "o", "--source", "a.nii", "--source", "b.nii",
+                                   "--lesion-diameter-mm", "12", "12", "--lesion-contrast", "0.2,0.3"])
+    c = config_from_args(a)
+    assert c.sources == ("a.nii", "b.nii") and c.lesion.diameter_mm == (12.0, 12.0)
+    assert c.lesion.contrast == (0.2, 0.3)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["make-cohort", "--out", "o", "--lesion-contrast", "0.2", "0.3", "0.4"])
+
+
+@pytest.mark.parametrize("root", [RunConfig, VolumeConfig, CohortConfig])
 def test_every_field_has_help(root):
-    text = _parser(root).format_help()
+    parser, command, extra = _command(root)
+    if command:
+        parser = parser._subparsers._group_actions[0].choices[command[0]]
+    text = parser.format_help()
     for path, f, _ in _leaves(root):
         assert f.metadata.get("help", "").strip(), ".".join(path)
-    for o in walk_fields(root):
+    for o in walk_fields(root, **extra):
         assert o.flags[0] in text
 
 
@@ -192,3 +218,20 @@ def test_volume_config_file_keeps_volume_defaults(tmp_path):
     c = config_from_args(_parser(VolumeConfig, VolumeConfig()).parse_args(["--out", "o", "--config", str(path)]))
     assert c.size == 112 and c.run.graph.kappa == 2.0
     assert c.run.graph.alpha == VolumeConfig().run.graph.alpha and c.run.lnamd.degrees == (1,)
+
+
+def test_method_choices_come_from_the_registry():
+    from codegraph_ad.registry import METHODS
+
+    p = _parser()
+    with pytest.raises(SystemExit):
+        p.parse_args(["--out", "o", "--method", "my_plugin_method"])
+    METHODS.register("my_plugin_method", object)
+    try:
+        assert config_from_args(p.parse_args(["--out", "o", "--method", "my_plugin_method"])).method == \
+            "my_plugin_method"
+        assert "my_plugin_method" in p.format_help()
+        with pytest.raises(ConfigError, match="--msm-q or --final-q"):
+            config_from_args(p.parse_args(["--out", "o", "--method", "my_plugin_method", "--q", "0.2"]))
+    finally:
+        METHODS.unregister("my_plugin_method")

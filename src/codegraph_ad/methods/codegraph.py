@@ -115,13 +115,14 @@ def graph_inputs(graph: GraphConfig, degrees: tuple[int, ...], n_layers: int,
     """
     if graph.graph_degree not in degrees:
         raise ValueError(f"graph_degree {graph.graph_degree} is not among the LNAMD degrees {tuple(degrees)}")
-    if graph.graph_blocks is not None and blocks is None:
+    if graph.graph_blocks is None:
+        return list(range(n_layers))
+    if blocks is None:
         raise ConfigError(f"graph_blocks {graph.graph_blocks} need the block numbers of the extracted layers "
                           "(CoDeGraph(blocks=FeatureConfig.layers))")
-    if blocks is not None and len(blocks) != n_layers:
+    if len(blocks) != n_layers:
         raise ValueError(f"{len(blocks)} block numbers {tuple(blocks)} for {n_layers} extracted layers")
-    return graph_layer_indices(tuple(blocks) if blocks is not None else tuple(range(1, n_layers + 1)),
-                               graph.graph_blocks)
+    return graph_layer_indices(tuple(blocks), graph.graph_blocks)
 
 
 def graph_and_rescore(first: FirstPass, graph: GraphConfig, patch_mask: np.ndarray | None = None,

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 from pathlib import Path
 
-from codegraph_ad.options import add_run_options, config_from_args
+from codegraph_ad.errors import InputError
+from codegraph_ad.options import add_config_options, add_run_options, config_from_args
 from codegraph_ad.report.console import print_repeated_defects, print_score_rows
-from codegraph_ad.volumes.config import CohortConfig, VolumeConfig
+from codegraph_ad.volumes.config import CohortConfig, LesionConfig, VolumeConfig
 
 _VOL = VolumeConfig()
 _COHORT = CohortConfig()
+# The names make-cohort had before its options were generated.
+_COHORT_ALIASES = {(CohortConfig, "sources"): ("--source",), (CohortConfig, "n_healthy"): ("--healthy",),
+                   (CohortConfig, "n_random"): ("--random",), (CohortConfig, "n_consistent"): ("--consistent",)}
 
 
 def add_volume_options(p: argparse.ArgumentParser) -> None:
@@ -60,9 +63,9 @@ def cmd_evaluate_volumes(a: argparse.Namespace) -> int:
 def cmd_make_cohort(a: argparse.Namespace) -> int:
     from codegraph_ad.volumes.cohort import build_cohort
 
-    lesion = replace(_COHORT.lesion, diameter_mm=tuple(a.lesion_diameter_mm), contrast=tuple(a.lesion_contrast))
-    cfg = replace(_COHORT, sources=tuple(str(s) for s in a.source), n_healthy=a.healthy, n_random=a.random,
-                  n_consistent=a.consistent, voxel_mm=a.voxel_mm, seed=a.seed, lesion=lesion)
+    cfg = config_from_args(a)
+    if not cfg.sources:
+        raise InputError("make-cohort needs at least one --source (a healthy, skull-stripped NIfTI volume)")
     manifest = build_cohort(a.out, cfg, overwrite=a.overwrite, progress=not a.quiet)
     print(f"cohort of {cfg.n_healthy + cfg.n_random + cfg.n_consistent} volumes written to {a.out} ({manifest.name})")
     return 0
@@ -83,19 +86,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("make-cohort", help="build a synthetic lesion cohort from healthy skull-stripped volumes")
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--source", type=Path, action="append", required=True,
-                   help="healthy, skull-stripped NIfTI volume (repeat for several)")
-    p.add_argument("--healthy", type=int, default=_COHORT.n_healthy)
-    p.add_argument("--random", type=int, default=_COHORT.n_random, help="subjects with one random lesion")
-    p.add_argument("--consistent", type=int, default=_COHORT.n_consistent,
-                   help="subjects with the repeated lesion type")
-    p.add_argument("--lesion-diameter-mm", type=float, nargs=2, metavar=("MIN", "MAX"),
-                   default=_COHORT.lesion.diameter_mm, help="largest diameter of the random lesions (equal ends fix it)")
-    p.add_argument("--lesion-contrast", type=float, nargs=2, metavar=("MIN", "MAX"),
-                   default=_COHORT.lesion.contrast,
-                   help="|intensity change| of the random lesions, fraction of the local tissue intensity")
-    p.add_argument("--voxel-mm", type=float, default=_COHORT.voxel_mm)
-    p.add_argument("--seed", type=int, default=_COHORT.seed)
+    # Every CohortConfig field; ranges and --source take space-separated values as before.
+    add_config_options(p, CohortConfig, _COHORT, prefixes={LesionConfig: "lesion"}, aliases=_COHORT_ALIASES,
+                       token_lists=True)
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_make_cohort)

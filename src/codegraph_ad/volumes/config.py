@@ -6,7 +6,7 @@ read the ordinary ``RunConfig`` (held in ``VolumeConfig.run``), unchanged from 2
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from codegraph_ad.config import FeatureConfig, GraphConfig, LNAMDConfig, RsCINConfig, RunConfig, documented
@@ -142,12 +142,16 @@ class LesionConfig:
         inside the lesion (fraction of the local intensity). edge_mm: width of the soft edge.
     """
 
-    diameter_mm: tuple[float, float] = (8.0, 30.0)
-    axis_ratio: tuple[float, float] = (0.6, 1.0)
-    contrast: tuple[float, float] = (0.15, 0.40)
-    irregularity: float = 0.25
-    texture: float = 0.08
-    edge_mm: float = 2.0
+    diameter_mm: tuple[float, float] = documented(
+        (8.0, 30.0), "range of the random lesions' largest diameter in mm (equal ends fix it)")
+    axis_ratio: tuple[float, float] = documented(
+        (0.6, 1.0), "range of the other two axes as a share of the largest")
+    contrast: tuple[float, float] = documented(
+        (0.15, 0.40), "range of the |intensity change|, a fraction of the local tissue intensity")
+    irregularity: float = documented(0.25, "boundary noise amplitude, in units of the normalised radius")
+    texture: float = documented(
+        0.08, "texture noise amplitude inside the lesion (fraction of the local intensity)")
+    edge_mm: float = documented(2.0, "width of the soft lesion edge in mm")
 
     def __post_init__(self) -> None:
         # a range with equal ends fixes the value (how a sensitivity study sets one size or contrast)
@@ -181,21 +185,24 @@ class CohortConfig:
     consistent_jitter: relative jitter of the repeated lesion's size, contrast and place.
     """
 
-    sources: tuple[str, ...] = ()
-    voxel_mm: float = 1.5
-    n_healthy: int = 22
-    n_random: int = 5
-    n_consistent: int = 5
-    deformation_mm: float = 8.0
-    smoothness_mm: float = 20.0
-    rotation_deg: float = 2.0
-    scale: tuple[float, float] = (0.97, 1.03)
-    gamma: tuple[float, float] = (0.85, 1.18)
-    bias: float = 0.04
-    noise: float = 0.015
-    lesion: LesionConfig = field(default_factory=LesionConfig)
-    consistent_diameter_mm: float = 22.0
-    consistent_contrast: float = 0.30
-    consistent_place: tuple[float, float, float] = (0.32, 0.55, 0.62)
-    consistent_jitter: float = 0.08
-    seed: int = 0
+    sources: tuple[str, ...] = documented(
+        (), "healthy, skull-stripped NIfTI volumes to derive subjects from (repeat --source)")
+    voxel_mm: float = documented(1.5, "isotropic spacing of the written volumes in mm")
+    n_healthy: int = documented(22, "subjects without lesion")
+    n_random: int = documented(5, "subjects with one random lesion")
+    n_consistent: int = documented(5, "subjects with the repeated lesion type")
+    deformation_mm: float = documented(8.0, "peak amplitude of the smooth random displacement field in mm")
+    smoothness_mm: float = documented(20.0, "correlation length of that field in mm")
+    rotation_deg: float = documented(2.0, "largest random rotation in degrees")
+    scale: tuple[float, float] = documented((0.97, 1.03), "range of the random scale")
+    gamma: tuple[float, float] = documented((0.85, 1.18), "range of the intensity gamma exponent")
+    bias: float = documented(0.04, "amplitude of the smooth multiplicative bias field")
+    noise: float = documented(0.015, "Gaussian noise, a fraction of the brain's 99th percentile")
+    lesion: LesionConfig = documented(LesionConfig, "the random lesions", factory=True)
+    consistent_diameter_mm: float = documented(22.0, "largest diameter of the repeated lesion type in mm")
+    consistent_contrast: float = documented(0.30, "intensity change of the repeated lesion type")
+    consistent_place: tuple[float, float, float] = documented(
+        (0.32, 0.55, 0.62), "place of the repeated lesion in the unit cube of the brain's box")
+    consistent_jitter: float = documented(
+        0.08, "relative jitter of the repeated lesion's size, contrast and place")
+    seed: int = documented(0, "seed of every random draw of the cohort")
