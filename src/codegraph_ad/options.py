@@ -416,7 +416,8 @@ def _run_extras(a: argparse.Namespace, base_run: RunConfig, given: dict[tuple[st
     if "_q" in values:
         target = _share_q_path(given.get(("method",), base_run.method))
         if target in given and given[target] != values["_q"]:
-            raise ConfigError(f"--q {values['_q']} and --{'-'.join(target)} {given[target]} disagree; give one")
+            flag = "--msm-q" if target == ("msm", "q") else "--final-q"
+            raise ConfigError(f"--q {values['_q']} and {flag} {given[target]} disagree; give one")
         extra[target] = values["_q"]
     if "_graph_layers" in values:
         warnings.warn("--graph-layers (0-based indices into --layers) is deprecated; use --graph-blocks "

@@ -171,7 +171,7 @@ def test_q_follows_the_method_and_both_fields_are_explicit():
     assert cg.graph.final_q == 0.1 and cg.msm.q == RunConfig().msm.q
     both = config_from_args(p.parse_args(["--out", "o", "--msm-q", "0.2", "--final-q", "0.1"]))
     assert (both.msm.q, both.graph.final_q) == (0.2, 0.1)
-    with pytest.raises(ConfigError, match="disagree"):
+    with pytest.raises(ConfigError, match="--final-q 0.1 disagree"):
         config_from_args(p.parse_args(["--out", "o", "--q", "0.2", "--final-q", "0.1"]))
 
 
