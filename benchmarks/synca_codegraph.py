@@ -45,6 +45,7 @@ from codegraph_ad.methods.codegraph import compute_first_pass, graph_and_rescore
 WORK = Path.home() / ".cache" / "codegraph-ad" / "bench"
 SOURCE = "broken_large/000"
 N_COPIES = 12
+BLOCKS = FeatureConfig().layers  # the blocks every batch here extracts (graph_blocks names them)
 
 
 def summarize_metrics(m: dict) -> dict:
@@ -100,7 +101,7 @@ def run_methods(batch: Batch, graph: GraphConfig) -> dict:
     for q in (0.3, 0.1):
         res[f"musc_q{q}"] = batch.evaluate(batch.first.scores(q), None)
     t0 = time.perf_counter()
-    patch, excluded, diag = graph_and_rescore(batch.first, graph)
+    patch, excluded, diag = graph_and_rescore(batch.first, graph, blocks=BLOCKS)
     res["codegraph"] = batch.evaluate(patch, excluded.numpy())
     res["codegraph"]["graph_s"] = round(time.perf_counter() - t0, 2)
     outliers = [c for c in diag["communities"] if c["outlier"]]
@@ -120,7 +121,7 @@ def main() -> None:
     ap.add_argument("--only-sweep", action="store_true", help="skip the main comparison")
     ap.add_argument("--sweep-params", default="", help="comma-separated subset of the sweep's parameters")
     ap.add_argument("--graph", default="{}",
-                    help='GraphConfig fields to change, as JSON, e.g. \'{"graph_layers": [2], "graph_degree": 3}\'; '
+                    help='GraphConfig fields to change, as JSON, e.g. \'{"graph_blocks": [9], "graph_degree": 3}\'; '
                          "the main comparison then goes to synca_codegraph_<size>_<--tag>.json")
     ap.add_argument("--tag", default="")
     a = ap.parse_args()
@@ -168,7 +169,7 @@ def main() -> None:
 
 SWEEP_GRID = {"alpha": [0.5, 0.25, 1.0], "kappa": [5.0, 1.5], "dependency_percentile": [99.9, 99.99, 95.0],
               "target_coverage": [0.9, 0.99, 0.8], "k_fraction": [0.5, 0.7], "graph_degree": [3, 5],
-              "graph_layers": [(2,), (1, 2)]}
+              "graph_blocks": [(9,), (6, 9)]}
 
 
 def sweep(base: GraphConfig, clean: Batch, synca: Batch, size: int, params: list[str] | None = None,
@@ -188,7 +189,7 @@ def sweep(base: GraphConfig, clean: Batch, synca: Batch, size: int, params: list
             g = replace(base, **{name: v})
             row = {"param": name, "value": v}
             for b in (clean, synca):
-                patch, excluded, diag = graph_and_rescore(b.first, g)
+                patch, excluded, diag = graph_and_rescore(b.first, g, blocks=BLOCKS)
                 r = b.evaluate(patch, excluded.numpy())
                 row[b.name] = {"pixel": r["all"]["pixel"], "image_auroc": r["all"]["image"]["auroc"],
                                "group_pixel": r.get("group", {}).get("pixel"),

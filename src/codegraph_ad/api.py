@@ -238,12 +238,15 @@ def detect(
     backbone=None,
     cache: bool | None = None,
     cache_dir: str | Path | None = None,
+    root: str | Path | None = None,
 ) -> RunResult:
     """Score every image of a folder (recursive) or of a list of files as one batch.
 
     cache / cache_dir: the per-image feature cache (None: on unless ``backbone`` is
     given; the folder defaults to ``$CODEGRAPH_AD_CACHE/features`` or
     ``~/.cache/codegraph-ad/features``). Reruns extract only images not seen before.
+    root: for a list of files, the folder the output names are relative to (default: the
+    bare file names); replaying a run from its run.json needs it to name the images alike.
     """
     if isinstance(inputs, (str, Path)):
         root = Path(inputs)
@@ -252,7 +255,7 @@ def detect(
             raise InputError(f"{root}: no image files found (looked for .png .jpg .jpeg .bmp .tif .tiff .webp)")
     else:
         paths = [Path(p) for p in inputs]
-        root = None
+        root = Path(root) if root is not None else None
     return _run(paths, root, out_dir, config, overwrite, on_error, progress, overlays, backbone,
                 cache=cache, cache_dir=cache_dir)
 

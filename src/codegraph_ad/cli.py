@@ -5,15 +5,15 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 import warnings
-from dataclasses import replace
 from pathlib import Path
 
-from codegraph_ad.config import EngineConfig, FeatureConfig, GraphConfig, MSMConfig, RsCINConfig, RunConfig
-from codegraph_ad.errors import CodegraphError
+from codegraph_ad.errors import CodegraphError, InputError
+from codegraph_ad.options import add_run_options, config_from_args, read_json_file
+from codegraph_ad.report.console import format_metrics_table, print_repeated_defects, print_score_rows
 
-_DEFAULTS = RunConfig()
 # Each area of the package adds its own subcommands through ``register(subparsers)``;
 # their functions take the parsed namespace and return an exit code.
 _COMMAND_MODULES: tuple[str, ...] = ("codegraph_ad.report.cli", "codegraph_ad.analysis.cli", "codegraph_ad.datasets.cli",
@@ -21,115 +21,42 @@ _COMMAND_MODULES: tuple[str, ...] = ("codegraph_ad.report.cli", "codegraph_ad.an
                                      "codegraph_ad.distill.commands")
 
 
-def add_run_options(p: argparse.ArgumentParser) -> None:
-    """Options shared by every command that scores a batch."""
-    f, e, g = _DEFAULTS.features, _DEFAULTS.engine, _DEFAULTS.graph
-    p.add_argument("--out", required=True, type=Path, help="output folder")
-    p.add_argument("--method", choices=["codegraph", "musc"], default=_DEFAULTS.method)
-    p.add_argument("--backbone", default=f.backbone, help="backbone name (see `codegraph-ad backbones`)")
-    p.add_argument("--checkpoint", default=None, help="local weights file for official backbones")
-    p.add_argument("--image-size", type=int, default=f.image_size, help="square input side, multiple of the patch size")
-    p.add_argument("--layers", default=",".join(map(str, f.layers)), help="1-based blocks, comma separated")
-    p.add_argument("--final-norm", action="store_true", help="apply the final LayerNorm to block tokens")
-    p.add_argument("--q", type=float, default=None, help="MSM share q (default 0.3, for musc and for codegraph's final scoring; the thesis used 0.1 for codegraph)")
-    p.add_argument("--rscin", action="store_true",
-                   help="re-weight image scores by [CLS] similarity (RsCIN, k = 1,2,3); off by default")
-    p.add_argument("--precision", choices=["fp32", "bf16", "int8", "fast"], default=e.precision,
-                   help="block-product precision; fast times fp32, bf16 and int8 on this CPU and keeps the fastest (int8 keeps distances to about 1e-3)")
-    p.add_argument("--memory-mb", type=int, default=e.memory_budget_mb,
-                   help="memory budget for scoring in MB (default: 70%% of physical memory)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
-    p.add_argument("--subsets", type=int, default=e.subsets, help="subset division s")
-    p.add_argument("--screening", type=float, default=e.screening_percent, help="[CLS] screening p in percent")
-    p.add_argument("--seed", type=int, default=e.seed)
-    p.add_argument("--batch-size", type=int, default=f.batch_size, help="images per backbone call")
-    p.add_argument("--no-overlays", action="store_true", help="skip heatmap overlay PNGs")
-    p.add_argument("--overwrite", action="store_true", help="replace the results of an earlier run in --out")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--no-cache", action="store_true", help="do not read or write the per-image feature cache")
-    p.add_argument("--cache-dir", type=Path, default=None,
-                   help="feature cache folder (default: $CODEGRAPH_AD_CACHE/features or ~/.cache/codegraph-ad/features)")
-    p.add_argument("--k-fraction", type=float, default=g.k_fraction)
-    p.add_argument("--alpha", type=float, default=g.alpha)
-    p.add_argument("--coverage", type=float, default=g.target_coverage)
-    p.add_argument("--kappa", type=float, default=g.kappa)
-    p.add_argument("--min-community-size", type=int, default=g.min_community_size,
-                   help="smallest community that enters the Tukey quartiles and may be flagged")
-    p.add_argument("--dependency-percentile", type=float, default=g.dependency_percentile)
-    p.add_argument("--community-density", choices=["per_pair", "per_member"], default=g.community_density,
-                   help="community density: internal weight per image pair (SPEC) or per member")
-    p.add_argument("--resolution-percentile", type=float, default=g.resolution_percentile,
-                   help="CPM resolution = this percentile of the positive edge weights")
-    p.add_argument("--joint-filtering", action=argparse.BooleanOptionalAction, default=g.joint_filtering,
-                   help="judge all outlier communities at once (a repeated group split by Leiden stays "
-                        "filterable) instead of one by one")
-    p.add_argument("--graph-degree", type=int, default=g.graph_degree,
-                   help="LNAMD degree r whose minima feed the graph (one of the run's degrees)")
-    p.add_argument("--graph-layers", default=None,
-                   help="comma-separated 0-based indices of --layers whose minima feed the graph "
-                        "(default: all, averaged; docs/codegraph.md)")
+def replay_inputs(manifest: dict, source: Path) -> tuple[list[Path], Path | None]:
+    """The inputs of a finished run: its manifest's paths, and the root folder that names
+    them as the run did (the paths' common parent or one of its ancestors, else none)."""
+    from codegraph_ad.io.batch import unique_names
 
-
-def _int_tuple(text: str | None) -> tuple[int, ...] | None:
-    return None if text is None else tuple(int(x) for x in str(text).split(",") if x.strip())
-
-
-def config_from_args(a: argparse.Namespace) -> RunConfig:
-    layers = _int_tuple(a.layers)
-    features = FeatureConfig(a.backbone, a.image_size, layers, a.final_norm, a.checkpoint, a.batch_size)
-    engine = EngineConfig(a.precision, a.memory_mb, a.threads, a.subsets, a.screening, a.seed)
-    msm = MSMConfig(q=a.q) if (a.q is not None and a.method == "musc") else MSMConfig()
-    graph = GraphConfig(k_fraction=a.k_fraction, alpha=a.alpha, target_coverage=a.coverage, kappa=a.kappa,
-                        min_community_size=a.min_community_size, dependency_percentile=a.dependency_percentile,
-                        graph_degree=a.graph_degree, graph_layers=_int_tuple(a.graph_layers),
-                        community_density=a.community_density, resolution_percentile=a.resolution_percentile,
-                        joint_filtering=a.joint_filtering)
-    if a.q is not None and a.method == "codegraph":
-        graph = replace(graph, final_q=a.q)
-    rscin = RsCINConfig(enabled=a.rscin)
-    return RunConfig(a.method, features, _DEFAULTS.lnamd, msm, rscin, engine, graph)
-
-
-def print_score_rows(rows: list[dict], item: str = "image", limit: int = 20) -> None:
-    """The highest-scoring rows first, as every scoring command prints them."""
-    rows = sorted(rows, key=lambda r: -r["score"])
-    print(f"{'score':>10}  {item}")
-    for r in rows[:limit]:
-        print(f"{r['score']:10.4f}  {r['name']}")
-    if len(rows) > limit:
-        print(f"... {len(rows) - limit} more in scores.csv")
-
-
-def print_repeated_defects(diagnostics: dict | None, names: list[str], item: str = "image",
-                           unit: str = "patches") -> None:
-    """One line per repeated-defect group (CoDeGraph's outlier communities); nothing when none.
-
-    Said in the summary because a repeated defect is the finding MuSc alone would miss.
-    """
-    from codegraph_ad.graph.groups import describe_group, repeated_defect_groups
-
-    for group in repeated_defect_groups(diagnostics, names) or []:
-        print(describe_group(group, item, unit))
+    try:
+        paths = [Path(p) for p in manifest["paths"]]
+        names = list(manifest["names"])
+    except (KeyError, TypeError):
+        raise InputError(f"{source}: not a run folder's run.json (no \"paths\" and \"names\"); "
+                         "give the images' folder") from None
+    if not paths:
+        raise InputError(f"{source}: the run has no inputs")
+    parent = Path(os.path.commonpath([p.parent for p in paths]))
+    for root in (parent, *parent.parents, None):
+        if unique_names(paths, root) == names:
+            return paths, root
+    raise InputError(f"{source}: no root folder reproduces the run's image names")
 
 
 def cmd_detect(a: argparse.Namespace) -> int:
     from codegraph_ad.api import detect
 
-    result = detect(a.folder, a.out, config_from_args(a), overwrite=a.overwrite,
+    inputs, root = a.folder, None
+    if inputs is None:
+        if a.config is None:
+            raise InputError("detect needs a FOLDER of images, or --config RUN_DIR/run.json to replay a run")
+        inputs, root = replay_inputs(read_json_file(a.config), a.config)
+    result = detect(inputs, a.out, config_from_args(a), overwrite=a.overwrite,
                     on_error="skip" if a.skip_bad else "stop", progress=not a.quiet,
-                    overlays=not a.no_overlays, cache=False if a.no_cache else None, cache_dir=a.cache_dir)
+                    overlays=not a.no_overlays, cache=False if a.no_cache else None, cache_dir=a.cache_dir,
+                    root=root)
     print_score_rows(result.table())
     print_repeated_defects(result.scores.diagnostics, result.names)
     print(f"results written to {a.out}")
     return 0
-
-
-def format_metrics_table(metrics: dict) -> str:
-    rows = []
-    for group in ("image", "pixel"):
-        for k, v in metrics.get(group, {}).items():
-            rows.append(f"{group + ' ' + k:<16} {'n/a' if v is None else f'{100 * v:6.2f}'}")
-    return "\n".join(rows)
 
 
 def cmd_evaluate(a: argparse.Namespace) -> int:
@@ -173,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command")
 
     p = sub.add_parser("detect", help="score every image of a folder as one batch")
-    p.add_argument("folder", type=Path)
+    p.add_argument("folder", type=Path, nargs="?",
+                   help="images to score (recursive); optional with --config RUN_DIR/run.json, which replays that run")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable files with a warning instead of stopping")
     add_run_options(p)
     p.set_defaults(func=cmd_detect)
@@ -203,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     a = parser.parse_args(argv)
     if a.version:
-        from codegraph_ad import __version__
+        from codegraph_ad._version import __version__
 
         print(__version__)
         return 0

@@ -7,11 +7,21 @@ sweeps in ``benchmarks/`` (see docs/benchmarks.md).
 
 from __future__ import annotations
 
-from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass, replace
 from typing import Any, Literal
 
 from codegraph_ad.errors import ConfigError
 from codegraph_ad.registry import BACKBONES, METHODS
+
+
+def documented(default: Any, help: str, *, factory: bool = False) -> Any:
+    """A dataclass field with its one-line ``help``, which options.py shows on the command line.
+
+    factory: ``default`` is a callable that builds the default (nested configs).
+    """
+    if factory:
+        return field(default_factory=default, metadata={"help": help})
+    return field(default=default, metadata={"help": help})
 
 
 def _require(ok: bool, name: str, value: Any, rule: str) -> None:
@@ -23,17 +33,17 @@ def _require(ok: bool, name: str, value: Any, rule: str) -> None:
 class FeatureConfig:
     """How images become multi-layer patch tokens (SPEC section 1)."""
 
-    backbone: str = "dinov2_vits14_imgfocus"
+    backbone: str = documented("dinov2_vits14_imgfocus", "backbone name (see `codegraph-ad backbones`)")
     # 448 px: the bottle benchmark (docs/benchmarks.md) met every pixel target at 448 and
     # missed pixel F1 at 224; 518 costs 1.8x the scoring time for no measured gain.
-    image_size: int = 448
+    image_size: int = documented(448, "square input side in px, a multiple of the patch size")
     # 1-based blocks; ViT-S/B use 3/6/9/12 (SPEC section 1).
-    layers: tuple[int, ...] = (3, 6, 9, 12)
+    layers: tuple[int, ...] = documented((3, 6, 9, 12), "1-based transformer blocks whose tokens are used")
     # Raw block outputs beat final-norm tokens on the embedded ViT-S (issue 2 numbers:
     # pixel F1 74.7 vs 69.8 at 224 px), so the final LayerNorm is off by default.
-    final_norm: bool = False
-    checkpoint: str | None = None
-    batch_size: int = 8
+    final_norm: bool = documented(False, "apply the final LayerNorm to the block tokens")
+    checkpoint: str | None = documented(None, "local weights file for official backbones")
+    batch_size: int = documented(8, "images per backbone call")
 
     def __post_init__(self) -> None:
         # the registry loads the built-in backbones on first use; user entries must be
@@ -50,7 +60,7 @@ class FeatureConfig:
 class LNAMDConfig:
     """Local neighbourhood aggregation degrees r (SPEC section 2)."""
 
-    degrees: tuple[int, ...] = (1, 3, 5)
+    degrees: tuple[int, ...] = documented((1, 3, 5), "LNAMD aggregation degrees r (positive, odd)")
 
     def __post_init__(self) -> None:
         _require(len(self.degrees) > 0 and all(r >= 1 and r % 2 == 1 for r in self.degrees), "degrees",
@@ -61,7 +71,7 @@ class LNAMDConfig:
 class MSMConfig:
     """Mutual scoring: mean of the K = max(1, ceil(q (N-1))) smallest image distances."""
 
-    q: float = 0.3
+    q: float = documented(0.3, "MuSc's MSM share q: mean of the ceil(q (N-1)) smallest image distances")
 
     def __post_init__(self) -> None:
         _require(0.0 < self.q <= 1.0, "q", self.q, "in (0, 1]")
@@ -74,8 +84,8 @@ class RsCINConfig:
     # Off by default: on the bottle benchmark RsCIN lowered image AUROC at 224 px
     # (99.84 vs 100.0 for the plain max of the map) and left it at 100.0 at 448 px
     # (docs/benchmarks.md). MuSc's k_list for MVTec-like data when it is turned on.
-    enabled: bool = False
-    k_list: tuple[int, ...] = (1, 2, 3)
+    enabled: bool = documented(False, "re-weight image scores by [CLS] similarity (RsCIN)")
+    k_list: tuple[int, ...] = documented((1, 2, 3), "RsCIN neighbourhood sizes k")
 
     def __post_init__(self) -> None:
         _require(len(self.k_list) > 0 and all(k >= 1 for k in self.k_list), "k_list", self.k_list,
@@ -89,12 +99,16 @@ class EngineConfig:
     # fp32 stays the default: exact distances, the same scores on every machine. "fast"
     # (int8 on AVX-512 VNNI CPUs) scored bottle at 448 px 2.3x faster with pixel metrics
     # within 0.02 points (docs/engine.md), but which mode it picks depends on the machine.
-    precision: Literal["fp32", "bf16", "int8", "fast"] = "fp32"
-    memory_budget_mb: int | None = None  # None: 70% of physical memory (engine/memory.py)
-    threads: int | None = None  # None: all cores
-    subsets: int = 1  # subset division s
-    screening_percent: float = 100.0  # [CLS] screening p
-    seed: int = 0
+    precision: Literal["fp32", "bf16", "int8", "fast"] = documented(
+        "fp32", "block-product precision; fast times fp32, bf16 and int8 on this CPU and keeps the fastest")
+    # None: 70% of physical memory (engine/memory.py)
+    memory_budget_mb: int | None = documented(None, "scoring memory budget in MB (none: 70% of physical memory)")
+    threads: int | None = documented(None, "CPU threads (none: all cores)")  # None: all cores
+    subsets: int = documented(1, "subset division s: score the batch in s random parts")  # subset division s
+    # [CLS] screening p
+    screening_percent: float = documented(
+        100.0, "[CLS] screening p: compare each image with this percent of the batch")
+    seed: int = documented(0, "seed of the subset division")
 
     def __post_init__(self) -> None:
         _require(self.precision in ("fp32", "bf16", "int8", "fast"), "precision", self.precision,
@@ -116,46 +130,57 @@ class GraphConfig:
     # MuSc q = 0.3. The thesis values stay available as options.
     # [thesis: 0.3 N to 0.7 N work] 0.5: a group larger than k has no burnout cliff before
     # rank k, so 0.3 N cannot see a repeated defect in more than ~30% of the batch.
-    k_fraction: float = 0.5
+    k_fraction: float = documented(0.5, "burnout rank k as a share of the batch size N")
     # [SPEC 0.5] At 0 the links are the smallest plain ratios, which on bottle at 224 px are
     # normal regions of look-alike images (53-74% of the links); transformed copies of a defect are
     # not near-duplicates there (rank-1 ratio 0.45 vs 0.29 for the 1st percentile of normal
     # patches). dbar^-0.5 favours the larger distances of defect patches: 74% of links then
     # come from the copies' defects and they form one community.
-    alpha: float = 0.5
-    links_per_batch: int | None = None  # None: N links per batch [reconstructed]
-    target_coverage: float = 0.95  # [reconstructed]
-    kappa: float = 3.0  # Tukey fence multiplier [reconstructed]
+    alpha: float = documented(0.5, "endurance weighting exponent: links favour larger distances dbar^-alpha")
+    # None: N links per batch [reconstructed]
+    links_per_batch: int | None = documented(None, "links drawn per batch (none: N)")
+    target_coverage: float = documented(0.95, "share of the images the links must reach")  # [reconstructed]
+    # Tukey fence multiplier [reconstructed]
+    kappa: float = documented(3.0, "Tukey fence multiplier on the community densities")
     # [extension] judge each community against the quartiles of the other communities
     # (graph/communities.py); False: one fence over all of them, the candidate included (SPEC).
-    leave_one_out_fence: bool = False
+    leave_one_out_fence: bool = documented(
+        False, "judge each community against the quartiles of the other communities")
     # [reconstructed] 2 (SPEC 6.2): every community of two or more images enters the quartiles
     # and may be flagged; 3 leaves pairs out of both (graph/communities.py; volumes use 3).
-    min_community_size: int = 2
+    min_community_size: int = documented(
+        2, "smallest community that enters the Tukey quartiles and may be flagged")
     # [reconstructed] how a community's density is normalised: "per_member" (internal weight
     # over |c|) by default; "per_pair" (SPEC 6.2, over |c|(|c|-1)/2) falls as 1/|c| for a
     # group whose images each send a fixed number of links, so a 29-copy community (45.6)
     # scored under 3-image communities (45.3) and a pair (32) and was never flagged.
-    community_density: Literal["per_pair", "per_member"] = "per_member"
-    resolution_percentile: float = 25.0  # CPM gamma = this percentile of edge weights [thesis]
+    community_density: Literal["per_pair", "per_member"] = documented(
+        "per_member", "community density: internal weight per image pair (SPEC) or per member")
+    # CPM gamma = this percentile of edge weights [thesis]
+    resolution_percentile: float = documented(
+        25.0, "CPM resolution = this percentile of the positive edge weights")
     # [extension] True: one dependency ratio against the base set without every outlier
     # community at once; False: Algorithm 2 visits them one by one (thesis), and a group that
     # Leiden split keeps vouching for itself through its other parts (graph/filtering.py).
-    joint_filtering: bool = True
+    joint_filtering: bool = documented(True, "judge all outlier communities at once instead of one by one")
     # [reconstructed] 99.9: on SynCA bottle at 448 px it won back MuSc's whole loss (F1 81.9,
     # AP 85.7, AUPRO 95.2) and excluded 0.37% of the clean batch, against 79.7 / 84.1 / 94.3
     # and 2.27% at 99 (benchmarks/results/synca_codegraph_sweep_448.json).
-    dependency_percentile: float = 99.9
-    graph_degree: int = 1  # which r feeds the graph [reconstructed]
+    dependency_percentile: float = documented(
+        99.9, "percentile of the dependency ratios above which a patch is excluded")
+    # which r feeds the graph [reconstructed]
+    graph_degree: int = documented(1, "LNAMD degree r whose minima feed the graph (one of the run's degrees)")
     # [extension] None: the rank-wise mean over all extracted layers feeds the graph [thesis];
-    # a tuple of 0-based indices into FeatureConfig.layers restricts it to those layers
+    # a tuple of 1-based block numbers, each one of FeatureConfig.layers, restricts it to them
     # (docs/codegraph.md: block 9 alone puts noisy copies in the community, at a cost).
-    graph_layers: tuple[int, ...] | None = None
+    graph_blocks: tuple[int, ...] | None = documented(
+        None, "1-based blocks (among --layers) whose minima feed the graph (none: all, averaged)")
     # [thesis 0.1] 0.3, MuSc's own q: with nothing repeated, q = 0.1 cost 3 points of pixel F1
     # and 7 of AP on MPDD metal_plate; once the copies are out of the references, 0.3 loses
     # nothing on the repeated batches (docs/codegraph.md).
-    final_q: float = 0.3
-    leiden_seed: int = 0
+    final_q: float = documented(
+        0.3, "MSM share q of CoDeGraph's final scoring against the refined references")
+    leiden_seed: int = documented(0, "seed of the Leiden community detection")
 
     def __post_init__(self) -> None:
         _require(0.0 < self.k_fraction < 1.0, "k_fraction", self.k_fraction, "in (0, 1)")
@@ -172,9 +197,9 @@ class GraphConfig:
         _require(0.0 < self.dependency_percentile <= 100.0, "dependency_percentile",
                  self.dependency_percentile, "in (0, 100]")
         _require(0.0 < self.final_q <= 1.0, "final_q", self.final_q, "in (0, 1]")
-        _require(self.graph_layers is None or (len(self.graph_layers) > 0 and min(self.graph_layers) >= 0
-                 and len(set(self.graph_layers)) == len(self.graph_layers)),
-                 "graph_layers", self.graph_layers, "None or distinct indices >= 0")
+        _require(self.graph_blocks is None or (len(self.graph_blocks) > 0 and min(self.graph_blocks) >= 1
+                 and len(set(self.graph_blocks)) == len(self.graph_blocks)),
+                 "graph_blocks", self.graph_blocks, "None or distinct 1-based block numbers")
 
 
 @dataclass(frozen=True)
@@ -182,13 +207,13 @@ class RunConfig:
     """A whole detection run."""
 
     # A name in codegraph_ad.registry.METHODS: the built-ins, or a method a user registered.
-    method: str = "codegraph"
-    features: FeatureConfig = field(default_factory=FeatureConfig)
-    lnamd: LNAMDConfig = field(default_factory=LNAMDConfig)
-    msm: MSMConfig = field(default_factory=MSMConfig)
-    rscin: RsCINConfig = field(default_factory=RsCINConfig)
-    engine: EngineConfig = field(default_factory=EngineConfig)
-    graph: GraphConfig = field(default_factory=GraphConfig)
+    method: str = documented("codegraph", "scoring method (see `codegraph-ad methods`)")
+    features: FeatureConfig = documented(FeatureConfig, "backbone and tokens", factory=True)
+    lnamd: LNAMDConfig = documented(LNAMDConfig, "local neighbourhood aggregation", factory=True)
+    msm: MSMConfig = documented(MSMConfig, "MuSc's mutual scoring", factory=True)
+    rscin: RsCINConfig = documented(RsCINConfig, "image-score re-weighting", factory=True)
+    engine: EngineConfig = documented(EngineConfig, "mutual-similarity engine", factory=True)
+    graph: GraphConfig = documented(GraphConfig, "CoDeGraph graph stages", factory=True)
 
     def __post_init__(self) -> None:
         names = METHODS.names()
@@ -201,15 +226,72 @@ def config_to_dict(config: Any) -> dict[str, Any]:
 
 
 def config_from_dict(cls: type, data: dict[str, Any]) -> Any:
-    """Rebuild a (nested) config dataclass from ``config_to_dict`` output."""
+    """Rebuild a (nested) config dataclass from ``config_to_dict`` output.
+
+    Keys missing from ``data`` keep the defaults of ``cls`` (a nested config keeps the one
+    its parent's default builds, so a volume run keeps its volume defaults). A run.json
+    written before graph_blocks holds 0-based ``graph.graph_layers``; they are converted.
+    """
+    if cls is RunConfig:
+        data = upgrade_run_dict(data)
     kwargs = {}
     for f in fields(cls):
         if f.name not in data:
             continue
         value = data[f.name]
-        if f.default_factory is not MISSING and is_dataclass(f.default_factory()):
-            value = config_from_dict(type(f.default_factory()), value)
+        if f.default_factory is not MISSING and is_dataclass(default := f.default_factory()):
+            value = config_update(default, value)
         elif isinstance(value, list):
             value = tuple(value)
         kwargs[f.name] = value
     return cls(**kwargs)
+
+
+def config_update(base: Any, data: dict[str, Any]) -> Any:
+    """``base`` with the fields named in ``data`` (``config_to_dict`` layout) replaced."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{type(base).__name__}: expected a JSON object, got {data!r}")
+    if isinstance(base, RunConfig):
+        data = upgrade_run_dict(data)
+    changes = {}
+    for f in fields(base):
+        if f.name not in data:
+            continue
+        value = data[f.name]
+        current = getattr(base, f.name)
+        if is_dataclass(current):
+            value = config_update(current, value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        changes[f.name] = value
+    return replace(base, **changes) if changes else base
+
+
+def upgrade_run_dict(data: dict[str, Any]) -> dict[str, Any]:
+    """A RunConfig dict with the old 0-based ``graph.graph_layers`` turned into ``graph_blocks``."""
+    graph = data.get("graph")
+    if not isinstance(graph, dict) or "graph_layers" not in graph:
+        return data
+    graph = dict(graph)
+    old = graph.pop("graph_layers")
+    if old is not None:
+        layers = tuple((data.get("features") or {}).get("layers", FeatureConfig().layers))
+        if any(not isinstance(i, int) or not 0 <= i < len(layers) for i in old):
+            raise ConfigError(f"graph_layers {old} must be 0-based indices into layers {layers}")
+        graph["graph_blocks"] = [layers[i] for i in old]
+    return {**data, "graph": graph}
+
+
+def graph_layer_indices(layers: tuple[int, ...], graph_blocks: tuple[int, ...] | None) -> list[int]:
+    """Positions in ``layers`` (FeatureConfig.layers) of the blocks that feed the graph.
+
+    None: every extracted layer. A block that is not extracted is a ConfigError, raised
+    before any work by the CLI and by the method.
+    """
+    if graph_blocks is None:
+        return list(range(len(layers)))
+    missing = [b for b in graph_blocks if b not in layers]
+    if missing:
+        raise ConfigError(f"graph_blocks {tuple(graph_blocks)}: block(s) {missing} are not among the "
+                          f"extracted layers {tuple(layers)}")
+    return [list(layers).index(b) for b in graph_blocks]

@@ -43,7 +43,7 @@ def test_flat_parameters_are_the_config_fields_with_their_defaults():
     rscin = {"enabled": "rscin", "k_list": "rscin_k_list"}
     assert list(CoDeGraph().get_params()) == (
         _flat(LNAMDConfig) + _flat(GraphConfig) + _flat(RsCINConfig, rscin) + _flat(EngineConfig)
-        + ["progress", "patch_mask"])
+        + ["progress", "patch_mask", "blocks"])
     assert list(MuSc().get_params()) == (
         _flat(LNAMDConfig) + _flat(MSMConfig) + _flat(RsCINConfig, rscin) + _flat(EngineConfig) + ["progress"])
     assert CoDeGraph().config == RunConfig(method="codegraph")
@@ -80,7 +80,7 @@ def test_init_stores_values_and_fitting_validates_them_naming_the_parameter():
 def test_from_config_round_trip():
     cfg = RunConfig(method="codegraph", lnamd=LNAMDConfig((1, 3)), rscin=RsCINConfig(True, (1, 2)),
                     engine=EngineConfig(subsets=2, seed=5, screening_percent=80.0),
-                    graph=GraphConfig(k_fraction=0.3, final_q=0.2, graph_layers=(0,)))
+                    graph=GraphConfig(k_fraction=0.3, final_q=0.2, graph_blocks=(3,)))
     est = CoDeGraph.from_config(cfg, progress=True)
     assert est.progress and est.rscin and est.rscin_k_list == (1, 2) and est.final_q == 0.2
     assert est.config == cfg

@@ -73,7 +73,8 @@ def test_volume_commands_default_to_the_volume_settings():
     at Tukey kappa 1.5 among those of 3 or more volumes (2D runs keep alpha 0, kappa 3 and
     pairs), score patients against the position median and feed every second slice.
     All stay overridable."""
-    from codegraph_ad.cli import build_parser, config_from_args
+    from codegraph_ad.cli import build_parser
+    from codegraph_ad.options import config_from_args
     from codegraph_ad.config import GraphConfig
     from codegraph_ad.volumes.cli import volume_config_from_args
     from codegraph_ad.volumes.config import VolumeConfig

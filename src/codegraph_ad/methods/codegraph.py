@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from codegraph_ad.config import EngineConfig, GraphConfig, LNAMDConfig, RsCINConfig
+from codegraph_ad.config import EngineConfig, GraphConfig, LNAMDConfig, RsCINConfig, RunConfig, graph_layer_indices
+from codegraph_ad.errors import ConfigError
 from codegraph_ad.engine.msm import msm_scores
 from codegraph_ad.engine.mutual import PairMinima, pair_minima, refine_minima
 from codegraph_ad.features.extract import FeatureSet
@@ -105,24 +106,35 @@ def compute_first_pass(features: FeatureSet, lnamd_cfg: LNAMDConfig, engine: Eng
     return FirstPass(features, tuple(lnamd_cfg.degrees), minima, allowed, budget_mb(engine))
 
 
-def graph_inputs(graph: GraphConfig, degrees: tuple[int, ...], n_layers: int) -> list[int]:
+def graph_inputs(graph: GraphConfig, degrees: tuple[int, ...], n_layers: int,
+                 blocks: tuple[int, ...] | None = None) -> list[int]:
     """The layer indices whose degree-``graph_degree`` minima feed the graph; checked before
-    the first pass is paid for, so a bad setting fails in a second, not after minutes."""
+    the first pass is paid for, so a bad setting fails in a second, not after minutes.
+
+    blocks: the 1-based block number of each extracted layer (FeatureConfig.layers), which
+    ``graph.graph_blocks`` names; needed only when graph_blocks is set.
+    """
     if graph.graph_degree not in degrees:
         raise ValueError(f"graph_degree {graph.graph_degree} is not among the LNAMD degrees {tuple(degrees)}")
-    layers = list(range(n_layers)) if graph.graph_layers is None else list(graph.graph_layers)
-    if max(layers) >= n_layers:
-        raise ValueError(f"graph_layers {graph.graph_layers} name a layer beyond the {n_layers} extracted")
-    return layers
+    if graph.graph_blocks is None:
+        return list(range(n_layers))
+    if blocks is None:
+        raise ConfigError(f"graph_blocks {graph.graph_blocks} need the block numbers of the extracted layers "
+                          "(CoDeGraph(blocks=FeatureConfig.layers))")
+    if len(blocks) != n_layers:
+        raise ValueError(f"{len(blocks)} block numbers {tuple(blocks)} for {n_layers} extracted layers")
+    return graph_layer_indices(tuple(blocks), graph.graph_blocks)
 
 
-def graph_and_rescore(first: FirstPass, graph: GraphConfig, patch_mask: np.ndarray | None = None
-                      ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
-    """Stages 1-3 on a first pass, then final scoring against the refined base set."""
+def graph_and_rescore(first: FirstPass, graph: GraphConfig, patch_mask: np.ndarray | None = None,
+                      blocks: tuple[int, ...] | None = None) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+    """Stages 1-3 on a first pass, then final scoring against the refined base set.
+
+    blocks: FeatureConfig.layers of the first pass's features (see ``graph_inputs``)."""
     from codegraph_ad.graph.diagnostics import summarize
     from codegraph_ad.graph.pipeline import run_graph_stages
 
-    layers = graph_inputs(graph, first.degrees, first.features.layers.shape[1])
+    layers = graph_inputs(graph, first.degrees, first.features.layers.shape[1], blocks)
     cache: dict[bytes, list[torch.Tensor]] = {}
 
     def score_fn(reference_images: np.ndarray, excluded: np.ndarray) -> np.ndarray:
@@ -164,14 +176,21 @@ class CoDeGraph(BatchEstimator):
 
     method_name = "codegraph"
     progress: bool = False
-    patch_mask: np.ndarray | None = None
+    patch_mask: np.ndarray | None = None  # (N, M) patches allowed in the graph stages (volumes: non-void)
+    # FeatureConfig.layers of the scored features: the 1-based blocks graph_blocks names
+    blocks: tuple[int, ...] | None = None
+
+    @classmethod
+    def from_config(cls, config: RunConfig, **params: Any) -> "CoDeGraph":
+        """As for every estimator, plus the block numbers of the configured layers."""
+        return super().from_config(config, **{"blocks": tuple(config.features.layers), **params})
 
     def _score(self, features: FeatureSet, configs: dict[str, Any]) -> ScoreResult:
         lnamd_cfg, graph, engine = configs["lnamd"], configs["graph"], configs["engine"]
         n = features.n_images
         m = features.layers.shape[2]
         check_run_memory(features, "codegraph", len(lnamd_cfg.degrees), engine, graph.k_fraction)
-        graph_inputs(graph, tuple(lnamd_cfg.degrees), features.layers.shape[1])
+        graph_inputs(graph, tuple(lnamd_cfg.degrees), features.layers.shape[1], self.blocks)
         patch = torch.zeros((n, m), dtype=torch.float32)
         excluded = torch.zeros((n, m), dtype=torch.bool)
         subsets: list[dict[str, Any]] = []
@@ -179,7 +198,7 @@ class CoDeGraph(BatchEstimator):
             idx = torch.as_tensor(part)
             first = compute_first_pass(features.subset(part), lnamd_cfg, engine, self.progress)
             mask = None if self.patch_mask is None else np.asarray(self.patch_mask)[part]
-            s, ex, diag = graph_and_rescore(first, graph, mask)
+            s, ex, diag = graph_and_rescore(first, graph, mask, self.blocks)
             patch[idx] = s.cpu()
             excluded[idx] = ex.cpu()
             diag["images"] = [int(i) for i in part]

@@ -6,17 +6,17 @@ import argparse
 from pathlib import Path
 
 from codegraph_ad.errors import InputError
+from codegraph_ad.options import add_run_options, config_from_args
 
 
 def cmd_benchmark(a: argparse.Namespace) -> int:
-    from codegraph_ad.cli import config_from_args
     from codegraph_ad.suite.config import BenchmarkConfig
     from codegraph_ad.suite.runner import run_benchmark
 
-    if a.method is not None:
+    if a.single_method is not None:
         raise InputError("benchmark takes --methods (comma separated), not --method")
     methods = tuple(m.strip() for m in a.methods.split(",") if m.strip())
-    configs = {m: config_from_args(replace_namespace(a, method=m)) for m in methods if m in ("musc", "codegraph")}
+    configs = {m: config_from_args(a, {"method": m}) for m in methods if m in ("musc", "codegraph")}
     categories = tuple(c.strip() for c in a.categories.split(",") if c.strip()) if a.categories else None
     bench = BenchmarkConfig(a.dataset, a.root, categories, methods, a.eval_size, a.save_runs, not a.no_overlays)
     result = run_benchmark(bench, configs, a.out, overwrite=a.overwrite, progress=not a.quiet)
@@ -26,12 +26,7 @@ def cmd_benchmark(a: argparse.Namespace) -> int:
     return 0
 
 
-def replace_namespace(a: argparse.Namespace, **changes) -> argparse.Namespace:
-    return argparse.Namespace(**{**vars(a), **changes})
-
-
 def register(subparsers) -> None:
-    from codegraph_ad.cli import add_run_options
     from codegraph_ad.datasets.registry import list_datasets
 
     p = subparsers.add_parser("benchmark", help="run methods over every category of a dataset and tabulate metrics")
@@ -41,9 +36,7 @@ def register(subparsers) -> None:
     p.add_argument("--methods", default="musc,codegraph", help="comma-separated: musc, codegraph")
     p.add_argument("--eval-size", type=int, default=256, help="pixel metrics resolution")
     p.add_argument("--save-runs", action="store_true", help="keep each category's maps, overlays and scores")
-    add_run_options(p)
-    # The shared options include --method; a benchmark chooses methods with --methods instead.
-    p.set_defaults(func=cmd_benchmark, method=None)
-    for action in p._actions:
-        if "--method" in action.option_strings:
-            action.help = argparse.SUPPRESS
+    # Every run option but --method: a benchmark chooses methods with --methods instead.
+    add_run_options(p, skip=("method",))
+    p.add_argument("--method", default=None, dest="single_method", help=argparse.SUPPRESS)  # refused, with a hint
+    p.set_defaults(func=cmd_benchmark)

@@ -3,70 +3,29 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 from pathlib import Path
 
-from codegraph_ad.volumes.config import CohortConfig, VolumeConfig
+from codegraph_ad.errors import InputError
+from codegraph_ad.options import add_config_options, add_run_options, config_from_args
+from codegraph_ad.report.console import print_repeated_defects, print_score_rows
+from codegraph_ad.volumes.config import CohortConfig, LesionConfig, VolumeConfig
 
 _VOL = VolumeConfig()
 _COHORT = CohortConfig()
+# The names make-cohort had before its options were generated.
+_COHORT_ALIASES = {(CohortConfig, "sources"): ("--source",), (CohortConfig, "n_healthy"): ("--healthy",),
+                   (CohortConfig, "n_random"): ("--random",), (CohortConfig, "n_consistent"): ("--consistent",)}
 
 
 def add_volume_options(p: argparse.ArgumentParser) -> None:
-    """Every scoring option of 2D runs plus the volume-specific ones."""
-    from codegraph_ad.cli import add_run_options
-
-    add_run_options(p)  # --image-size is ignored for volumes: slices are fed at --size
-    p.set_defaults(batch_size=_VOL.run.features.batch_size, alpha=_VOL.run.graph.alpha,
-                   kappa=_VOL.run.graph.kappa, min_community_size=_VOL.run.graph.min_community_size)
-    p.add_argument("--size", type=int, default=_VOL.size, help="cube side D (multiple of the patch size)")
-    p.add_argument("--crop", choices=["brain", "none"], default=_VOL.crop,
-                   help="crop to the brain box before resampling")
-    p.add_argument("--projection-dim", type=int, default=_VOL.projection_dim,
-                   help="d' per axis (0: keep the backbone's C, no projection)")
-    p.add_argument("--projection-seed", type=int, default=_VOL.projection_seed)
-    p.add_argument("--void-fraction", type=float, default=_VOL.void_fraction,
-                   help="cubes with less brain than this are kept out of the graph stages")
-    p.add_argument("--void-scores", choices=["zero", "keep"], default=_VOL.void_scores)
-    p.add_argument("--patient-min-share", type=float, default=_VOL.patient_min_share,
-                   help="patient score = max over cubes with at least this brain share (default: every "
-                        "non-void cube; 1 = cubes wholly inside the brain)")
-    p.add_argument("--patient-baseline", choices=["none", "position-median"], default=_VOL.patient_baseline,
-                   help="patient score = the largest excess over the batch median at the same cube position "
-                        "(position-median, default; co-registered inputs), or the max token score (none, "
-                        "SPEC section 9)")
-    p.add_argument("--no-histogram-standardisation", action="store_true",
-                   help="percentile scaling only (no Nyul standardisation across the batch)")
-    p.add_argument("--slice-stride", type=int, default=_VOL.slice_stride,
-                   help="feed every s-th slice of each group of p to the model (default 2: half the "
-                        "token time, no loss measured; 1 = all slices, as the thesis)")
-    p.add_argument("--staggered", action="store_true",
-                   help="add the token grid shifted by half a cube (finer maps; 2x token time, ~4x scoring)")
+    """Every field of ``VolumeConfig`` (its ``run`` with the 2D option names, volume defaults)."""
+    add_run_options(p, VolumeConfig, _VOL)  # --image-size is ignored for volumes: slices are fed at --size
     p.add_argument("--no-mosaics", action="store_true", help="skip the PNG mosaics")
 
 
 def volume_config_from_args(a: argparse.Namespace) -> VolumeConfig:
-    from codegraph_ad.cli import config_from_args
-
-    run = config_from_args(a)
-    run = replace(run, lnamd=_VOL.run.lnamd, rscin=replace(run.rscin, enabled=bool(a.rscin)))
-    return VolumeConfig(
-        size=a.size,
-        crop=a.crop,
-        crop_margin=_VOL.crop_margin,
-        percentiles=_VOL.percentiles,
-        white_level=_VOL.white_level,
-        histogram_standardisation=not a.no_histogram_standardisation,
-        projection_dim=a.projection_dim,
-        projection_seed=a.projection_seed,
-        void_fraction=a.void_fraction,
-        void_scores=a.void_scores,
-        slice_stride=a.slice_stride,
-        staggered=a.staggered,
-        patient_min_share=a.patient_min_share,
-        patient_baseline=a.patient_baseline,
-        run=run,
-    )
+    """The volume configuration of a parsed volume command (defaults < --config < options)."""
+    return config_from_args(a)
 
 
 def cmd_volumes(a: argparse.Namespace) -> int:
@@ -74,8 +33,6 @@ def cmd_volumes(a: argparse.Namespace) -> int:
 
     result = detect_volumes(a.folder, a.out, volume_config_from_args(a), brain_masks=a.brain_masks,
                             overwrite=a.overwrite, progress=not a.quiet, mosaics=not a.no_mosaics)
-    from codegraph_ad.cli import print_repeated_defects, print_score_rows
-
     print_score_rows(result.table(), item="volume")
     print_repeated_defects(result.scores.diagnostics, result.names, item="volume", unit="cubes")
     print(f"results written to {a.out}")
@@ -106,9 +63,9 @@ def cmd_evaluate_volumes(a: argparse.Namespace) -> int:
 def cmd_make_cohort(a: argparse.Namespace) -> int:
     from codegraph_ad.volumes.cohort import build_cohort
 
-    lesion = replace(_COHORT.lesion, diameter_mm=tuple(a.lesion_diameter_mm), contrast=tuple(a.lesion_contrast))
-    cfg = replace(_COHORT, sources=tuple(str(s) for s in a.source), n_healthy=a.healthy, n_random=a.random,
-                  n_consistent=a.consistent, voxel_mm=a.voxel_mm, seed=a.seed, lesion=lesion)
+    cfg = config_from_args(a)
+    if not cfg.sources:
+        raise InputError("make-cohort needs at least one --source (a healthy, skull-stripped NIfTI volume)")
     manifest = build_cohort(a.out, cfg, overwrite=a.overwrite, progress=not a.quiet)
     print(f"cohort of {cfg.n_healthy + cfg.n_random + cfg.n_consistent} volumes written to {a.out} ({manifest.name})")
     return 0
@@ -129,19 +86,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("make-cohort", help="build a synthetic lesion cohort from healthy skull-stripped volumes")
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--source", type=Path, action="append", required=True,
-                   help="healthy, skull-stripped NIfTI volume (repeat for several)")
-    p.add_argument("--healthy", type=int, default=_COHORT.n_healthy)
-    p.add_argument("--random", type=int, default=_COHORT.n_random, help="subjects with one random lesion")
-    p.add_argument("--consistent", type=int, default=_COHORT.n_consistent,
-                   help="subjects with the repeated lesion type")
-    p.add_argument("--lesion-diameter-mm", type=float, nargs=2, metavar=("MIN", "MAX"),
-                   default=_COHORT.lesion.diameter_mm, help="largest diameter of the random lesions (equal ends fix it)")
-    p.add_argument("--lesion-contrast", type=float, nargs=2, metavar=("MIN", "MAX"),
-                   default=_COHORT.lesion.contrast,
-                   help="|intensity change| of the random lesions, fraction of the local tissue intensity")
-    p.add_argument("--voxel-mm", type=float, default=_COHORT.voxel_mm)
-    p.add_argument("--seed", type=int, default=_COHORT.seed)
+    # Every CohortConfig field; ranges and --source take space-separated values as before.
+    add_config_options(p, CohortConfig, _COHORT, prefixes={LesionConfig: "lesion"}, aliases=_COHORT_ALIASES,
+                       token_lists=True)
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_make_cohort)

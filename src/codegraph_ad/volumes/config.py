@@ -6,10 +6,10 @@ read the ordinary ``RunConfig`` (held in ``VolumeConfig.run``), unchanged from 2
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
-from codegraph_ad.config import FeatureConfig, GraphConfig, LNAMDConfig, RsCINConfig, RunConfig
+from codegraph_ad.config import FeatureConfig, GraphConfig, LNAMDConfig, RsCINConfig, RunConfig, documented
 from codegraph_ad.errors import ConfigError
 
 
@@ -100,21 +100,26 @@ class VolumeConfig:
     Slices per backbone call: ``run.features.batch_size``.
     """
 
-    size: int = 224
-    crop: Literal["brain", "none"] = "brain"
-    crop_margin: int = 2
-    percentiles: tuple[float, float] = (0.5, 99.5)
-    white_level: float = 0.75
-    histogram_standardisation: bool = True
-    projection_dim: int = 128
-    projection_seed: int = 0
-    void_fraction: float = 0.5
-    void_scores: Literal["zero", "keep"] = "zero"
-    slice_stride: int = 2
-    staggered: bool = False
-    patient_min_share: float | None = None
-    patient_baseline: Literal["none", "position-median"] = "position-median"
-    run: RunConfig = field(default_factory=default_volume_run)
+    size: int = documented(
+        224, "cube side D in voxels (a multiple of the patch size); slices are fed at this size")
+    crop: Literal["brain", "none"] = documented("brain", "crop to the brain's bounding box before resampling")
+    crop_margin: int = documented(2, "voxels kept around the brain box when cropping")
+    percentiles: tuple[float, float] = documented(
+        (0.5, 99.5), "brain-voxel intensity percentiles mapped to 0 and --white-level")
+    white_level: float = documented(0.75, "where the upper percentile lands (headroom for bright lesions)")
+    histogram_standardisation: bool = documented(
+        True, "Nyul standardisation of each brain histogram to the batch landmarks")
+    projection_dim: int = documented(128, "d' per axis after the seeded projection (0: keep the backbone's C)")
+    projection_seed: int = documented(0, "seed of the token projection")
+    void_fraction: float = documented(0.5, "cubes with less brain than this are kept out of the graph stages")
+    void_scores: Literal["zero", "keep"] = documented("zero", "zero the scores of void cubes, or keep them")
+    slice_stride: int = documented(2, "feed every s-th slice of each group of p to the model (1: all slices)")
+    staggered: bool = documented(False, "add the token grid shifted by half a cube (finer maps, ~4x scoring time)")
+    patient_min_share: float | None = documented(
+        None, "patient score = max over cubes with at least this brain share (none: every solid cube)")
+    patient_baseline: Literal["none", "position-median"] = documented(
+        "position-median", "patient score: excess over the batch median at the same cube position, or the max (none)")
+    run: RunConfig = documented(default_volume_run, "the 2D run configuration the token scoring reads", factory=True)
 
     def __post_init__(self) -> None:
         if self.projection_dim < 0:
@@ -137,12 +142,16 @@ class LesionConfig:
         inside the lesion (fraction of the local intensity). edge_mm: width of the soft edge.
     """
 
-    diameter_mm: tuple[float, float] = (8.0, 30.0)
-    axis_ratio: tuple[float, float] = (0.6, 1.0)
-    contrast: tuple[float, float] = (0.15, 0.40)
-    irregularity: float = 0.25
-    texture: float = 0.08
-    edge_mm: float = 2.0
+    diameter_mm: tuple[float, float] = documented(
+        (8.0, 30.0), "range of the random lesions' largest diameter in mm (equal ends fix it)")
+    axis_ratio: tuple[float, float] = documented(
+        (0.6, 1.0), "range of the other two axes as a share of the largest")
+    contrast: tuple[float, float] = documented(
+        (0.15, 0.40), "range of the |intensity change|, a fraction of the local tissue intensity")
+    irregularity: float = documented(0.25, "boundary noise amplitude, in units of the normalised radius")
+    texture: float = documented(
+        0.08, "texture noise amplitude inside the lesion (fraction of the local intensity)")
+    edge_mm: float = documented(2.0, "width of the soft lesion edge in mm")
 
     def __post_init__(self) -> None:
         # a range with equal ends fixes the value (how a sensitivity study sets one size or contrast)
@@ -176,21 +185,24 @@ class CohortConfig:
     consistent_jitter: relative jitter of the repeated lesion's size, contrast and place.
     """
 
-    sources: tuple[str, ...] = ()
-    voxel_mm: float = 1.5
-    n_healthy: int = 22
-    n_random: int = 5
-    n_consistent: int = 5
-    deformation_mm: float = 8.0
-    smoothness_mm: float = 20.0
-    rotation_deg: float = 2.0
-    scale: tuple[float, float] = (0.97, 1.03)
-    gamma: tuple[float, float] = (0.85, 1.18)
-    bias: float = 0.04
-    noise: float = 0.015
-    lesion: LesionConfig = field(default_factory=LesionConfig)
-    consistent_diameter_mm: float = 22.0
-    consistent_contrast: float = 0.30
-    consistent_place: tuple[float, float, float] = (0.32, 0.55, 0.62)
-    consistent_jitter: float = 0.08
-    seed: int = 0
+    sources: tuple[str, ...] = documented(
+        (), "healthy, skull-stripped NIfTI volumes to derive subjects from (repeat --source)")
+    voxel_mm: float = documented(1.5, "isotropic spacing of the written volumes in mm")
+    n_healthy: int = documented(22, "subjects without lesion")
+    n_random: int = documented(5, "subjects with one random lesion")
+    n_consistent: int = documented(5, "subjects with the repeated lesion type")
+    deformation_mm: float = documented(8.0, "peak amplitude of the smooth random displacement field in mm")
+    smoothness_mm: float = documented(20.0, "correlation length of that field in mm")
+    rotation_deg: float = documented(2.0, "largest random rotation in degrees")
+    scale: tuple[float, float] = documented((0.97, 1.03), "range of the random scale")
+    gamma: tuple[float, float] = documented((0.85, 1.18), "range of the intensity gamma exponent")
+    bias: float = documented(0.04, "amplitude of the smooth multiplicative bias field")
+    noise: float = documented(0.015, "Gaussian noise, a fraction of the brain's 99th percentile")
+    lesion: LesionConfig = documented(LesionConfig, "the random lesions", factory=True)
+    consistent_diameter_mm: float = documented(22.0, "largest diameter of the repeated lesion type in mm")
+    consistent_contrast: float = documented(0.30, "intensity change of the repeated lesion type")
+    consistent_place: tuple[float, float, float] = documented(
+        (0.32, 0.55, 0.62), "place of the repeated lesion in the unit cube of the brain's box")
+    consistent_jitter: float = documented(
+        0.08, "relative jitter of the repeated lesion's size, contrast and place")
+    seed: int = documented(0, "seed of every random draw of the cohort")
