@@ -23,6 +23,7 @@ from codegraph_ad.features.extract import FeatureSet, extract_features
 from codegraph_ad.io.batch import ImageBatch, load_batch
 from codegraph_ad.io.images import discover_images
 from codegraph_ad.params import FlatParams, Section, flat_parameters
+from codegraph_ad.registry import BACKBONES
 
 PathLike = str | os.PathLike
 
@@ -61,12 +62,15 @@ class FeatureExtractor(FlatParams):
 
     @property
     def config(self) -> FeatureConfig:
-        """The FeatureConfig of the parameters (a backbone object counts by its ``name``)."""
+        """The FeatureConfig of the parameters (a backbone object: its ``name`` if registered)."""
         return self.configs()["features"]
 
     def _config_value(self, flat: str) -> Any:
         if flat == "backbone" and not isinstance(self.backbone, str):
-            return str(getattr(self.backbone, "name", type(self.backbone).__name__))
+            # A config names a registered backbone; an object outside the registry is
+            # identified by itself (class and name) in the cache key and the run manifest.
+            name = str(getattr(self.backbone, "name", ""))
+            return name if name in BACKBONES else FeatureConfig().backbone
         return getattr(self, flat)
 
     # -- the backbone -----------------------------------------------------------------
