@@ -87,10 +87,21 @@ def cmd_demo(a: argparse.Namespace) -> int:
 
 
 def cmd_backbones(a: argparse.Namespace) -> int:
-    from codegraph_ad.backbones import list_backbones
+    from codegraph_ad.backbones import backbone_spec, list_backbones
 
     for name in list_backbones():
-        print(name)
+        print(f"{name:<32} {backbone_spec(name).description}")
+    return 0
+
+
+def cmd_methods(a: argparse.Namespace) -> int:
+    """Registered methods, with what they take: batch methods score backbone features."""
+    from codegraph_ad.registry import METHODS
+
+    for name in METHODS.names():
+        entry = METHODS.get(name)
+        doc = (entry.__doc__ or "").strip().splitlines()
+        print(f"{name:<12} {getattr(entry, 'input', 'features'):<9} {doc[0] if doc else ''}")
     return 0
 
 
@@ -118,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("backbones", help="list the known backbones")
     p.set_defaults(func=cmd_backbones)
+
+    p = sub.add_parser("methods", help="list the registered scoring methods and their input")
+    p.set_defaults(func=cmd_methods)
 
     for module in _COMMAND_MODULES:
         try:

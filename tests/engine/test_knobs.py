@@ -45,7 +45,7 @@ def _brute_scores(fs: FeatureSet, allowed: np.ndarray, q: float = 0.3) -> torch.
 
 def test_subset_division_scores_each_subset_alone():
     fs = _features(9)
-    got = _musc(subsets=3, seed=4).score(fs).patch_scores
+    got = _musc(subsets=3, seed=4).fit_predict(fs).patch_scores
     parts = subset_partition(9, EngineConfig(subsets=3, seed=4), content_key(fs, EngineConfig(subsets=3)))
     assert sorted(np.concatenate(parts).tolist()) == list(range(9)) and all(len(p) == 3 for p in parts)
     allowed = np.zeros((9, 9), dtype=bool)
@@ -56,7 +56,7 @@ def test_subset_division_scores_each_subset_alone():
 
 def test_cls_screening_keeps_the_most_similar_images():
     fs = _features(8, seed=1)
-    got = _musc(screening_percent=50.0).score(fs).patch_scores
+    got = _musc(screening_percent=50.0).fit_predict(fs).patch_scores
     unit = torch.nn.functional.normalize(fs.cls, dim=1)
     sim = (unit @ unit.T).numpy()
     np.fill_diagonal(sim, -np.inf)
@@ -70,7 +70,7 @@ def test_cls_screening_keeps_the_most_similar_images():
 def test_run_over_budget_is_refused_before_scoring_with_the_knobs_named():
     fs = _features(6)
     with pytest.raises(MemoryBudgetError) as exc:
-        _musc(memory_budget_mb=1).score(fs)
+        _musc(memory_budget_mb=1).fit_predict(fs)
     msg = str(exc.value)
     assert "--image-size" in msg and "--subsets" in msg and "--memory-mb" in msg
 

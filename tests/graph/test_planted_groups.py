@@ -105,8 +105,8 @@ def test_planted_group_among_look_alike_normal_images(share: float, seed: int) -
 
 
 def _check_planted(batch: PlantedBatch) -> None:
-    codegraph = CoDeGraph(progress=False).score(batch.features)
-    musc = MuSc(q=0.3, progress=False).score(batch.features)
+    codegraph = CoDeGraph(progress=False).fit_predict(batch.features)
+    musc = MuSc(q=0.3, progress=False).fit_predict(batch.features)
     diag = codegraph.diagnostics["subsets"][0]
     why = _explain(diag)
 

@@ -41,8 +41,8 @@ def _musc() -> MuSc:
 def test_permuting_the_batch_permutes_the_scores(fs: FeatureSet, rnd) -> None:  # noqa: ANN001
     perm = list(range(fs.n_images))
     rnd.shuffle(perm)
-    a = _musc().score(fs)
-    b = _musc().score(fs.subset(perm))
+    a = _musc().fit_predict(fs)
+    b = _musc().fit_predict(fs.subset(perm))
     torch.testing.assert_close(b.patch_scores, a.patch_scores[perm], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(b.image_scores, a.image_scores[perm], rtol=1e-5, atol=1e-6)
 
@@ -51,8 +51,8 @@ def test_permuting_the_batch_permutes_the_scores(fs: FeatureSet, rnd) -> None:  
 @given(feature_sets(max_n=5))
 def test_duplicating_the_batch_does_not_raise_scores(fs: FeatureSet) -> None:
     n = fs.n_images
-    a = _musc().score(fs)
-    b = _musc().score(fs.subset(list(range(n)) * 2))
+    a = _musc().fit_predict(fs)
+    b = _musc().fit_predict(fs.subset(list(range(n)) * 2))
     # Distances are sqrt(2 - 2 s) from fp32 products: near zero, a rounding error of ~1e-7
     # in s becomes up to ~5e-4 in d, and block sizes (hence rounding) differ between the
     # two batch sizes; that is the tolerance the property holds to.
@@ -64,6 +64,6 @@ def test_duplicating_the_batch_does_not_raise_scores(fs: FeatureSet) -> None:
 @SETTINGS
 @given(feature_sets())
 def test_scores_are_finite(fs: FeatureSet) -> None:
-    r = _musc().score(fs)
+    r = _musc().fit_predict(fs)
     assert torch.isfinite(r.patch_scores).all()
     assert np.isfinite(r.image_scores).all() and np.isfinite(r.raw_image_scores).all()

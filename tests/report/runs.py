@@ -72,7 +72,7 @@ def planted_codegraph_result(images_dir: Path, n: int = 16):
         layers[q, :, 5] = odd + 0.01 * torch.randn(2, c, generator=g)
     config = RunConfig(lnamd=LNAMDConfig(degrees=(1,)), graph=toy_graph(kappa=1.5, target_coverage=0.99))
     method = CoDeGraph.from_config(config, progress=False)
-    scores = method.score(FeatureSet(layers, torch.randn(n, c, generator=g), grid))
+    scores = method.fit_predict(FeatureSet(layers, torch.randn(n, c, generator=g), grid))
     images_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for i in range(n):

@@ -30,7 +30,7 @@ def test_musc_matches_the_2d_method_on_solid_cubes():
     solid = np.ones((6, 27), bool)
     solid[:, :4] = False
     got = score_volume_features(feats, solid, cfg)
-    ref = make_method(cfg, progress=False).score(feats)
+    ref = make_method(cfg, progress=False).fit_predict(feats)
     torch.testing.assert_close(got.patch_scores[:, 4:], ref.patch_scores[:, 4:])
     assert got.patch_scores[:, :4].eq(0).all()
     np.testing.assert_allclose(got.raw_image_scores, ref.patch_scores[:, 4:].max(dim=1).values.numpy(), rtol=1e-6)

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from codegraph_ad.errors import InputError
+from codegraph_ad.io.masks import GROUND_TRUTH, MASK_SUFFIX
 
-GROUND_TRUTH = "ground_truth"
 
 
 def mask_relpaths(image_paths: Sequence[Path], names: Sequence[str] | None = None) -> list[Path]:
@@ -21,7 +21,7 @@ def mask_relpaths(image_paths: Sequence[Path], names: Sequence[str] | None = Non
     Two images that share their folder name and stem (``a/good/001.png``, ``b/good/001.png``)
     would overwrite each other's mask, so those use ``ground_truth/<name>_mask.png`` instead.
     """
-    rel = [Path(GROUND_TRUTH) / Path(p).parent.name / f"{Path(p).stem}_mask.png" for p in image_paths]
+    rel = [Path(GROUND_TRUTH) / Path(p).parent.name / f"{Path(p).stem}{MASK_SUFFIX}" for p in image_paths]
     counts: dict[Path, int] = {}
     for r in rel:
         counts[r] = counts.get(r, 0) + 1
@@ -30,7 +30,7 @@ def mask_relpaths(image_paths: Sequence[Path], names: Sequence[str] | None = Non
         if counts[r] > 1:
             if names is None:
                 raise InputError(f"two images map to the same mask file {r}; pass their unique run names")
-            r = Path(GROUND_TRUTH) / f"{names[i]}_mask.png"
+            r = Path(GROUND_TRUTH) / f"{names[i]}{MASK_SUFFIX}"
         out.append(r)
     return out
 
@@ -44,11 +44,11 @@ def find_mask(mask_root: str | Path, image_path: Path, name: str | None = None) 
     root = Path(mask_root)
     image_path = Path(image_path)
     candidates = [
-        root / GROUND_TRUTH / image_path.parent.name / f"{image_path.stem}_mask.png",
-        root / image_path.parent.name / f"{image_path.stem}_mask.png",
+        root / GROUND_TRUTH / image_path.parent.name / f"{image_path.stem}{MASK_SUFFIX}",
+        root / image_path.parent.name / f"{image_path.stem}{MASK_SUFFIX}",
     ]
     if name is not None:
-        candidates.append(root / GROUND_TRUTH / f"{name}_mask.png")
+        candidates.append(root / GROUND_TRUTH / f"{name}{MASK_SUFFIX}")
     for c in candidates:
         if c.is_file():
             return c

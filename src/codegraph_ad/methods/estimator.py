@@ -65,10 +65,6 @@ class BatchEstimator(FlatParams):
         with thread_budget(configs["engine"].threads):
             return self._score(fs, configs)
 
-    def score(self, features: FeatureSet) -> ScoreResult:
-        """``fit_predict`` on a ``FeatureSet`` (the spelling volumes/scoring.py calls)."""
-        return self.fit_predict(features)
-
     def _score(self, features: FeatureSet, configs: dict[str, Any]) -> ScoreResult:
         raise NotImplementedError
 

@@ -115,12 +115,9 @@ def file_overlay(
 ) -> Image.Image:
     """The overlay of one input file for ``overlays/<name>.png``: its map on the batch's
     ``scale``, the union of its ground-truth masks as a contour, at most ``max_side`` px."""
-    from codegraph_ad.io.images import load_image_rgb, load_mask
+    from codegraph_ad.io.images import load_image_rgb
+    from codegraph_ad.io.masks import union_mask
 
     rgb = load_image_rgb(image_path)
-    mask = None
-    if mask_paths:
-        mask = np.zeros(rgb.shape[:2], dtype=bool)
-        for mp in mask_paths:
-            mask |= load_mask(mp, rgb.shape[:2])
+    mask = union_mask(mask_paths, rgb.shape[:2]) if mask_paths else None
     return fit_overlay(overlay(rgb, anomaly_map, scale, mask=mask), max_side)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -122,11 +122,9 @@ def build_tokens(
 
 def load_volume_backbone(config: VolumeConfig):
     """The configured 2D backbone at the cube side (slices are fed at their own size)."""
-    from codegraph_ad.backbones import create_backbone
+    from codegraph_ad.backbones.from_config import backbone_from_config
 
-    f = config.run.features
-    return create_backbone(f.backbone, image_size=config.size, layers=f.layers, final_norm=f.final_norm,
-                           checkpoint=f.checkpoint, threads=config.run.engine.threads)
+    return backbone_from_config(replace(config.run.features, image_size=config.size), config.run.engine.threads)
 
 
 def token_batch(volumes: list[PreparedVolume], tokens: Sequence[VolumeTokens], config: VolumeConfig) -> TokenBatch:

@@ -7,7 +7,6 @@ population: their identical blank features would dominate the graph (thesis sect
 from __future__ import annotations
 
 import warnings
-from dataclasses import replace
 
 import numpy as np
 import torch
@@ -90,9 +89,9 @@ def score_volume_features(
         )
     with thread_budget(config.engine.threads):
         method = make_method(config, progress)
-        if config.method == "codegraph":
-            method = replace(method, patch_mask=solid)
-        result = method.score(features)
+        if "patch_mask" in method.get_params(deep=False):  # CoDeGraph: graph stages on brain cubes only
+            method.set_params(patch_mask=solid)
+        result = method.fit_predict(features)
     if zero_void:
         result.patch_scores = zero_outside(result.patch_scores, solid)
     if zero_void or scored_cubes is not None or position_baseline:
