@@ -47,8 +47,8 @@ from codegraph_ad.features.extractor import FeatureExtractor
 from codegraph_ad.io.atomic import write_json
 from codegraph_ad.io.batch import load_batch
 from codegraph_ad.io.masks import grid_shares
-from codegraph_ad.methods.base import finish_image_scores
-from codegraph_ad.methods.codegraph import FirstPass, compute_first_pass, graph_and_rescore
+from codegraph_ad.methods import CoDeGraph, MuSc, ScoreResult
+from codegraph_ad.methods.codegraph import FirstPass
 
 WORK = Path.home() / ".cache" / "codegraph-ad" / "bench" / "matrix"
 CATEGORIES = {"bottle": BOTTLE, "mpdd": DATA / "mpdd_metal_plate" / "metal_plate"}
@@ -141,7 +141,7 @@ def first_pass_for(sb: SuperBatch, category: str, cfg: RunConfig) -> tuple[First
     t_feat = time.perf_counter() - t0
     print(f"features {len(batch)} images: {t_feat:.0f} s", flush=True)
     t0 = time.perf_counter()
-    first = compute_first_pass(feats, cfg.lnamd, cfg.engine)
+    first = MuSc.from_config(cfg).first_pass(feats)  # the same for every method and setting
     t_first = time.perf_counter() - t0
     print(f"first pass: {t_first:.0f} s", flush=True)
     timings = {"features": round(t_feat, 1), "first_pass": round(t_first, 1), "n_images": len(batch)}
@@ -165,8 +165,10 @@ class Cell:
         self.cfg = cfg
         self.musc = self.first.scores(MSMConfig().q).numpy()  # what "MuSc score" means in capture rate
 
-    def evaluate(self, patch: torch.Tensor, excluded: np.ndarray | None, diag: dict | None) -> dict:
-        _, image_scores = finish_image_scores(patch, self.first.features.cls, self.cfg.rscin)
+    def evaluate(self, result: ScoreResult) -> dict:
+        patch, image_scores = result.patch_scores, result.image_scores
+        excluded = None if result.excluded is None else result.excluded.numpy()
+        diag = result.diagnostics["subsets"][0] if result.excluded is not None else None
         maps = eval_maps(patch, self.first.features.grid, self.cfg.features.image_size, EVAL_SIZE)
         m = batch_metrics(image_scores, maps, self.masks, self.labels)
         out = {"image": pct(m["image"]), "pixel": pct(m["pixel"])}
@@ -202,15 +204,14 @@ def run_cell(cell: Cell, variants: dict[str, GraphConfig]) -> dict:
            "group_sizes": {t: len(i) for t, i in cell.groups.items()}, "methods": {}}
     for q in (0.3, 0.1):
         t0 = time.perf_counter()
-        patch = cell.first.scores(q)
-        r = cell.evaluate(patch, None, None)
+        r = cell.evaluate(MuSc.from_config(replace(cell.cfg, method="musc", msm=MSMConfig(q))).rescore(cell.first))
         r["time_s"] = round(time.perf_counter() - t0, 2)
         res["methods"][f"musc_q{q}"] = r
     for name, graph in variants.items():
         t0 = time.perf_counter()
-        patch, excluded, diag = graph_and_rescore(cell.first, graph)
+        result = CoDeGraph.from_config(replace(cell.cfg, graph=graph)).rescore(cell.first)
         t_graph = time.perf_counter() - t0
-        r = cell.evaluate(patch, excluded.numpy(), diag)
+        r = cell.evaluate(result)
         r["time_s"] = round(t_graph, 2)
         res["methods"][name] = r
     return res

@@ -39,8 +39,7 @@ from codegraph_ad.evaluation import (
 from codegraph_ad.features.extractor import FeatureExtractor
 from codegraph_ad.io.batch import load_batch
 from codegraph_ad.io.masks import grid_shares
-from codegraph_ad.methods.base import finish_image_scores
-from codegraph_ad.methods.codegraph import compute_first_pass, graph_and_rescore
+from codegraph_ad.methods import CoDeGraph, MuSc, ScoreResult
 
 WORK = Path.home() / ".cache" / "codegraph-ad" / "bench"
 SOURCE = "broken_large/000"
@@ -71,8 +70,15 @@ class Batch:
         # "MuSc score" in the capture rate: MuSc at its default q (evaluation.consistency_rates)
         self.musc = first.scores(MSMConfig().q).numpy()
 
-    def evaluate(self, patch: torch.Tensor, excluded: np.ndarray | None) -> dict:
-        _, image_scores = finish_image_scores(patch, self.first.features.cls, self.config.rscin)
+    def musc(self, q: float) -> ScoreResult:
+        return MuSc.from_config(replace(self.config, msm=MSMConfig(q))).rescore(self.first)
+
+    def codegraph(self, graph: GraphConfig) -> ScoreResult:
+        return CoDeGraph.from_config(replace(self.config, graph=graph), blocks=BLOCKS).rescore(self.first)
+
+    def evaluate(self, result: ScoreResult) -> dict:
+        patch, image_scores = result.patch_scores, result.image_scores
+        excluded = None if result.excluded is None else result.excluded.numpy()
         maps = eval_maps(patch, self.grid, self.config.features.image_size, self.eval_size)
         out = {"all": summarize_metrics(batch_metrics(image_scores, maps, self.masks, self.labels))}
         if self.group:
@@ -99,10 +105,11 @@ class Batch:
 def run_methods(batch: Batch, graph: GraphConfig) -> dict:
     res = {}
     for q in (0.3, 0.1):
-        res[f"musc_q{q}"] = batch.evaluate(batch.first.scores(q), None)
+        res[f"musc_q{q}"] = batch.evaluate(batch.musc(q))
     t0 = time.perf_counter()
-    patch, excluded, diag = graph_and_rescore(batch.first, graph, blocks=BLOCKS)
-    res["codegraph"] = batch.evaluate(patch, excluded.numpy())
+    result = batch.codegraph(graph)
+    diag = result.diagnostics["subsets"][0]
+    res["codegraph"] = batch.evaluate(result)
     res["codegraph"]["graph_s"] = round(time.perf_counter() - t0, 2)
     outliers = [c for c in diag["communities"] if c["outlier"]]
     res["codegraph"]["outlier_communities"] = [
@@ -145,7 +152,7 @@ def main() -> None:
         feats = FeatureExtractor.from_config(cfg, cache=False).transform_batch(batch)
         t_feat = time.perf_counter() - t0
         t0 = time.perf_counter()
-        first = compute_first_pass(feats, cfg.lnamd, cfg.engine)
+        first = MuSc.from_config(cfg).first_pass(feats)
         t_first = time.perf_counter() - t0
         torch.save({"first": first, "t_feat": t_feat, "t_first": t_first}, stash)
 
@@ -189,8 +196,9 @@ def sweep(base: GraphConfig, clean: Batch, synca: Batch, size: int, params: list
             g = replace(base, **{name: v})
             row = {"param": name, "value": v}
             for b in (clean, synca):
-                patch, excluded, diag = graph_and_rescore(b.first, g, blocks=BLOCKS)
-                r = b.evaluate(patch, excluded.numpy())
+                result = b.codegraph(g)
+                diag = result.diagnostics["subsets"][0]
+                r = b.evaluate(result)
                 row[b.name] = {"pixel": r["all"]["pixel"], "image_auroc": r["all"]["image"]["auroc"],
                                "group_pixel": r.get("group", {}).get("pixel"),
                                "exclusion_rate": r["exclusion_rate"], "capture_rate": r.get("capture_rate"),

@@ -266,3 +266,28 @@ def test_feature_extractor_params_and_inputs(extractor, tmp_path):
         extractor(images[0, :, :, 0])
     with pytest.raises(ConfigError, match="image_size must be positive"):
         FeatureExtractor(image_size=0).config
+
+
+@pytest.mark.parametrize("est", [MuSc(degrees=(1, 3)), MuSc(degrees=(1, 3), q=0.1, rscin=True),
+                                 CoDeGraph(degrees=(1, 3)), CoDeGraph(degrees=(1, 3), alpha=0.0, k_fraction=0.3)],
+                         ids=["musc", "musc_q0.1_rscin", "codegraph", "codegraph_thesis_links"])
+def test_rescore_of_a_stored_first_pass_equals_fit_predict_bit_for_bit(est):
+    """The benchmarks score one first pass under many settings; it must be the same method."""
+    x, cls = _tokens()
+    direct = est.fit_predict(x, grid=(H, W), cls=cls)
+    warm = est.rescore(est.first_pass(x, grid=(H, W), cls=cls))
+    assert torch.equal(direct.patch_scores, warm.patch_scores)
+    assert np.array_equal(direct.image_scores, warm.image_scores)
+    assert (direct.excluded is None) == (warm.excluded is None)
+    if direct.excluded is not None:
+        assert torch.equal(direct.excluded, warm.excluded)
+        assert direct.diagnostics["subsets"] == warm.diagnostics["subsets"]
+
+
+def test_first_pass_refuses_subsets_and_rescore_other_degrees():
+    x, _ = _tokens()
+    with pytest.raises(ConfigError, match="first_pass covers the whole batch"):
+        MuSc(subsets=2).first_pass(x, grid=(H, W))
+    first = MuSc(degrees=(1,)).first_pass(x, grid=(H, W))
+    with pytest.raises(ConfigError, match=r"degrees \(1, 3\) differ from the first pass's \(1,\)"):
+        CoDeGraph(degrees=(1, 3)).rescore(first)

@@ -206,3 +206,13 @@ class CoDeGraph(BatchEstimator):
         raw, final = finish_image_scores(patch, features.cls, configs["rscin"])
         diagnostics = {"method": "codegraph", "exclusion_rate": float(excluded.float().mean()), "subsets": subsets}
         return ScoreResult(patch, final, raw, features.grid, excluded, diagnostics)
+
+    def _rescore(self, first: FirstPass, configs: dict[str, Any]) -> ScoreResult:
+        graph = configs["graph"]
+        graph_inputs(graph, tuple(first.degrees), first.features.layers.shape[1], self.blocks)
+        mask = None if self.patch_mask is None else np.asarray(self.patch_mask)
+        patch, excluded, diag = graph_and_rescore(first, graph, mask, self.blocks)
+        diag["images"] = list(range(first.n_images))
+        raw, final = finish_image_scores(patch, first.features.cls, configs["rscin"])
+        diagnostics = {"method": "codegraph", "exclusion_rate": float(excluded.float().mean()), "subsets": [diag]}
+        return ScoreResult(patch, final, raw, first.features.grid, excluded, diagnostics)

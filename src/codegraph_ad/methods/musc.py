@@ -57,6 +57,11 @@ class MuSc(BatchEstimator):
         raw, final = finish_image_scores(patch, features.cls, configs["rscin"])
         return ScoreResult(patch, final, raw, features.grid, diagnostics={"method": "musc"})
 
+    def _rescore(self, first: Any, configs: dict[str, Any]) -> ScoreResult:
+        patch = first.scores(configs["msm"].q)
+        raw, final = finish_image_scores(patch, first.features.cls, configs["rscin"])
+        return ScoreResult(patch, final, raw, first.features.grid, diagnostics={"method": "musc"})
+
     def _score_subset(self, features: FeatureSet, lnamd_cfg: LNAMDConfig, msm_cfg: MSMConfig,
                       engine: EngineConfig) -> torch.Tensor:
         allowed = screening_mask(features.cls, engine.screening_percent)
