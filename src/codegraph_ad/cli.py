@@ -142,6 +142,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from codegraph_ad.registry import load_plugins
+
+    try:  # before the parser: registered backbones and methods are its choices
+        load_plugins()
+    except CodegraphError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     parser = build_parser()
     a = parser.parse_args(argv)
     if a.version:

@@ -8,17 +8,49 @@ its names. A user registers their own entry from their code before building a co
     from codegraph_ad import register_method
     @register_method("my_method")
     class MyMethod: ...
+
+The command line runs no user code, so it imports plugins first (``load_plugins``): the
+modules named in ``CODEGRAPH_AD_PLUGINS`` (comma-separated) and the ``codegraph_ad.plugins``
+entry points of installed packages; whatever they register then appears in the CLI's choices.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
+import os
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar, overload
 
 from codegraph_ad.errors import ConfigError
 
 T = TypeVar("T")
+
+PLUGINS_ENV = "CODEGRAPH_AD_PLUGINS"
+PLUGINS_GROUP = "codegraph_ad.plugins"
+_plugins_loaded = False
+
+
+def load_plugins() -> None:
+    """Import the user's plugin modules once (env variable, then entry points); a plugin
+    that fails to import is named in the error rather than silently missing."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    names = [m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(",") if m.strip()]
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # noqa: BLE001 - any failure of user code, reported by name
+            raise ConfigError(f"plugin module {name!r} (from ${PLUGINS_ENV}) failed to import: "
+                              f"{exc.__class__.__name__}: {exc}") from exc
+    for ep in importlib.metadata.entry_points(group=PLUGINS_GROUP):
+        try:
+            ep.load()
+        except Exception as exc:  # noqa: BLE001
+            raise ConfigError(f"plugin {ep.name!r} ({ep.value}, entry point group {PLUGINS_GROUP}) "
+                              f"failed to load: {exc.__class__.__name__}: {exc}") from exc
 
 
 class Registry(Generic[T]):
