@@ -89,6 +89,20 @@ def test_registered_backbone_runs_detect_end_to_end(my_vit: str, tmp_path: Path)
     assert result.scores.patch_scores.shape == (4, 16)
     assert np.isfinite(result.scores.image_scores).all()
     assert (tmp_path / "run" / "run.json").is_file()
+    # the manifest says which code built the weights, and analyze refuses once it is unregistered
+    from codegraph_ad.analysis.run import check_backbone
+    from codegraph_ad.errors import InputError
+    from codegraph_ad.io.run_folder import BackboneIdentity, read_run_folder
+
+    run = read_run_folder(tmp_path / "run")
+    assert run.backbone == BackboneIdentity("my_vit", "registered", model=f"{__name__}.TinyViT")
+    check_backbone(run, None)
+    BACKBONES.unregister(my_vit)
+    try:
+        with pytest.raises(InputError, match="registered backbone 'my_vit'.*CODEGRAPH_AD_PLUGINS"):
+            check_backbone(run, None)
+    finally:
+        register_backbone("my_vit", TinyViT, patch_size=PATCH, depth=DEPTH, mean=TinyViT.mean, std=TinyViT.std)
 
 
 def test_checks_use_the_registered_spec(my_vit: str) -> None:

@@ -117,6 +117,13 @@ def check_backbone(run: RunFolder, backbone: Any = None) -> None:
         raise InputError(f"{where}: the run used a custom backbone object ({used.model}); its features cannot "
                          f"be recomputed from the folder. Pass the same model as analyze_run(backbone=...)")
     features = run.config.get("features", {})
+    if used.source == "registered":
+        from codegraph_ad.registry import BACKBONES
+
+        if used.name not in BACKBONES:
+            raise InputError(f"{where}: the run used the registered backbone {used.name!r} ({used.model}), "
+                             f"which is not registered here; import the module that registers it first "
+                             f"(for the command line: CODEGRAPH_AD_PLUGINS=<module>)")
     if used.source == "checkpoint":
         checkpoint = features.get("checkpoint")
         if checkpoint is None or not Path(checkpoint).expanduser().is_file():

@@ -69,6 +69,13 @@ def backbone_identity(name: str, checkpoint: str | Path | None = None, backbone:
     if checkpoint is not None:
         return BackboneIdentity(name, "checkpoint", checkpoint_sha256=file_sha256(checkpoint),
                                 model=str(checkpoint))
-    if name.startswith(EMBEDDED_PREFIX):
+    from codegraph_ad.backbones.registry import backbone_entry
+
+    entry = backbone_entry(name)
+    if entry.spec.family == "embedded":
         return BackboneIdentity(name, "embedded", model=embedded_model_id())
+    if entry.spec.family not in ("timm", "open_clip"):  # a user's factory, built by name
+        factory = entry.factory
+        return BackboneIdentity(name, "registered",
+                                model=f"{factory.__module__}.{getattr(factory, '__qualname__', type(factory).__name__)}")
     return BackboneIdentity(name, "online")

