@@ -48,7 +48,7 @@ from codegraph_ad.io.atomic import write_json
 from codegraph_ad.io.batch import load_batch
 from codegraph_ad.io.masks import grid_shares
 from codegraph_ad.methods import CoDeGraph, MuSc, ScoreResult
-from codegraph_ad.methods.codegraph import FirstPass
+from codegraph_ad.methods.first_pass import FirstPass
 
 WORK = Path.home() / ".cache" / "codegraph-ad" / "bench" / "matrix"
 CATEGORIES = {"bottle": BOTTLE, "mpdd": DATA / "mpdd_metal_plate" / "metal_plate"}

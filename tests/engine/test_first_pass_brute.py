@@ -18,7 +18,8 @@ import torch
 import codegraph_ad.engine.mutual as mutual
 from codegraph_ad.config import EngineConfig, LNAMDConfig
 from codegraph_ad.features.extract import FeatureSet
-from codegraph_ad.methods.codegraph import FirstPass, compute_first_pass, graph_and_rescore
+from codegraph_ad.methods.codegraph import graph_and_rescore
+from codegraph_ad.methods.first_pass import FirstPass, compute_first_pass
 from tests.graph.synthetic import toy_graph
 from tests.brute_force import lnamd_batch_brute, minima_brute, msm_brute
 

@@ -10,6 +10,7 @@ from codegraph_ad.engine.threads import thread_budget
 from codegraph_ad.errors import ConfigError
 from codegraph_ad.features.extract import FeatureSet
 from codegraph_ad.methods.base import ScoreResult, check_batch_size
+from codegraph_ad.methods.first_pass import FirstPass, compute_first_pass
 from codegraph_ad.params import FlatParams, Section, flat_parameters
 
 # RsCINConfig's "enabled" and "k_list" say nothing once flattened next to other sections.
@@ -69,14 +70,12 @@ class BatchEstimator(FlatParams):
         raise NotImplementedError
 
     # -- warm start: one first pass, many settings ------------------------------------
-    def first_pass(self, features: Any, grid: tuple[int, int] | None = None, cls: Any = None) -> Any:
+    def first_pass(self, features: Any, grid: tuple[int, int] | None = None, cls: Any = None) -> FirstPass:
         """MuSc's first pass (minima and argmins of every layer and degree) under this
         estimator's LNAMD and engine parameters: the only full-cost step. ``rescore`` then
         scores it under any q or graph setting in seconds, which is how the benchmarks
         compare many settings on one batch. Inputs as for ``fit_predict``; the first pass
         covers the whole batch, so subset division is refused here."""
-        from codegraph_ad.methods.codegraph import compute_first_pass
-
         fs = features if isinstance(features, FeatureSet) else FeatureSet.from_arrays(features, grid, cls)
         configs = self.configs()
         check_batch_size(fs.n_images)
@@ -86,7 +85,7 @@ class BatchEstimator(FlatParams):
         with thread_budget(configs["engine"].threads):
             return compute_first_pass(fs, configs["lnamd"], configs["engine"], getattr(self, "progress", False))
 
-    def rescore(self, first: Any) -> ScoreResult:
+    def rescore(self, first: FirstPass) -> ScoreResult:
         """Scores of a stored ``first_pass`` under this estimator's scoring parameters (its
         LNAMD degrees must be the first pass's)."""
         configs = self.configs()
@@ -96,7 +95,7 @@ class BatchEstimator(FlatParams):
         with thread_budget(configs["engine"].threads):
             return self._rescore(first, configs)
 
-    def _rescore(self, first: Any, configs: dict[str, Any]) -> ScoreResult:
+    def _rescore(self, first: FirstPass, configs: dict[str, Any]) -> ScoreResult:
         raise NotImplementedError
 
 

@@ -1,0 +1,99 @@
+"""MuSc's first pass kept whole: every (layer, degree) minima array with its argmins.
+
+CoDeGraph's graph stages, its dependency ratios and its final scoring all read it, and the
+estimators' ``first_pass``/``rescore`` warm start stores it so that one batch can be scored
+under many settings for the cost of one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from codegraph_ad.config import EngineConfig, LNAMDConfig
+from codegraph_ad.engine.msm import msm_scores
+from codegraph_ad.engine.mutual import PairMinima, pair_minima, refine_minima
+from codegraph_ad.features.extract import FeatureSet
+from codegraph_ad.features.lnamd import lnamd
+from codegraph_ad.methods.base import budget_mb, screening_mask
+
+
+@dataclass
+class FirstPass:
+    """Every (layer, degree) minima array of one batch, with argmins: what all later stages read.
+
+    minima[(layer_index, r)]: PairMinima with ``dist (N, N, M)`` and ``argmin``.
+    allowed: ``(N, N)`` [CLS]-screening mask or None.
+    """
+
+    features: FeatureSet
+    degrees: tuple[int, ...]
+    minima: dict[tuple[int, int], PairMinima]
+    allowed: torch.Tensor | None
+    memory_budget_mb: float
+
+    @property
+    def n_images(self) -> int:
+        return self.features.n_images
+
+    @property
+    def maps(self) -> list[tuple[int, int]]:
+        return list(self.minima.keys())
+
+    def unit_features(self, key: tuple[int, int]) -> torch.Tensor:
+        li, r = key
+        return lnamd(self.features.layers[:, li], self.features.grid, r)
+
+    def subset(self, index: np.ndarray | list[int]) -> "FirstPass":
+        """The first pass of a sub-batch, cut from this one (no recomputation)."""
+        idx = torch.as_tensor(np.asarray(index), dtype=torch.long)
+        cut = {
+            key: PairMinima(pm.dist[idx][:, idx].contiguous(),
+                            None if pm.argmin is None else pm.argmin[idx][:, idx].contiguous())
+            for key, pm in self.minima.items()
+        }
+        allowed = None if self.allowed is None else self.allowed[idx][:, idx]
+        return FirstPass(self.features.subset(idx), self.degrees, cut, allowed, self.memory_budget_mb)
+
+    def distances(self, excluded: np.ndarray | None) -> list[torch.Tensor]:
+        """Per-map minima against the base set without the ``excluded (N, M)`` positions."""
+        if excluded is None or not excluded.any():
+            return [pm.dist for pm in self.minima.values()]
+        ex = torch.from_numpy(np.asarray(excluded, dtype=bool))
+        return [refine_minima(self.unit_features(key), pm, ex, self.memory_budget_mb) for key, pm in self.minima.items()]
+
+    def scores(self, q: float, reference_images: np.ndarray | None = None,
+               excluded: np.ndarray | None = None, dists: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """MSM patch scores ``(N, M)`` averaged over every layer and degree."""
+        n = self.n_images
+        refs = torch.ones(n, dtype=torch.bool) if reference_images is None else torch.from_numpy(
+            np.asarray(reference_images, dtype=bool))
+        mask = refs.view(1, n).expand(n, n)
+        if self.allowed is not None:
+            mask = mask & self.allowed
+        dists = dists if dists is not None else self.distances(excluded)
+        total = None
+        for d in dists:
+            s = msm_scores(d, q, mask)
+            total = s if total is None else total + s
+        return total / len(dists)
+
+
+def compute_first_pass(features: FeatureSet, lnamd_cfg: LNAMDConfig, engine: EngineConfig,
+                       progress: bool = False) -> FirstPass:
+    """Minima and argmins for every layer and degree (the only full-cost step)."""
+    minima: dict[tuple[int, int], PairMinima] = {}
+    for li in range(features.layers.shape[1]):
+        for r in lnamd_cfg.degrees:
+            minima[(li, r)] = pair_minima(
+                lnamd(features.layers[:, li], features.grid, r),
+                budget_mb=budget_mb(engine),
+                precision=engine.precision,
+                with_argmin=True,
+                progress=progress,
+                desc=f"first pass layer {li + 1} r={r}",
+            )
+    allowed = screening_mask(features.cls, engine.screening_percent)
+    return FirstPass(features, tuple(lnamd_cfg.degrees), minima, allowed, budget_mb(engine))
