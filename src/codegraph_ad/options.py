@@ -11,6 +11,9 @@ Option names: the field name with dashes; the fields of the small sections in
 short names stay as aliases (``ALIASES``). Two options are not fields: ``--q`` (the share q
 the chosen method scores with: MuSc's ``msm.q``, CoDeGraph's ``graph.final_q``) and the
 deprecated ``--graph-layers`` (0-based indices into ``--layers``, now ``--graph-blocks``).
+A command whose tree holds one class twice (distill: the head's and the CLIP model's
+``TrainConfig``) prefixes its sections by path and may link a field to others that follow
+its command-line value (``--epochs`` trains whichever model is chosen).
 """
 
 from __future__ import annotations
