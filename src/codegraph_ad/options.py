@@ -11,6 +11,9 @@ Option names: the field name with dashes; the fields of the small sections in
 short names stay as aliases (``ALIASES``). Two options are not fields: ``--q`` (the share q
 the chosen method scores with: MuSc's ``msm.q``, CoDeGraph's ``graph.final_q``) and the
 deprecated ``--graph-layers`` (0-based indices into ``--layers``, now ``--graph-blocks``).
+A command whose tree holds one class twice (distill: the head's and the CLIP model's
+``TrainConfig``) prefixes its sections by path and may link a field to others that follow
+its command-line value (``--epochs`` trains whichever model is chosen).
 """
 
 from __future__ import annotations
@@ -78,6 +81,7 @@ class ConfigSpec:
     defaults: Any
     options: tuple[ConfigOption, ...]
     run_path: tuple[str, ...] | None  # where the RunConfig sits in the tree (for --q, --graph-layers)
+    links: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (dotted field, dotted fields that follow it)
 
 
 def _hints(cls: type) -> dict[str, Any]:
@@ -85,12 +89,14 @@ def _hints(cls: type) -> dict[str, Any]:
 
 
 def walk_fields(root: type, path: tuple[str, ...] = (), prefix: str = "",
-                prefixes: dict[type, str] | None = None,
+                prefixes: dict[type | str, str] | None = None,
                 aliases: dict[tuple[type, str], tuple[str, ...]] | None = None) -> Iterator[ConfigOption]:
     """Every leaf field of the dataclass tree under ``root``, depth first, in declaration order.
 
     prefixes / aliases: added to SECTION_PREFIX / ALIASES for the config trees of other
-    areas (volumes), which this bottom module cannot import.
+    areas (volumes, distill), which this bottom module cannot import. A prefix is keyed by
+    the section's class, or by its dotted path where one class appears twice in a tree
+    (``"text.train"``); the path wins, and ``""`` there gives a section no prefix.
     """
     prefixes = {**SECTION_PREFIX, **(prefixes or {})}
     aliases = {**ALIASES, **(aliases or {})}
@@ -98,7 +104,8 @@ def walk_fields(root: type, path: tuple[str, ...] = (), prefix: str = "",
     for f in fields(root):
         hint = hints[f.name]
         if isinstance(hint, type) and is_dataclass(hint):
-            sub = prefixes.get(hint)
+            dotted = ".".join((*path, f.name))
+            sub = prefixes[dotted] if dotted in prefixes else prefixes.get(hint)
             yield from walk_fields(hint, (*path, f.name), f"{prefix}{sub}-" if sub else prefix, prefixes, aliases)
             continue
         primary = "--" + prefix + f.name.replace("_", "-")
@@ -236,12 +243,12 @@ class _TokenList(argparse.Action):
 
 
 def _add_option(group: argparse._ActionsContainer, opt: ConfigOption, defaults: Any,
-                token_lists: bool = False) -> None:
+                token_lists: bool = False, note: str = "") -> None:
     text = opt.field.metadata.get("help")
     if not text:
         raise TypeError(f"{opt.owner.__name__}.{opt.field.name} has no help (config.documented)")
     default = _lookup(defaults, opt.path)
-    help_text = f"{text} (default: {_format_default(default)})".replace("%", "%%")
+    help_text = f"{text} (default: {_format_default(default)}){note}".replace("%", "%%")
     inner, _ = _split_optional(opt.hint)
     kwargs: dict[str, Any] = {"dest": opt.dest, "default": argparse.SUPPRESS, "help": help_text}
     if inner is bool:
@@ -275,9 +282,10 @@ def _metavar(inner: Any) -> str:
 
 
 def add_config_options(parser: argparse.ArgumentParser, root: type = RunConfig, defaults: Any = None,
-                       skip: tuple[str, ...] = (), prefixes: dict[type, str] | None = None,
+                       skip: tuple[str, ...] = (), prefixes: dict[type | str, str] | None = None,
                        aliases: dict[tuple[type, str], tuple[str, ...]] | None = None,
-                       token_lists: bool = False) -> ConfigSpec:
+                       token_lists: bool = False, links: dict[str, tuple[str, ...]] | None = None,
+                       description: str = "", config_help: str | None = None) -> ConfigSpec:
     """One option per leaf field of ``root`` (defaults shown from ``defaults``), plus --config.
 
     skip: dotted field paths that get no option (a command that sets them itself).
@@ -285,6 +293,11 @@ def add_config_options(parser: argparse.ArgumentParser, root: type = RunConfig, 
     token_lists: tuple fields also take space-separated values (``--range 8 30``), and a
         repeated ``--x a --x b`` extends a variable-length one; only for commands without
         positional arguments, which such an option would swallow.
+    links: dotted field -> dotted fields that take its command-line value unless their own
+        option is given too: one setting kept in the sections of alternatives of which a
+        run uses one (``{"head.train.epochs": ("text.train.epochs",)}``).
+    description: added to the help of the configuration group (e.g. where defaults come from).
+    config_help: the help of --config where the command reads other files than a run's.
     """
     defaults = defaults if defaults is not None else root()
     options = tuple(o for o in walk_fields(root, prefixes=prefixes, aliases=aliases) if o.dest not in skip)
@@ -294,20 +307,29 @@ def add_config_options(parser: argparse.ArgumentParser, root: type = RunConfig, 
             if flag in seen:  # a new field whose name clashes: give its section a SECTION_PREFIX
                 raise TypeError(f"option {flag} would set both {seen[flag]} and {o.dest}")
             seen[flag] = o.dest
+    by_dest = {o.dest: o for o in options}
+    links = links or {}
+    for source, followers in links.items():
+        for dotted in (source, *followers):
+            if dotted not in by_dest:
+                raise TypeError(f"link {source} -> {', '.join(followers)}: {dotted} has no option")
     run_path = _find_run_path(root)
     parser.add_argument("--config", type=Path, default=None, metavar="FILE",
-                        help="JSON configuration: config_to_dict output, or a run folder's run.json or scores.json "
-                             "(its \"config\"); options given here override it")
-    group = parser.add_argument_group("configuration", f"every field of {root.__name__} (codegraph_ad.options)")
+                        help=config_help or "JSON configuration: config_to_dict output, or a run folder's run.json "
+                                            "or scores.json (its \"config\"); options given here override it")
+    about = f"every field of {root.__name__} (codegraph_ad.options)" + (f"; {description}" if description else "")
+    group = parser.add_argument_group("configuration", about)
     for o in options:
-        _add_option(group, o, defaults, token_lists)
+        followers = links.get(o.dest, ())
+        note = "".join(f"; sets {d} too unless {by_dest[d].flags[0]} is given" for d in followers)
+        _add_option(group, o, defaults, token_lists, note)
     if run_path is not None:
         group.add_argument("--q", type=float, default=argparse.SUPPRESS, dest="_q", metavar="X",
                            help="MSM share q of the chosen method: --msm-q for musc, --final-q for codegraph")
         group.add_argument("--graph-layers", default=argparse.SUPPRESS, dest="_graph_layers", metavar="INT,...",
                            type=value_parser(tuple[int, ...], "--graph-layers"),
                            help="deprecated: 0-based indices into --layers; use --graph-blocks (block numbers)")
-    spec = ConfigSpec(root, defaults, options, run_path)
+    spec = ConfigSpec(root, defaults, options, run_path, tuple(links.items()))
     parser.set_defaults(**{SPEC_DEST: spec})
     return spec
 
@@ -433,16 +455,22 @@ def _run_extras(a: argparse.Namespace, base_run: RunConfig, given: dict[tuple[st
     return extra
 
 
-def config_from_args(a: argparse.Namespace, fixed: dict[str, Any] | None = None) -> Any:
+def config_from_args(a: argparse.Namespace, fixed: dict[str, Any] | None = None, base: Any = None) -> Any:
     """The configuration of a parsed command line: defaults < --config file < options < ``fixed``.
 
     fixed: dotted field paths a command sets itself (``{"method": "musc"}``).
+    base: the defaults of this command line in place of the parser's (e.g. settings read
+        from an input folder), still below the --config file and the options.
     """
     spec: ConfigSpec = getattr(a, SPEC_DEST)
-    base = spec.defaults
+    base = spec.defaults if base is None else base
     if getattr(a, "config", None) is not None:
         base = load_config(a.config, base)
     given = given_options(a)
+    for source, followers in spec.links:
+        if (path := tuple(source.split("."))) in given:
+            for dotted in followers:
+                given.setdefault(tuple(dotted.split(".")), given[path])
     for dotted, value in (fixed or {}).items():
         given[tuple(dotted.split("."))] = value
     changes = dict(given)

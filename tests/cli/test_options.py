@@ -11,6 +11,8 @@ import pytest
 
 from codegraph_ad.cli import build_parser
 from codegraph_ad.config import RunConfig, config_to_dict
+from codegraph_ad.distill import commands as distill_commands
+from codegraph_ad.distill.config import DistillCommandConfig, PseudoMaskConfig, WinClipCommandConfig
 from codegraph_ad.errors import ConfigError
 from codegraph_ad.options import add_run_options, config_from_args, walk_fields
 from codegraph_ad.registry import BACKBONES, METHODS
@@ -23,6 +25,10 @@ SPECIAL = {
     "features.checkpoint": "weights.pt",
     "percentiles": (1.0, 99.0),
     "sources": ("a.nii.gz", "b.nii.gz"),
+    "clip.arch": "ViT-B-16",
+    "clip.checkpoint": "clip.pt",
+    "clip.layers": (6, 12),
+    "object_name": "bottle",
 }
 
 
@@ -93,31 +99,49 @@ def _flat(d, prefix=""):
 
 
 def _command(root):
-    """(parser, argv before the options, extra walk_fields arguments) of the command of ``root``."""
+    """(parser, argv before the options, extra walk_fields arguments, fields the command sets
+    itself, links) of the command of ``root``."""
     if root is CohortConfig:
         from codegraph_ad.volumes.cli import _COHORT_ALIASES
 
-        return build_parser(), ["make-cohort"], {"prefixes": {LesionConfig: "lesion"}, "aliases": _COHORT_ALIASES}
-    return _parser(root, root()), [], {}
+        return (build_parser(), ["make-cohort"], {"prefixes": {LesionConfig: "lesion"}, "aliases": _COHORT_ALIASES},
+                (), {})
+    if root is PseudoMaskConfig:
+        return build_parser(), ["pseudomask", "run"], {}, (), {}
+    if root is DistillCommandConfig:
+        extra = {"prefixes": distill_commands.DISTILL_PREFIXES, "aliases": distill_commands.PSEUDO_ALIASES}
+        return build_parser(), ["distill", "run"], extra, distill_commands.DISTILL_SKIP, distill_commands.DISTILL_LINKS
+    if root is WinClipCommandConfig:
+        extra = {"prefixes": distill_commands.WINCLIP_PREFIXES, "aliases": distill_commands.WINCLIP_ALIASES}
+        return build_parser(), ["winclip", "img"], extra, (), {}
+    return _parser(root, root()), [], {}, (), {}
 
 
-@pytest.mark.parametrize("root", [RunConfig, VolumeConfig, CohortConfig])
+ROOTS = [RunConfig, VolumeConfig, CohortConfig, PseudoMaskConfig, DistillCommandConfig, WinClipCommandConfig]
+
+
+@pytest.mark.parametrize("root", ROOTS)
 def test_every_field_has_an_option_that_sets_it(root):
     defaults = root()
-    parser, command, extra = _command(root)
+    parser, command, extra, skip, links = _command(root)
     options = {o.dest: o for o in walk_fields(root, **extra)}
     leaves = list(_leaves(root))
     assert sorted(options) == sorted(".".join(p) for p, _, _ in leaves)
     base = _flat(config_to_dict(defaults))
     for path, f, hint in leaves:
         dotted = ".".join(path)
+        if dotted in skip:  # set by another option of the command (tested with the command)
+            continue
         value = _other_value(dotted, hint, _get(defaults, path))
         assert value != _get(defaults, path), dotted
+        followers = links.get(dotted, ())
         for flag in options[dotted].flags:  # the generated name and every alias
             config = config_from_args(parser.parse_args([*command, "--out", "o", *_argv(flag, value)]))
             assert _get(config, path) == value, (flag, value)
+            for follower in followers:
+                assert _get(config, tuple(follower.split("."))) == value, (flag, follower)
             changed = {k for k, v in _flat(config_to_dict(config)).items() if base[k] != v}
-            assert changed == {dotted}, (flag, changed)
+            assert changed == {dotted, *followers}, (flag, changed)
 
 
 def test_make_cohort_keeps_its_space_separated_ranges_and_repeated_sources():
@@ -130,16 +154,16 @@ def test_make_cohort_keeps_its_space_separated_ranges_and_repeated_sources():
         build_parser().parse_args(["make-cohort", "--out", "o", "--lesion-contrast", "0.2", "0.3", "0.4"])
 
 
-@pytest.mark.parametrize("root", [RunConfig, VolumeConfig, CohortConfig])
+@pytest.mark.parametrize("root", ROOTS)
 def test_every_field_has_help(root):
-    parser, command, extra = _command(root)
+    parser, command, extra, skip, _ = _command(root)
     if command:
         parser = parser._subparsers._group_actions[0].choices[command[0]]
     text = parser.format_help()
     for path, f, _ in _leaves(root):
         assert f.metadata.get("help", "").strip(), ".".join(path)
     for o in walk_fields(root, **extra):
-        assert o.flags[0] in text
+        assert o.dest in skip or o.flags[0] in text
 
 
 def test_old_option_names_still_work():

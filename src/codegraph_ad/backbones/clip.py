@@ -17,6 +17,7 @@ from codegraph_ad.backbones._checks import BackboneConfigError
 from codegraph_ad.backbones._optional import import_open_clip
 from codegraph_ad.backbones.base import CLIP_MEAN, CLIP_STD
 from codegraph_ad.backbones.registry import backbone_spec, evenly_spaced_layers, list_backbones
+from codegraph_ad.config import documented
 
 
 @dataclass(frozen=True)
@@ -29,11 +30,12 @@ class ClipConfig:
         4 evenly spaced blocks of ViT-L: 6/12/18/24); None takes the backbone's default four.
     """
 
-    arch: str = "ViT-L-14-336"
-    checkpoint: str | None = None
-    image_size: int = 336
-    layers: tuple[int, ...] | None = None
-    quick_gelu: bool = True
+    arch: str = documented("ViT-L-14-336", "open_clip model name or this package's CLIP backbone name")
+    checkpoint: str | None = documented(None, "local CLIP weights file (OpenAI .pt or open_clip)")
+    image_size: int = documented(336, "CLIP input side in px")
+    layers: tuple[int, ...] | None = documented(
+        None, "1-based blocks whose patch tokens feed the adapters (none: the backbone's default four)")
+    quick_gelu: bool = documented(True, "QuickGELU activations (OpenAI's weights)")
 
 
 @dataclass

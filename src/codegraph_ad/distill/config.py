@@ -7,14 +7,16 @@ images can be scored one at a time, without a batch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from codegraph_ad.backbones.clip import ClipConfig
-from codegraph_ad.config import FeatureConfig
+from codegraph_ad.config import FeatureConfig, documented
 from codegraph_ad.errors import ConfigError
+from codegraph_ad.methods.winclip import WinClipConfig
 
 FitScope = Literal["image", "batch"]
+DistillModel = Literal["head", "aprilgan", "anomalyclip"]
 
 
 @dataclass(frozen=True)
@@ -37,12 +39,12 @@ class PseudoMaskConfig:
         in milliseconds at camera resolution.
     """
 
-    q: float = 0.95
-    beta: float = 0.01
-    scope: FitScope = "batch"
-    max_components: int = 2
-    max_fit_samples: int = 20_000
-    seed: int = 0
+    q: float = documented(0.95, "truncation quantile of the mixture fit, in (0, 1]")
+    beta: float = documented(0.01, "tail probability per component: mu + z(1-beta) sigma, in (0, 1)")
+    scope: FitScope = documented("batch", "fit one mixture for the whole run (batch) or one per map (image)")
+    max_components: int = documented(2, "largest number of mixture components the BIC chooses from (>= 1)")
+    max_fit_samples: int = documented(20_000, "pixels drawn for the fit (>= 10)")
+    seed: int = documented(0, "seed of the pixel subsample")
 
     def validate(self) -> PseudoMaskConfig:
         if not 0.0 < self.q <= 1.0:
@@ -67,21 +69,22 @@ class LossConfig:
     a patch half-covered by a thin defect is not forced to 0 or 1.
     """
 
-    focal_gamma: float = 2.0
-    focal_alpha: float | None = None  # weight of the positive class; None: unweighted
-    dice_weight: float = 1.0
+    focal_gamma: float = documented(2.0, "focusing exponent of the focal loss")
+    # weight of the positive class; None: unweighted
+    focal_alpha: float | None = documented(None, "focal weight of the positive class (none: unweighted)")
+    dice_weight: float = documented(1.0, "weight of the Dice loss beside the focal loss")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimiser settings shared by every trainable per-image model."""
 
-    epochs: int = 60  # the setting behind every number in docs/distill.md
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    batch_images: int = 8  # images per optimiser step
-    seed: int = 0
-    loss: LossConfig = field(default_factory=LossConfig)
+    epochs: int = documented(60, "training epochs")  # the setting behind every number in docs/distill.md
+    lr: float = documented(1e-3, "learning rate")
+    weight_decay: float = documented(1e-4, "weight decay of the optimiser")
+    batch_images: int = documented(8, "images per optimiser step")
+    seed: int = documented(0, "seed of the initialisation and the image order")
+    loss: LossConfig = documented(LossConfig, "focal + Dice loss", factory=True)
 
 
 @dataclass(frozen=True)
@@ -98,18 +101,18 @@ class HeadConfig:
         beat r = 1 on image AUROC (99.7 vs 99.0) at the same pixel AUROC.
     """
 
-    degrees: tuple[int, ...] = (1, 3)
-    hidden: int = 0
-    dropout: float = 0.1  # on the hidden layer only
+    degrees: tuple[int, ...] = documented((1, 3), "LNAMD degrees of the head input")
+    hidden: int = documented(0, "MLP hidden width (0: linear head)")
+    dropout: float = documented(0.1, "dropout on the hidden layer only")
 
 
 @dataclass(frozen=True)
 class DistillConfig:
     """A distilled single-image detector: which backbone, which head, how it is trained."""
 
-    features: FeatureConfig = field(default_factory=FeatureConfig)
-    head: HeadConfig = field(default_factory=HeadConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    features: FeatureConfig = documented(FeatureConfig, "frozen backbone and its tokens", factory=True)
+    head: HeadConfig = documented(HeadConfig, "the patch head", factory=True)
+    train: TrainConfig = documented(TrainConfig, "training of the head", factory=True)
 
 
 @dataclass(frozen=True)
@@ -125,9 +128,39 @@ class TextModelConfig:
     temperature: scale of the cosine similarities before the normal/abnormal softmax.
     """
 
-    kind: Literal["aprilgan", "anomalyclip"] = "aprilgan"
-    clip: ClipConfig = field(default_factory=ClipConfig)
-    n_ctx: int = 12
-    object_name: str = "object"
-    temperature: float = 100.0
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=30, lr=1e-3))
+    kind: Literal["aprilgan", "anomalyclip"] = documented("aprilgan", "APRIL-GAN adapter or AnomalyCLIP prompts")
+    clip: ClipConfig = documented(ClipConfig, "the frozen CLIP", factory=True)
+    n_ctx: int = documented(12, "learnable context tokens per prompt (anomalyclip)")
+    object_name: str = documented("object", "noun in the prompts ('object' keeps them object-agnostic)")
+    temperature: float = documented(100.0, "scale of the cosine similarities before the normal/abnormal softmax")
+    train: TrainConfig = documented(lambda: TrainConfig(epochs=30, lr=1e-3), "training of the text model", factory=True)
+
+
+@dataclass(frozen=True)
+class DistillCommandConfig:
+    """Everything ``codegraph-ad distill`` reads: the pseudo-masks and the model to train.
+
+    model: "head" trains ``head`` (a patch head on frozen ViT tokens); "aprilgan" and
+        "anomalyclip" train ``text`` with that kind. Both model sections are kept so that one
+        file configures either; the one not chosen is not used.
+    """
+
+    model: DistillModel = documented("head", "head: patch head on frozen ViT tokens; aprilgan / anomalyclip: "
+                                             "CLIP-based (need a CLIP checkpoint)")
+    pseudo: PseudoMaskConfig = documented(PseudoMaskConfig, "pseudo-masks the model is trained on", factory=True)
+    head: DistillConfig = documented(DistillConfig, "the patch head (model head)", factory=True)
+    text: TextModelConfig = documented(TextModelConfig, "the CLIP text model (aprilgan, anomalyclip)", factory=True)
+
+    def trained(self) -> DistillConfig | TextModelConfig:
+        """The configuration of the chosen model (a text model with ``kind`` = ``model``)."""
+        if self.model == "head":
+            return self.head
+        return self.text if self.text.kind == self.model else replace(self.text, kind=self.model)
+
+
+@dataclass(frozen=True)
+class WinClipCommandConfig:
+    """Everything ``codegraph-ad winclip`` reads: the CLIP to load and the WinCLIP scoring."""
+
+    clip: ClipConfig = documented(ClipConfig, "the frozen CLIP", factory=True)
+    winclip: WinClipConfig = documented(WinClipConfig, "window scoring and prompts", factory=True)

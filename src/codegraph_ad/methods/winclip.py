@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from codegraph_ad.backbones.clip import ClipBundle, ClipConfig, load_clip
 from codegraph_ad.backbones.registry import backbone_spec
+from codegraph_ad.config import documented
 from codegraph_ad.errors import ConfigError
 from codegraph_ad.features.preprocess import to_model_input
 from codegraph_ad.methods.base import ScoreResult
@@ -40,11 +41,12 @@ class WinClipConfig:
     object_name: the noun of the prompt ensemble ("a photo of a damaged {object_name}.").
     """
 
-    scales: tuple[int, ...] = (2, 3)
-    stride: int = 1
-    temperature: float = 100.0  # CLIP's logit scale
-    window_batch: int = 256  # windows per forward pass
-    object_name: str = "object"
+    scales: tuple[int, ...] = documented((2, 3), "window sides in patches (positive)")
+    stride: int = documented(1, "step between windows in patches (positive)")
+    # CLIP's logit scale
+    temperature: float = documented(100.0, "scale of the cosine similarities before the softmax (> 0)")
+    window_batch: int = documented(256, "windows per forward pass (positive)")
+    object_name: str = documented("object", "noun in the prompts, e.g. 'bottle'")
 
     def __post_init__(self) -> None:
         scales = tuple(self.scales)
