@@ -7,7 +7,7 @@ sweeps in ``benchmarks/`` (see docs/benchmarks.md).
 
 from __future__ import annotations
 
-from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass, replace
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from typing import Any, Literal
 
 from codegraph_ad.errors import ConfigError
@@ -232,19 +232,7 @@ def config_from_dict(cls: type, data: dict[str, Any]) -> Any:
     its parent's default builds, so a volume run keeps its volume defaults). A run.json
     written before graph_blocks holds 0-based ``graph.graph_layers``; they are converted.
     """
-    if cls is RunConfig:
-        data = upgrade_run_dict(data)
-    kwargs = {}
-    for f in fields(cls):
-        if f.name not in data:
-            continue
-        value = data[f.name]
-        if f.default_factory is not MISSING and is_dataclass(default := f.default_factory()):
-            value = config_update(default, value)
-        elif isinstance(value, list):
-            value = tuple(value)
-        kwargs[f.name] = value
-    return cls(**kwargs)
+    return config_update(cls(), data)
 
 
 def config_update(base: Any, data: dict[str, Any]) -> Any:
