@@ -16,7 +16,9 @@ def cmd_benchmark(a: argparse.Namespace) -> int:
     if a.single_method is not None:
         raise InputError("benchmark takes --methods (comma separated), not --method")
     methods = tuple(m.strip() for m in a.methods.split(",") if m.strip())
-    configs = {m: config_from_args(a, {"method": m}) for m in methods if m in ("musc", "codegraph")}
+    from codegraph_ad.suite.config import method_order
+
+    configs = {m: config_from_args(a, {"method": m}) for m in methods if m in method_order()}
     categories = tuple(c.strip() for c in a.categories.split(",") if c.strip()) if a.categories else None
     bench = BenchmarkConfig(a.dataset, a.root, categories, methods, a.eval_size, a.save_runs, not a.no_overlays)
     result = run_benchmark(bench, configs, a.out, overwrite=a.overwrite, progress=not a.quiet)
@@ -33,7 +35,7 @@ def register(subparsers) -> None:
     p.add_argument("--dataset", required=True, help=f"layout of --root: {', '.join(list_datasets())}")
     p.add_argument("--root", required=True, type=Path, help="dataset folder holding the categories")
     p.add_argument("--categories", default=None, help="comma-separated subset (default: all found)")
-    p.add_argument("--methods", default="musc,codegraph", help="comma-separated: musc, codegraph")
+    p.add_argument("--methods", default="musc,codegraph", help="comma-separated registered batch methods (`codegraph-ad methods`)")
     p.add_argument("--eval-size", type=int, default=256, help="pixel metrics resolution")
     p.add_argument("--save-runs", action="store_true", help="keep each category's maps, overlays and scores")
     # Every run option but --method: a benchmark chooses methods with --methods instead.

@@ -7,9 +7,17 @@ from pathlib import Path
 
 from codegraph_ad.evaluation import ConsistencyConfig  # the one definition (re-exported)
 
-METHOD_ORDER = ("musc", "codegraph")  # MuSc first: its scores (at the default q) define the consistent patches
+METHOD_ORDER = ("musc", "codegraph")  # the default selection; MuSc first: its scores define the consistent patches
 
-__all__ = ["METHOD_ORDER", "BenchmarkConfig", "ConsistencyConfig"]
+
+def method_order() -> tuple[str, ...]:
+    """Every registered batch method (``input == "features"``; a user's too), MuSc first."""
+    from codegraph_ad.registry import METHODS
+
+    names = [n for n in METHODS.names() if getattr(METHODS.get(n), "input", "features") == "features"]
+    return ("musc", *[n for n in names if n != "musc"])
+
+__all__ = ["METHOD_ORDER", "BenchmarkConfig", "ConsistencyConfig", "method_order"]
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from codegraph_ad.datasets.registry import get_reader, list_categories, read_cat
 from codegraph_ad.errors import InputError
 from codegraph_ad.evaluation import consistency_rates
 from codegraph_ad.io.atomic import write_json, write_text
-from codegraph_ad.suite.config import METHOD_ORDER, BenchmarkConfig
+from codegraph_ad.suite.config import BenchmarkConfig, method_order
 from codegraph_ad.suite.consistency import patch_mask_fractions
 from codegraph_ad.suite.published import published_for
 from codegraph_ad.suite.tables import category_rows, markdown, mean_rows, to_csv
@@ -148,17 +148,18 @@ def _consistency_record(bench: BenchmarkConfig) -> dict[str, Any]:
 
 def _check_methods(bench: BenchmarkConfig, configs: dict[str, RunConfig]) -> list[str]:
     if not bench.methods:
-        raise InputError("no method given; choose from musc, codegraph")
-    unknown = [m for m in bench.methods if m not in METHOD_ORDER]
+        raise InputError(f"no method given; choose from {', '.join(method_order())}")
+    order = method_order()
+    unknown = [m for m in bench.methods if m not in order]
     if unknown:
-        raise InputError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHOD_ORDER)}")
+        raise InputError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(order)}")
     missing = [m for m in bench.methods if m not in configs]
     if missing:
         raise InputError(f"no configuration given for method(s) {', '.join(missing)}")
     for m in bench.methods:
         if configs[m].method != m:
             raise InputError(f"configuration for {m!r} has method={configs[m].method!r}")
-    return [m for m in METHOD_ORDER if m in bench.methods]
+    return [m for m in order if m in bench.methods]
 
 
 def _check_resumable(path: Path, record: dict, stored_configs: dict, bench: BenchmarkConfig) -> None:
