@@ -51,6 +51,7 @@ def test_head_on_pseudo_and_real_masks_predicts_single_images(tmp_path: Path, to
     assert run.names == ["good__000", "good__001", "good__002", "good__003",
                          "stain__004", "stain__005", "stain__006", "stain__007"]
     assert run.load_map(5).shape == (64, 64)
+    assert run.backbone is not None and run.backbone.source == "embedded"  # the frozen ViT the head reads
     assert (tmp_path / "pred" / "overlays" / "stain__005.png").is_file()
     rows = list(csv.DictReader((tmp_path / "pred" / "scores.csv").open()))
     assert [r["name"] for r in rows] == run.names

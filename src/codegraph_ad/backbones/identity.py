@@ -79,3 +79,11 @@ def backbone_identity(name: str, checkpoint: str | Path | None = None, backbone:
         return BackboneIdentity(name, "registered",
                                 model=f"{factory.__module__}.{getattr(factory, '__qualname__', type(factory).__name__)}")
     return BackboneIdentity(name, "online")
+
+
+def clip_identity(arch: str, checkpoint: str | Path | None) -> BackboneIdentity:
+    """The identity of a CLIP model (text-based detectors): its weights file, hashed, or the
+    hub's weights when none was given."""
+    if checkpoint is not None:
+        return BackboneIdentity(arch, "checkpoint", checkpoint_sha256=file_sha256(checkpoint), model=str(checkpoint))
+    return BackboneIdentity(arch, "online")

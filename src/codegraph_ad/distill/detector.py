@@ -29,6 +29,10 @@ class Detector(Protocol):
 
     def predict(self, rgb: np.ndarray) -> Prediction: ...
 
+    def used_backbone(self) -> Any:
+        """The ``BackboneIdentity`` of the frozen model, for the run manifest."""
+        ...
+
 
 def load_feature_backbone(features: FeatureConfig, threads: int | None = None):
     """The frozen backbone named by a model's feature config (same call as ``detect`` uses)."""
@@ -49,6 +53,7 @@ class DistilledDetector:
         self.features = features
         self.config = config
         self.degrees = tuple(head.config.degrees)
+        self._caller_backbone: Any = backbone  # a model the caller built; None once built from the config
         g = backbone.image_size // backbone.patch_size
         self.grid = (g, g)
 
@@ -59,8 +64,16 @@ class DistilledDetector:
         head_cfg = config_from_dict(HeadConfig, cfg["head"])
         head = PatchHead(int(cfg["in_dim"]), head_cfg)
         head.load_state_dict(model.state_dict, strict=True)
+        given = backbone
         backbone = backbone if backbone is not None else load_feature_backbone(features, threads)
-        return cls(backbone, head, features, cfg)
+        detector = cls(backbone, head, features, cfg)
+        detector._caller_backbone = given
+        return detector
+
+    def used_backbone(self) -> Any:
+        from codegraph_ad.backbones.identity import backbone_identity
+
+        return backbone_identity(self.features.backbone, self.features.checkpoint, self._caller_backbone)
 
     def predict(self, rgb: np.ndarray) -> Prediction:
         x = to_model_input(rgb, self.backbone.image_size, self.backbone.mean, self.backbone.std)[None]

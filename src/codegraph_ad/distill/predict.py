@@ -146,4 +146,5 @@ def _write_tables(writer: RunWriter, result: PredictResult, detector: Detector, 
     writer.scores(rows, meta)
     writer.array(PATCH_SCORES, result.patch_scores.numpy().astype(np.float32))
     writer.finish(Manifest(result.names, [str(p) for p in result.paths], tuple(result.grid), config, versions(),
-                           timings, original_sizes=[tuple(s) for s in result.original_sizes]))
+                           timings, original_sizes=[tuple(s) for s in result.original_sizes],
+                           backbone=detector.used_backbone()))

@@ -64,6 +64,11 @@ class TextDetector:
         module.load_state_dict(model.state_dict, strict=True)
         return cls(bundle, module, config, model.config)
 
+    def used_backbone(self) -> Any:
+        from codegraph_ad.backbones.identity import clip_identity
+
+        return clip_identity(self.bundle.config.arch, self.bundle.config.checkpoint)
+
     def predict(self, rgb: np.ndarray) -> Prediction:
         bb = self.bundle.backbone
         x = to_model_input(rgb, bb.image_size, bb.mean, bb.std)[None]
@@ -89,6 +94,11 @@ class WinClipDetector:
         self.scorer = WindowScorer(bundle, state_embeddings(bundle.model, bundle.tokenizer, config.object_name), config)
         self.grid = self.scorer.grid
         self.config = {"clip": asdict(bundle.config), "winclip": asdict(config), "object_name": config.object_name}
+
+    def used_backbone(self) -> Any:
+        from codegraph_ad.backbones.identity import clip_identity
+
+        return clip_identity(self.bundle.config.arch, self.bundle.config.checkpoint)
 
     def predict(self, rgb: np.ndarray) -> Prediction:
         bb = self.bundle.backbone
