@@ -13,7 +13,10 @@ the chosen method scores with: MuSc's ``msm.q``, CoDeGraph's ``graph.final_q``) 
 deprecated ``--graph-layers`` (0-based indices into ``--layers``, now ``--graph-blocks``).
 A command whose tree holds one class twice (distill: the head's and the CLIP model's
 ``TrainConfig``) prefixes its sections by path and may link a field to others that follow
-its command-line value (``--epochs`` trains whichever model is chosen).
+its command-line value (``--epochs`` trains whichever model is chosen). A field whose name a
+command's own argument holds gets another flag (``names``: make-consistad's ``--mvtec`` is a
+root folder, the ``mvtec`` classes are ``--mvtec-classes``), and a field and an argument that
+would share a namespace dest are refused when the parser is built.
 """
 
 from __future__ import annotations
