@@ -166,3 +166,28 @@ def test_repeatable_options_add_up_and_only_variable_tuples_repeat():
     for bad in ("pair", "root", "nope"):
         with pytest.raises(TypeError, match=bad):
             add_config_options(argparse.ArgumentParser(), _Tiny, repeatable=(bad,))
+
+
+def test_the_commands_pass_their_config_on(monkeypatch):
+    """The parsed configuration reaches the builders (not only the namespace)."""
+    from codegraph_ad.cli import main
+    from codegraph_ad.datasets import consistad, synca
+
+    seen = {}
+
+    def fake_synca(category_dir, out, n_copies, source, seed, config, overwrite=False):
+        seen["synca"] = (n_copies, source, seed, config, overwrite)
+        return synca.SynCAResult(out, source, 1, [], 0.0)
+
+    def fake_consistad(mvtec, loco, manta, out, seed, config, overwrite=False):
+        seen["consistad"] = (str(mvtec), str(loco), str(manta), seed, config)
+        return consistad.ConsistADResult(out, {}, 0.0)
+
+    monkeypatch.setattr(synca, "build_synca", fake_synca)
+    monkeypatch.setattr(consistad, "build_consistad", fake_consistad)
+    assert main(["make-synca", "cat", "--out", "o", "--copies", "2", "--source", "hole/000", "--prefix", "dup",
+                 "--overwrite"]) == 0
+    assert seen["synca"] == (2, "hole/000", 0, SynCAConfig(prefix="dup"), True)
+    assert main(["make-consistad", "--mvtec", "m", "--loco", "l", "--manta", "n", "--out", "o",
+                 "--manta-n-views", "4"]) == 0
+    assert seen["consistad"] == ("m", "l", "n", 0, ConsistADConfig(manta_views=MantaConfig(n_views=4)))
