@@ -13,7 +13,10 @@ the chosen method scores with: MuSc's ``msm.q``, CoDeGraph's ``graph.final_q``) 
 deprecated ``--graph-layers`` (0-based indices into ``--layers``, now ``--graph-blocks``).
 A command whose tree holds one class twice (distill: the head's and the CLIP model's
 ``TrainConfig``) prefixes its sections by path and may link a field to others that follow
-its command-line value (``--epochs`` trains whichever model is chosen).
+its command-line value (``--epochs`` trains whichever model is chosen). A field whose name a
+command's own argument holds gets another flag (``names``: make-consistad's ``--mvtec`` is a
+root folder, the ``mvtec`` classes are ``--mvtec-classes``), and a field and an argument that
+would share a namespace dest are refused when the parser is built.
 """
 
 from __future__ import annotations
@@ -82,6 +85,7 @@ class ConfigSpec:
     options: tuple[ConfigOption, ...]
     run_path: tuple[str, ...] | None  # where the RunConfig sits in the tree (for --q, --graph-layers)
     links: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (dotted field, dotted fields that follow it)
+    config_key: str = "config"  # where a result file (run.json, analysis.json) holds the configuration
 
 
 def _hints(cls: type) -> dict[str, Any]:
@@ -90,25 +94,31 @@ def _hints(cls: type) -> dict[str, Any]:
 
 def walk_fields(root: type, path: tuple[str, ...] = (), prefix: str = "",
                 prefixes: dict[type | str, str] | None = None,
-                aliases: dict[tuple[type, str], tuple[str, ...]] | None = None) -> Iterator[ConfigOption]:
+                aliases: dict[tuple[type, str], tuple[str, ...]] | None = None,
+                names: dict[str, str] | None = None) -> Iterator[ConfigOption]:
     """Every leaf field of the dataclass tree under ``root``, depth first, in declaration order.
 
     prefixes / aliases: added to SECTION_PREFIX / ALIASES for the config trees of other
     areas (volumes, distill), which this bottom module cannot import. A prefix is keyed by
     the section's class, or by its dotted path where one class appears twice in a tree
     (``"text.train"``); the path wins, and ``""`` there gives a section no prefix.
+    names: dotted field -> primary flag in place of the generated one, for a field whose
+        name a command's own argument already holds (make-consistad's ``--mvtec`` is the
+        MVTec root; the ``mvtec`` field, the classes taken from it, is ``--mvtec-classes``).
     """
     prefixes = {**SECTION_PREFIX, **(prefixes or {})}
     aliases = {**ALIASES, **(aliases or {})}
+    names = names or {}
     hints = _hints(root)
     for f in fields(root):
         hint = hints[f.name]
+        dotted = ".".join((*path, f.name))
         if isinstance(hint, type) and is_dataclass(hint):
-            dotted = ".".join((*path, f.name))
             sub = prefixes[dotted] if dotted in prefixes else prefixes.get(hint)
-            yield from walk_fields(hint, (*path, f.name), f"{prefix}{sub}-" if sub else prefix, prefixes, aliases)
+            yield from walk_fields(hint, (*path, f.name), f"{prefix}{sub}-" if sub else prefix, prefixes, aliases,
+                                   names)
             continue
-        primary = "--" + prefix + f.name.replace("_", "-")
+        primary = names.get(dotted) or "--" + prefix + f.name.replace("_", "-")
         yield ConfigOption((*path, f.name), root, f, hint, (primary, *aliases.get((root, f.name), ())))
 
 
@@ -232,7 +242,7 @@ class _TokenList(argparse.Action):
 
     def __call__(self, parser, namespace, values, option_string=None):  # noqa: ANN001 - argparse's signature
         try:
-            value = self.parse(",".join(values))
+            value = self.parse(values if isinstance(values, str) else ",".join(values))
         except argparse.ArgumentTypeError as exc:
             raise argparse.ArgumentError(self, str(exc)) from None
         inner, _ = _split_optional(self.hint)
@@ -243,7 +253,7 @@ class _TokenList(argparse.Action):
 
 
 def _add_option(group: argparse._ActionsContainer, opt: ConfigOption, defaults: Any,
-                token_lists: bool = False, note: str = "") -> None:
+                token_lists: bool = False, note: str = "", repeatable: bool = False) -> None:
     text = opt.field.metadata.get("help")
     if not text:
         raise TypeError(f"{opt.owner.__name__}.{opt.field.name} has no help (config.documented)")
@@ -270,6 +280,11 @@ def _add_option(group: argparse._ActionsContainer, opt: ConfigOption, defaults: 
         action = group.add_argument(*opt.flags, nargs="+", action=_TokenList, **kwargs)
         action.parse, action.hint = parse, opt.hint  # type: ignore[attr-defined]
         return
+    if repeatable:  # one comma list per use, and the uses add up
+        parse = kwargs.pop("type")
+        action = group.add_argument(*opt.flags, action=_TokenList, **kwargs)
+        action.parse, action.hint = parse, opt.hint  # type: ignore[attr-defined]
+        return
     group.add_argument(*opt.flags, **kwargs)
 
 
@@ -285,7 +300,9 @@ def add_config_options(parser: argparse.ArgumentParser, root: type = RunConfig, 
                        skip: tuple[str, ...] = (), prefixes: dict[type | str, str] | None = None,
                        aliases: dict[tuple[type, str], tuple[str, ...]] | None = None,
                        token_lists: bool = False, links: dict[str, tuple[str, ...]] | None = None,
-                       description: str = "", config_help: str | None = None) -> ConfigSpec:
+                       description: str = "", config_help: str | None = None,
+                       names: dict[str, str] | None = None, repeatable: tuple[str, ...] = (),
+                       config_key: str = "config") -> ConfigSpec:
     """One option per leaf field of ``root`` (defaults shown from ``defaults``), plus --config.
 
     skip: dotted field paths that get no option (a command that sets them itself).
@@ -298,9 +315,16 @@ def add_config_options(parser: argparse.ArgumentParser, root: type = RunConfig, 
         run uses one (``{"head.train.epochs": ("text.train.epochs",)}``).
     description: added to the help of the configuration group (e.g. where defaults come from).
     config_help: the help of --config where the command reads other files than a run's.
+    names: see ``walk_fields``.
+    repeatable: dotted variable-length tuple fields whose option may be given several
+        times, each a comma list, the uses adding up (``--repeated a --repeated b``); unlike
+        token_lists this keeps positional arguments after the option apart.
+    config_key: the key under which the command's result files record this configuration
+        (``--config`` reads that key of a JSON object holding it, else the whole object).
     """
     defaults = defaults if defaults is not None else root()
-    options = tuple(o for o in walk_fields(root, prefixes=prefixes, aliases=aliases) if o.dest not in skip)
+    options = tuple(o for o in walk_fields(root, prefixes=prefixes, aliases=aliases, names=names)
+                    if o.dest not in skip)
     seen: dict[str, str] = {}
     for o in options:
         for flag in o.flags:
@@ -308,6 +332,15 @@ def add_config_options(parser: argparse.ArgumentParser, root: type = RunConfig, 
                 raise TypeError(f"option {flag} would set both {seen[flag]} and {o.dest}")
             seen[flag] = o.dest
     by_dest = {o.dest: o for o in options}
+    taken = {action.dest for action in parser._actions} & set(by_dest)
+    if taken:  # the command's own argument would be read as the field (or the field lost)
+        raise TypeError(f"fields {', '.join(sorted(taken))} share their dest with an argument of the command; "
+                        "give that argument another dest")
+    for dotted in repeatable:
+        opt = by_dest.get(dotted)
+        inner = _split_optional(opt.hint)[0] if opt is not None else None
+        if typing.get_origin(inner) is not tuple or typing.get_args(inner)[-1] is not Ellipsis:
+            raise TypeError(f"repeatable {dotted}: not a variable-length tuple field with an option")
     links = links or {}
     for source, followers in links.items():
         for dotted in (source, *followers):
@@ -322,14 +355,14 @@ def add_config_options(parser: argparse.ArgumentParser, root: type = RunConfig, 
     for o in options:
         followers = links.get(o.dest, ())
         note = "".join(f"; sets {d} too unless {by_dest[d].flags[0]} is given" for d in followers)
-        _add_option(group, o, defaults, token_lists, note)
+        _add_option(group, o, defaults, token_lists, note, o.dest in repeatable)
     if run_path is not None:
         group.add_argument("--q", type=float, default=argparse.SUPPRESS, dest="_q", metavar="X",
                            help="MSM share q of the chosen method: --msm-q for musc, --final-q for codegraph")
         group.add_argument("--graph-layers", default=argparse.SUPPRESS, dest="_graph_layers", metavar="INT,...",
                            type=value_parser(tuple[int, ...], "--graph-layers"),
                            help="deprecated: 0-based indices into --layers; use --graph-blocks (block numbers)")
-    spec = ConfigSpec(root, defaults, options, run_path, tuple(links.items()))
+    spec = ConfigSpec(root, defaults, options, run_path, tuple(links.items()), config_key)
     parser.set_defaults(**{SPEC_DEST: spec})
     return spec
 
@@ -360,12 +393,12 @@ def read_json_file(path: str | Path) -> Any:
         raise ConfigError(f"{path}: not valid JSON ({exc})") from None
 
 
-def read_config_file(path: str | Path) -> dict[str, Any]:
-    """The config dict of a JSON file: ``config_to_dict`` output, or the ``config`` of a
-    run.json / scores.json."""
+def read_config_file(path: str | Path, key: str = "config") -> dict[str, Any]:
+    """The config dict of a JSON file: ``config_to_dict`` output, or the ``config`` (``key``)
+    of a run.json / scores.json (an analysis.json's ``analysis_config``)."""
     data = read_json_file(path)
-    if isinstance(data, dict) and isinstance(data.get("config"), dict):
-        data = data["config"]
+    if isinstance(data, dict) and isinstance(data.get(key), dict):
+        data = data[key]
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a JSON object holding a configuration")
     return data
@@ -382,9 +415,10 @@ def _unknown_keys(obj: Any, data: dict[str, Any], prefix: str = "") -> list[str]
     return out
 
 
-def load_config(path: str | Path, base: Any) -> Any:
-    """``base`` (the defaults of the command) updated by the configuration in ``path``."""
-    data = read_config_file(path)
+def load_config(path: str | Path, base: Any, key: str = "config") -> Any:
+    """``base`` (the defaults of the command) updated by the configuration in ``path``
+    (``key``: see ``read_config_file``)."""
+    data = read_config_file(path, key)
     if isinstance(base, RunConfig):
         data = upgrade_run_dict(data)
     elif isinstance(data.get("run"), dict):
@@ -465,7 +499,7 @@ def config_from_args(a: argparse.Namespace, fixed: dict[str, Any] | None = None,
     spec: ConfigSpec = getattr(a, SPEC_DEST)
     base = spec.defaults if base is None else base
     if getattr(a, "config", None) is not None:
-        base = load_config(a.config, base)
+        base = load_config(a.config, base, spec.config_key)
     given = given_options(a)
     for source, followers in spec.links:
         if (path := tuple(source.split("."))) in given:

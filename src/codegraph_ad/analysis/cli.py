@@ -6,28 +6,24 @@ import argparse
 from pathlib import Path
 
 from codegraph_ad.analysis.config import AnalysisConfig
+from codegraph_ad.options import add_config_options, config_from_args
 
-_DEFAULTS = AnalysisConfig()
+# The names the command had before its options were generated from AnalysisConfig.
+ANALYZE_ALIASES: dict[tuple[type, str], tuple[str, ...]] = {(AnalysisConfig, "repeated_images"): ("--repeated",)}
+# Fields given several times add up (--repeated a --repeated b), as the hand-written option did.
+ANALYZE_REPEATABLE = ("repeated_images",)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("analyze", help="similarity-scaling, neighbour-burnout and tail analyses of a finished run")
     p.add_argument("run_dir", type=Path, help="a finished run folder (holds run.json)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default RUN_DIR/analysis)")
-    p.add_argument("--consistent-percentile", type=float, default=_DEFAULTS.consistent_percentile,
-                   help="consistent = anomalous patch with MuSc score below this percentile of normal scores")
-    p.add_argument("--mask-fraction", type=float, default=_DEFAULTS.mask_fraction,
-                   help="share of a patch inside the mask for it to count as anomalous")
-    p.add_argument("--hill-references", type=int, default=_DEFAULTS.hill_references,
-                   help="normal reference patches on the Hill plot")
-    p.add_argument("--hill-k-max", type=int, default=_DEFAULTS.hill_k_max, help="largest k on the Hill plot")
-    p.add_argument("--seed", type=int, default=_DEFAULTS.seed)
-    p.add_argument("--repeated", action="append", default=[], metavar="GLOB",
-                   help="images carrying one repeated defect (<defect>/<stem>, file name or path; "
-                        "repeatable); their anomalous patches get their own burnout curve. "
-                        "Default: the source and copies of a SynCA build")
     p.add_argument("--no-figures", action="store_true", help="write analysis.json only")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_config_options(p, AnalysisConfig, aliases=ANALYZE_ALIASES, repeatable=ANALYZE_REPEATABLE,
+                       config_key="analysis_config",
+                       config_help="JSON configuration: config_to_dict(AnalysisConfig) output, or an earlier "
+                                   "analysis.json (its \"analysis_config\"); options given here override it")
     p.set_defaults(func=cmd_analyze)
 
 
@@ -35,9 +31,7 @@ def cmd_analyze(a: argparse.Namespace) -> int:
     from codegraph_ad.analysis.run import ANALYSIS_JSON, analyze_run
     from codegraph_ad.report.html import REPORT_NAME, write_report
 
-    config = AnalysisConfig(consistent_percentile=a.consistent_percentile, mask_fraction=a.mask_fraction,
-                            hill_references=a.hill_references, hill_k_max=a.hill_k_max, seed=a.seed,
-                            repeated_images=tuple(a.repeated))
+    config: AnalysisConfig = config_from_args(a)
     out = a.out if a.out is not None else a.run_dir / "analysis"
     result = analyze_run(a.run_dir, out, config, progress=not a.quiet, figures=not a.no_figures)
     print(f"{'block':>5}  {'slope':>7}  {'R2':>6}  {'Hill':>6}  {'Beta a':>6}  burnout (consistent / repeated)")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from codegraph_ad.config import documented
+
 
 @dataclass(frozen=True)
 class AnalysisConfig:
@@ -32,13 +34,19 @@ class AnalysisConfig:
         Empty: taken from a SynCA manifest when the batch is a SynCA build, else no group.
     """
 
-    fit_rank_min: int = 1
-    fit_rank_max: int | None = None
-    consistent_percentile: float = 80.0
-    mask_fraction: float = 0.5
-    hill_references: int = 64
-    hill_k_max: int = 500
-    hill_plateau: tuple[float, float] = (0.1, 0.5)
-    qq_points: int = 100
-    seed: int = 0
-    repeated_images: tuple[str, ...] = ()
+    fit_rank_min: int = documented(1, "smallest rank used by the power-law fit of the mean growth curve")
+    fit_rank_max: int | None = documented(
+        None, "largest rank used by the power-law fit (none: the run's reference rank ceil(k_fraction N))")
+    consistent_percentile: float = documented(
+        80.0, "consistent = anomalous patch with MuSc score below this percentile of normal scores")
+    mask_fraction: float = documented(0.5, "share of a patch inside the mask for it to count as anomalous")
+    hill_references: int = documented(64, "normal reference patches on the Hill plot")
+    hill_k_max: int = documented(500, "largest k on the Hill plot")
+    hill_plateau: tuple[float, float] = documented(
+        (0.1, 0.5), "share of the Hill plot's k range (from,to) whose median is the reported tail index")
+    qq_points: int = documented(100, "quantile levels on the Beta(alpha, 1) Q-Q plot")
+    seed: int = documented(0, "seed of the reference-patch sample")
+    repeated_images: tuple[str, ...] = documented(
+        (), "images carrying one repeated defect (<defect>/<stem>, file name or path glob; comma list, "
+            "repeatable); their anomalous patches get their own burnout curve. Empty: the source and "
+            "copies of a SynCA build")

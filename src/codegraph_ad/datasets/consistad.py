@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from codegraph_ad._version import __version__
+from codegraph_ad.config import documented
 from codegraph_ad.datasets._layout import check_build_folder, resolve_category, save_png
 from codegraph_ad.datasets.base import LabelledSample
 from codegraph_ad.datasets.loco import read_loco_category
@@ -41,13 +42,15 @@ _WORK = ".views"
 class ConsistADConfig:
     """Which classes come from which source, and the MANTA sample sizes [thesis]."""
 
-    mvtec: tuple[str, ...] = ("cable", "metal_nut", "pill")
-    loco: tuple[str, ...] = ("breakfast_box", "pushpins")
-    manta: tuple[str, ...] = ("capsule", "coated_tablet", "coffee_bean", "red_tablet")
-    manta_normal: int = 100
-    manta_anomalous: int = 50
-    manta_largest: int = 20  # of the anomalous images, this many are the largest-mask ones
-    manta_views: MantaConfig = MantaConfig()
+    mvtec: tuple[str, ...] = documented(("cable", "metal_nut", "pill"), "classes taken from MVTec AD")
+    loco: tuple[str, ...] = documented(("breakfast_box", "pushpins"), "classes taken from MVTec LOCO AD")
+    manta: tuple[str, ...] = documented(
+        ("capsule", "coated_tablet", "coffee_bean", "red_tablet"), "classes taken from MANTA")
+    manta_normal: int = documented(100, "normal images sampled per MANTA class")
+    manta_anomalous: int = documented(50, "anomalous images sampled per MANTA class")
+    manta_largest: int = documented(  # of the anomalous images, this many are the largest-mask ones
+        20, "of the sampled anomalous MANTA images, this many are the largest-mask ones")
+    manta_views: MantaConfig = documented(MantaConfig, "how a MANTA image is split into views", factory=True)
 
 
 @dataclass

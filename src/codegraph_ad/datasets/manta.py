@@ -24,6 +24,7 @@ from typing import Literal
 
 import numpy as np
 
+from codegraph_ad.config import documented
 from codegraph_ad.datasets._layout import GOOD, MaskIndex, image_files, save_png, subfolders
 from codegraph_ad.datasets.base import LabelledSample
 from codegraph_ad.errors import InputError
@@ -38,8 +39,9 @@ VIEWS_RECORD = "views.json"
 class MantaConfig:
     """How a MANTA image is tiled."""
 
-    n_views: int = 5  # MANTA: five cameras per object
-    axis: Literal["auto", "horizontal", "vertical"] = "auto"  # auto: along the longer side
+    n_views: int = documented(5, "views per tiled MANTA image")  # MANTA: five cameras per object
+    axis: Literal["auto", "horizontal", "vertical"] = documented(
+        "auto", "direction along which the views are tiled (auto: the image's longer side)")
 
 
 @dataclass(frozen=True)

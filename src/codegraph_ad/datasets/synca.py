@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from codegraph_ad._version import __version__
+from codegraph_ad.config import documented
 from codegraph_ad.datasets._layout import check_build_folder, category_dirs, save_png
 from codegraph_ad.datasets.base import LabelledSample
 from codegraph_ad.datasets.mvtec import read_mvtec_category
@@ -40,15 +41,18 @@ COPIED_FOLDERS = ("test", "ground_truth")
 class SynCAConfig:
     """Perturbation ranges; each copy draws its values uniformly within them."""
 
-    copies_fraction: float = 0.15  # copies = round(fraction * test images) [thesis]
-    max_rotation_deg: float = 10.0  # angle in [-r, r] [reconstructed]
-    max_translation: float = 0.05  # shift in [-t, t] of width and height [reconstructed]
-    jitter_share: float = 0.8  # share of copies with photometric jitter [thesis]
-    max_jitter: float = 0.2  # brightness/contrast/saturation factors in [1-j, 1+j] [reconstructed]
-    noise_share: float = 0.2  # share of copies with noise [thesis]
-    noise_sigma: float = 0.02  # Gaussian std as a fraction of 255 [reconstructed]
-    salt_pepper: float = 0.01  # share of pixels set to black/white [thesis]
-    prefix: str = "synca"
+    copies_fraction: float = documented(  # [thesis]
+        0.15, "copies = round(fraction * test images), at least 1, when --copies is not given")
+    max_rotation_deg: float = documented(10.0, "rotation angle in [-r, r] degrees")  # [reconstructed]
+    max_translation: float = documented(  # [reconstructed]
+        0.05, "shift in [-t, t] as a fraction of width and height")
+    jitter_share: float = documented(0.8, "share of copies with photometric jitter")  # [thesis]
+    max_jitter: float = documented(  # [reconstructed]
+        0.2, "brightness/contrast/saturation factors in [1-j, 1+j]")
+    noise_share: float = documented(0.2, "share of copies with noise")  # [thesis]
+    noise_sigma: float = documented(0.02, "Gaussian noise std as a fraction of 255")  # [reconstructed]
+    salt_pepper: float = documented(0.01, "share of pixels of a noisy copy set to black/white")  # [thesis]
+    prefix: str = documented("synca", "file-name prefix of the copies (<prefix>_000.png, ...)")
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from urllib.parse import quote
 import numpy as np
 from PIL import Image
 
+from codegraph_ad.config import documented
 from codegraph_ad.io.atomic import write_text
 from codegraph_ad.report.assets import CSS, JS
 from codegraph_ad.report.overlay import outline_cells, shared_scale
@@ -51,16 +52,17 @@ class ReportConfig:
         limit are listed by name.
     """
 
-    thumb_size: int = 128
-    thumb_quality: int = 75
-    detail_size: int = 320
-    detail_quality: int = 85
-    inline_detail_max_images: int = 50
-    graph_size: int = 640
-    graph_max_edges: int = 4000
-    assets_chunk_images: int = 50
-    group_thumb_size: int = 160
-    group_max_thumbs: int = 48
+    thumb_size: int = documented(128, "thumbnail long side in px")
+    thumb_quality: int = documented(75, "JPEG quality of the thumbnails")
+    detail_size: int = documented(320, "detail view long side in px")
+    detail_quality: int = documented(85, "JPEG quality of the detail views and group thumbnails")
+    inline_detail_max_images: int = documented(
+        50, "inline the detail views up to this many images (else report_assets/)")
+    graph_size: int = documented(640, "side of the graph SVG in px")
+    graph_max_edges: int = documented(4000, "heaviest edges drawn in the graph SVG")
+    assets_chunk_images: int = documented(50, "images per report_assets/details_NNNN.js file")
+    group_thumb_size: int = documented(160, "thumbnail long side of a repeated-defect group in px")
+    group_max_thumbs: int = documented(48, "thumbnails shown per repeated-defect group (the rest listed by name)")
 
 
 def _e(x: Any) -> str:
