@@ -1,4 +1,4 @@
-"""CLI subcommands ``pseudomask``, ``distill``, ``predict`` and ``winclip`` (registered by cli.py)."""
+"""CLI subcommands ``pseudomask``, ``distill``, ``predict``, ``export`` and ``winclip`` (registered by cli.py)."""
 
 from __future__ import annotations
 
@@ -112,6 +112,19 @@ def cmd_predict(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(a: argparse.Namespace) -> int:
+    from codegraph_ad.distill.export import export_onnx
+
+    res = export_onnx(a.model, a.out, check=not a.no_check, overwrite=a.overwrite, threads=a.threads)
+    h, w = res.grid
+    print(f"exported {a.model} -> {res.path} ({res.size_bytes / 2**20:.1f} MiB): image (1, 3, {res.image_size}, "
+          f"{res.image_size}) -> probs (1, {h}, {w}), score (1,)")
+    if res.max_abs_diff is not None:
+        print(f"check: max |ONNX - PyTorch| = {res.max_abs_diff:.1e} on one image")
+    print("run it without PyTorch with codegraph_ad/distill/onnx_runtime.py (numpy, Pillow, onnxruntime)")
+    return 0
+
+
 def cmd_winclip(a: argparse.Namespace) -> int:
     from codegraph_ad.backbones.clip import load_clip
     from codegraph_ad.distill.clip.detector import WinClipDetector
@@ -169,6 +182,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
     _outputs(p, overlays=True)
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="write a `distill` patch-head model as one ONNX graph (backbone + head)")
+    p.add_argument("model", type=Path, help="model file written by `distill` (--model head)")
+    p.add_argument("--format", choices=("onnx",), default="onnx", help="export format")
+    p.add_argument("--out", required=True, type=Path, help="file to write (e.g. head.onnx)")
+    p.add_argument("--no-check", action="store_true",
+                   help="skip comparing the exported map with the PyTorch detector's on one image")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for the check (default: all cores)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("winclip", help="WinCLIP zero-shot scoring with a local CLIP checkpoint, one image at a time")
     p.add_argument("images", type=Path, help="an image file or a folder (recursive)")
