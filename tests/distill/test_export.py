@@ -199,3 +199,16 @@ def test_runtime_preprocess_is_to_model_input() -> None:
     np.testing.assert_array_equal(got[0], ref)
     with pytest.raises(ValueError, match="uint8"):
         preprocess(rgb.astype(np.float32), 56, IMAGENET_MEAN, IMAGENET_STD)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "RGBA", "P"])
+def test_runtime_decodes_files_like_the_package(tmp_path: Path, mode: str) -> None:
+    from codegraph_ad.distill.onnx_runtime import load_rgb
+    from codegraph_ad.io.images import load_image_rgb
+
+    rng = np.random.default_rng(1)
+    img = Image.fromarray(rng.integers(0, 256, (20, 30, 4), dtype=np.uint8), "RGBA")
+    img = img if mode == "RGBA" else img.convert(mode)
+    path = tmp_path / f"x_{mode}.png"
+    img.save(path)
+    np.testing.assert_array_equal(load_rgb(path), load_image_rgb(path))

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort
-from PIL import Image
+from PIL import Image, ImageOps
 
 # The names ``export_onnx`` writes; a file without FORMAT_KEY = FORMAT was not made by it.
 FORMAT_KEY = "codegraph_ad.format"
@@ -91,8 +91,23 @@ class OnnxDetector:
         return self.run(preprocess(rgb, self.image_size, self.mean, self.std))[0]
 
 
+def load_rgb(path: str | Path) -> np.ndarray:
+    """Decode an 8-bit image file as ``codegraph_ad.io.images.load_image_rgb`` does: EXIF
+    rotation applied, alpha composited on black, grayscale and palettes as RGB. (16-bit and
+    float files, which the package rescales, are left to the caller.)"""
+    with Image.open(path) as im:
+        im.load()
+        img = ImageOps.exif_transpose(im)
+        if img.mode in ("P", "PA", "LA", "RGBA", "RGBa", "La"):
+            rgba = np.asarray(img.convert("RGBA"), dtype=np.uint8)
+            alpha = rgba[..., 3:4].astype(np.uint16)
+            return ((rgba[..., :3].astype(np.uint16) * alpha + 127) // 255).astype(np.uint8)
+        if img.mode not in ("RGB", "CMYK", "YCbCr", "L", "1", "LAB", "HSV"):
+            raise ValueError(f"{path}: image mode {img.mode!r} (16-bit or float) is not handled here; "
+                             "pass an RGB uint8 array to OnnxDetector.predict")
+        return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
+
+
 def predict_file(model: str | Path, image: str | Path, threads: int | None = None) -> np.ndarray:
-    """Convenience: the probability map of one image file (decoded to RGB with Pillow)."""
-    with Image.open(image) as im:
-        rgb = np.asarray(im.convert("RGB"))
-    return OnnxDetector(model, threads).predict(rgb)
+    """Convenience: the probability map of one image file (``load_rgb``)."""
+    return OnnxDetector(model, threads).predict(load_rgb(image))
