@@ -60,6 +60,10 @@ class Progress:
     def enabled(self) -> bool:
         return self._display.enabled
 
+    def __bool__(self) -> bool:
+        """True when drawing, so code that still treats ``progress`` as a bool stays right."""
+        return self._display.enabled
+
     @property
     def opened(self) -> list[str]:
         """The names of the bars this run opened so far (one per stage; tests read it)."""
