@@ -76,3 +76,23 @@ def test_pair_minima_reports_into_the_open_stage_and_keeps_its_numbers() -> None
     assert root.opened == ["first pass"]
     assert "layer" not in out.getvalue()
     assert torch.equal(a.dist, plain.dist) and torch.equal(b.dist, plain.dist)
+
+
+@pytest.mark.parametrize("subsets, bars", [(1, ["first pass", "graph", "final pass"]), (2, ["scoring"])])
+def test_codegraph_draws_one_bar_per_stage_and_scores_alike(subsets: int, bars: list[str]) -> None:
+    from codegraph_ad.methods import CoDeGraph, MuSc
+
+    g = torch.Generator().manual_seed(3)
+    layers = torch.randn(12, 2, 4, 4, 16, generator=g)
+    cls = torch.randn(12, 16, generator=g)
+    quiet = CoDeGraph(subsets=subsets, rscin=False).fit_predict(layers, cls=cls)
+    out = io.StringIO()
+    root = Progress(True, file=out)
+    shown = CoDeGraph(subsets=subsets, rscin=False, progress=root).fit_predict(layers, cls=cls)
+    assert root.opened == bars
+    assert len(finished_bars(out.getvalue())) == len(bars)
+    assert all(line.split(":")[1].lstrip().startswith("100%") for line in finished_bars(out.getvalue()))
+    assert torch.equal(quiet.patch_scores, shown.patch_scores)
+    musc = Progress(True, file=io.StringIO())
+    MuSc(subsets=subsets, rscin=False, progress=musc).fit_predict(layers, cls=cls)
+    assert musc.opened == ["scoring"]

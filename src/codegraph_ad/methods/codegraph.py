@@ -91,8 +91,9 @@ class CoDeGraph(BatchEstimator):
     ``alpha``, ..., ``final_q``, ``leiden_seed``), RsCINConfig (``rscin`` = enabled,
     ``rscin_k_list``) and EngineConfig (``precision``, ``memory_budget_mb``, ``threads``,
     ``subsets``, ``screening_percent``, ``seed``), with their defaults. ``progress`` (a bool
-    or the run's Progress) shows one bar per stage (first pass, graph, final pass); ``patch_mask`` ``(N, M)`` bool limits the graph stages to those patches
-    (volumes: the non-void cubes).
+    or the run's Progress) shows one bar per stage (first pass, graph, final pass; one
+    "scoring" bar over several subsets); ``patch_mask`` ``(N, M)`` bool limits the graph
+    stages to those patches (volumes: the non-void cubes).
 
     The first pass keeps every (layer, degree) minima array with its argmins; the graph
     stages, the dependency ratios and the final scoring all read them, recomputing only
