@@ -30,7 +30,7 @@ PACKAGE = "codegraph_ad"
 # top-level modules; a module may import from its own unit, from a unit of lower rank, or
 # (rank 0 only: the package's foundation) from another unit of rank 0.
 RANKS: dict[str, int] = {
-    "errors": 0, "config": 0, "registry": 0, "params": 0, "_version": 0, "options": 0,
+    "errors": 0, "config": 0, "registry": 0, "params": 0, "_version": 0, "options": 0, "progress": 0,
     "io": 1,
     "datasets": 2, "backbones": 2,
     "features": 3,

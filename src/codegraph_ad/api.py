@@ -39,6 +39,7 @@ from codegraph_ad.io.run_folder import (
 )
 from codegraph_ad.methods import make_method
 from codegraph_ad.methods.base import ScoreResult, check_batch_size
+from codegraph_ad.progress import Progress
 
 
 @dataclass
@@ -100,7 +101,7 @@ def features_for_batch(
     batch: ImageBatch,
     config: RunConfig,
     backbone=None,
-    progress: bool = True,
+    progress: bool | Progress = True,
     cache: bool | None = None,
     cache_dir: str | Path | None = None,
     stats: dict[str, float] | None = None,
@@ -116,7 +117,8 @@ def features_for_batch(
     return extractor.transform_batch(batch, stats)
 
 
-def score_features(features: FeatureSet, config: RunConfig = RunConfig(), progress: bool = False) -> ScoreResult:
+def score_features(features: FeatureSet, config: RunConfig = RunConfig(),
+                   progress: bool | Progress = False) -> ScoreResult:
     """Score a batch whose features are already extracted."""
     check_batch_size(features.n_images)
     with thread_budget(config.engine.threads):
@@ -130,7 +132,7 @@ def _run(
     config: RunConfig,
     overwrite: bool,
     on_error: Literal["stop", "skip"],
-    progress: bool,
+    progress: bool | Progress,
     overlays: bool,
     backbone,
     mask_paths: list[tuple[Path, ...]] | None = None,
@@ -138,6 +140,7 @@ def _run(
     cache_dir: str | Path | None = None,
 ) -> RunResult:
     check_batch_size(len(paths))
+    progress = Progress.of(progress)  # one display for the run: a bar per stage
     timings: dict[str, float] = {}
     # An interrupted run leaves no folder it created and no manifest (see output_folder).
     with output_folder(out_dir, overwrite) as out:
@@ -166,8 +169,11 @@ def _run(
 
 
 def write_run(result: RunResult, out: Path | RunWriter, mask_paths=None, overlays: bool = True,
-              progress: bool = True, extra_rows: list[dict[str, Any]] | None = None, report: bool = True) -> None:
+              progress: bool | Progress = True, extra_rows: list[dict[str, Any]] | None = None,
+              report: bool = True) -> None:
     """Write every output, then the manifest last: its presence marks a complete run.
+
+    progress: the run's Progress (one "writing" bar: the maps, then the rest) or a bool.
 
     out: a ``RunWriter`` (from ``RunWriter.replace``), or a folder, whose earlier outputs
     are then replaced all-or-nothing.
@@ -176,21 +182,27 @@ def write_run(result: RunResult, out: Path | RunWriter, mask_paths=None, overlay
         with RunWriter.replace(Path(out)) as writer:
             write_run(result, writer, mask_paths, overlays, progress, extra_rows, report)
         return
-    from tqdm.auto import tqdm
+    with Progress.of(progress).stage("writing", len(result.names) + 1, "files") as bar:
+        _write_outputs(result, out, mask_paths, overlays, extra_rows, report, bar)
 
+
+def _write_outputs(result: RunResult, writer: RunWriter, mask_paths, overlays: bool,
+                   extra_rows: list[dict[str, Any]] | None, report: bool, bar: Progress) -> None:
+    """write_run's body: maps and overlays one image at a time (a unit of ``bar`` each),
+    then scores, arrays, graph files, the manifest and report.html (the last unit)."""
     from codegraph_ad.graph.groups import repeated_defect_groups
     from codegraph_ad.report.overlay import file_overlay, shared_scale
 
-    writer = out
     t0 = time.perf_counter()
     s = result.scores
     scale = shared_scale(s.patch_scores.numpy())
-    for i in tqdm(range(len(result.names)), desc="writing maps", unit="img", disable=not progress, leave=False):
+    for i in range(len(result.names)):
         amap = upsample_map(s.patch_scores[i], s.grid, result.original_sizes[i])
         writer.map(result.names[i], amap)
         if overlays:
             masks = mask_paths[i] if mask_paths is not None else ()
             writer.overlay(result.names[i], file_overlay(result.paths[i], amap, scale, masks))
+        bar.advance()
     rows = result.score_rows()
     if extra_rows is not None:
         for r, e in zip(rows, extra_rows):
@@ -233,7 +245,7 @@ def detect(
     config: RunConfig = RunConfig(),
     overwrite: bool = False,
     on_error: Literal["stop", "skip"] = "stop",
-    progress: bool = True,
+    progress: bool | Progress = True,
     overlays: bool = True,
     backbone=None,
     cache: bool | None = None,
@@ -266,7 +278,7 @@ def evaluate(
     config: RunConfig = RunConfig(),
     eval_size: int = 256,
     overwrite: bool = False,
-    progress: bool = True,
+    progress: bool | Progress = True,
     overlays: bool = True,
     backbone=None,
     samples: list[LabelledSample] | None = None,
@@ -280,6 +292,7 @@ def evaluate(
     from codegraph_ad.evaluation import batch_metrics, eval_maps, eval_masks
 
     samples = samples if samples is not None else read_mvtec_category(category_dir)
+    progress = Progress.of(progress)
     paths = [s.image_path for s in samples]
     mask_paths = [s.mask_paths for s in samples]
     root = Path(category_dir) / "test" if samples and (Path(category_dir) / "test").is_dir() else None

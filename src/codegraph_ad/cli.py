@@ -7,12 +7,21 @@ import importlib
 import logging
 import os
 import sys
+import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 from codegraph_ad.errors import CodegraphError, InputError
 from codegraph_ad.options import add_run_options, config_from_args, read_json_file
-from codegraph_ad.report.console import format_metrics_table, print_repeated_defects, print_score_rows
+from codegraph_ad.report.console import (
+    TOP_SCORES,
+    count_repeated_defects,
+    format_metrics_table,
+    print_repeated_defects,
+    print_run_summary,
+    print_score_rows,
+)
 
 # Each area of the package adds its own subcommands through ``register(subparsers)``;
 # their functions take the parsed namespace and return an exit code.
@@ -41,6 +50,23 @@ def replay_inputs(manifest: dict, source: Path) -> tuple[list[Path], Path | None
     raise InputError(f"{source}: no root folder reproduces the run's image names")
 
 
+def flagged_count(result: Any) -> int | None:
+    """How many images a run flagged as anomalous without labels: the run result's
+    ``anomalous`` flags (issue 26's unsupervised decision) when it has them, else None, for
+    which the summary says nothing about flags."""
+    flags = getattr(result, "anomalous", None)
+    return None if flags is None else int(sum(bool(f) for f in flags))
+
+
+def print_detect_summary(result: Any, seconds: float) -> None:
+    """detect's and demo's terminal output: the top scores, repeated defects, then the summary."""
+    print_score_rows(result.table(), limit=TOP_SCORES)
+    print_repeated_defects(result.scores.diagnostics, result.names)
+    print_run_summary(len(result.names), seconds, result.out_dir, flagged=flagged_count(result),
+                      groups=count_repeated_defects(result.scores.diagnostics, result.names),
+                      skipped=len(result.skipped))
+
+
 def cmd_detect(a: argparse.Namespace) -> int:
     from codegraph_ad.api import detect
 
@@ -49,25 +75,28 @@ def cmd_detect(a: argparse.Namespace) -> int:
         if a.config is None:
             raise InputError("detect needs a FOLDER of images, or --config RUN_DIR/run.json to replay a run")
         inputs, root = replay_inputs(read_json_file(a.config), a.config)
+    t0 = time.perf_counter()
     result = detect(inputs, a.out, config_from_args(a), overwrite=a.overwrite,
                     on_error="skip" if a.skip_bad else "stop", progress=not a.quiet,
                     overlays=not a.no_overlays, cache=False if a.no_cache else None, cache_dir=a.cache_dir,
                     root=root)
-    print_score_rows(result.table())
-    print_repeated_defects(result.scores.diagnostics, result.names)
-    print(f"results written to {a.out}")
+    print_detect_summary(result, time.perf_counter() - t0)
     return 0
 
 
 def cmd_evaluate(a: argparse.Namespace) -> int:
     from codegraph_ad.api import evaluate
 
+    t0 = time.perf_counter()
     res = evaluate(a.category_dir, a.out, config_from_args(a), eval_size=a.eval_size, overwrite=a.overwrite,
                    progress=not a.quiet, overlays=not a.no_overlays,
                    cache=False if a.no_cache else None, cache_dir=a.cache_dir)
     print(format_metrics_table(res.metrics))
     print_repeated_defects(res.run.scores.diagnostics, res.run.names)
-    print(f"metrics written to {a.out / 'metrics.json'}")
+    run = res.run
+    print_run_summary(len(run.names), time.perf_counter() - t0, run.out_dir, flagged=flagged_count(run),
+                      groups=count_repeated_defects(run.scores.diagnostics, run.names))
+    print(f"metrics: {a.out / 'metrics.json'}")
     return 0
 
 
@@ -79,10 +108,9 @@ def cmd_demo(a: argparse.Namespace) -> int:
     make_demo_images(folder)
     print(f"wrote demo images to {folder} (3 with synthetic defects: defect_*.png)")
     cfg = config_from_args(a)
+    t0 = time.perf_counter()
     result = detect(folder, a.out / "run", cfg, overwrite=True, progress=not a.quiet, overlays=not a.no_overlays)
-    print_score_rows(result.table())
-    print_repeated_defects(result.scores.diagnostics, result.names)
-    print(f"results written to {a.out / 'run'}")
+    print_detect_summary(result, time.perf_counter() - t0)
     return 0
 
 

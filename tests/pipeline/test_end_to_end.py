@@ -85,6 +85,64 @@ def test_unreadable_file_is_named(demo_folder, tmp_path, capsys):
     assert [s["path"].endswith("broken.png") for s in meta["skipped"]] == [True]
 
 
+STAGES = {"reading", "features", "first pass", "graph", "final pass", "writing", "scoring"}
+
+
+def bar_lines(err: str) -> list[str]:
+    """The final state of every progress bar drawn (tqdm ends a kept bar with a newline)."""
+    lines = [line.split("\r")[-1] for line in err.split("\n")]
+    return [line for line in lines if "%|" in line]
+
+
+@pytest.mark.parametrize("method", ["codegraph", "musc"])
+def test_detect_draws_at_most_one_bar_per_stage(demo_folder, tmp_path, method, capsys):
+    out = tmp_path / "run"
+    assert main(["detect", str(demo_folder), "--out", str(out), "--method", method, "--no-cache",
+                 "--image-size", "112"]) == 0
+    captured = capsys.readouterr()
+    names = [line.split(":")[0] for line in bar_lines(captured.err)]
+    assert len(names) == len(set(names)), names  # one bar per stage, not one per layer and degree
+    assert set(names) <= STAGES, names
+    expected = {"codegraph": ["reading", "features", "first pass", "graph", "final pass", "writing"],
+                "musc": ["reading", "features", "scoring", "writing"]}[method]
+    assert names == expected
+    assert all(line.split(":")[1].lstrip().startswith("100%") for line in bar_lines(captured.err))
+    # the summary closes the output: count, time, where the report is
+    tail = captured.out.strip().splitlines()
+    assert tail[-2].startswith("13 images scored in ")
+    assert tail[-1] == f"report: {out / 'report.html'}"
+
+
+def test_quiet_draws_no_bar(demo_folder, tmp_path, capsys):
+    assert main(["detect", str(demo_folder), "--out", str(tmp_path / "run"), "--method", "musc", *SMALL]) == 0
+    err = capsys.readouterr().err
+    assert "%|" not in err and "\r" not in err
+
+
+def test_every_unreadable_file_is_named_in_one_message(demo_folder, tmp_path, capsys, monkeypatch):
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    for p in sorted(demo_folder.iterdir())[:4]:
+        (folder / p.name).write_bytes(p.read_bytes())
+    bad = {"a_broken.png": b"not a png at all", "m_empty.jpg": b"", "z_cut.png": demo_folder.joinpath(
+        sorted(p.name for p in demo_folder.iterdir())[0]).read_bytes()[:60]}
+    for name, data in bad.items():
+        (folder / name).write_bytes(data)
+    from codegraph_ad.backbones import from_config
+
+    def no_backbone(*args, **kwargs):
+        raise AssertionError("the backbone was built before the bad files were reported")
+
+    monkeypatch.setattr(from_config, "backbone_from_config", no_backbone)
+    assert main(["detect", str(folder), "--out", str(tmp_path / "o"), "--no-cache", *SMALL]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error: ") == 1 and "3 files cannot be read" in err and "--skip-bad" in err
+    for name in bad:
+        assert err.count(name) == 1, err
+    assert "empty file" in err
+    assert not (tmp_path / "o").exists()
+
+
 def test_demo_command(tmp_path):
     assert main(["demo", "--out", str(tmp_path), "--method", "musc", "--no-overlays", *SMALL]) == 0
     assert (tmp_path / "run" / "scores.csv").exists()

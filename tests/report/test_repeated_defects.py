@@ -76,7 +76,10 @@ def test_detect_and_evaluate_summaries_name_the_group(planted, tmp_path, monkeyp
     assert main(["detect", str(tmp_path / "images"), "--out", str(tmp_path / "out"), "--quiet"]) == 0
     printed = capsys.readouterr().out.splitlines()
     assert _expected_line(run) in printed
-    assert printed.index(_expected_line(run)) == len(printed) - 2  # after the scores, before "written to"
+    at = printed.index(_expected_line(run))  # after the scores, before the closing summary
+    assert printed[at - 1].endswith("more in scores.csv") and printed[at + 1] == ""
+    assert printed[at + 2].startswith(f"{len(result.names)} images scored in ")
+    assert printed[at + 2].endswith(", 1 repeated-defect group")
     assert main(["evaluate", str(tmp_path / "cat"), "--out", str(tmp_path / "eval"), "--quiet"]) == 0
     assert _expected_line(run) in capsys.readouterr().out.splitlines()
 

@@ -12,10 +12,10 @@ import math
 from dataclasses import dataclass
 
 import torch
-from tqdm.auto import tqdm
 
 from codegraph_ad.engine.autotune import fastest_reduced_precision
 from codegraph_ad.engine.products import PRECISIONS, make_product
+from codegraph_ad.progress import Progress
 
 # Share of the memory budget the similarity block may use; the rest holds features,
 # minima and reduction temporaries.
@@ -65,7 +65,7 @@ def pair_minima(
     budget_mb: float = 4096,
     precision: str = "fp32",
     with_argmin: bool = False,
-    progress: bool = False,
+    progress: bool | Progress = False,
     desc: str = "mutual scoring",
 ) -> PairMinima:
     """Nearest-patch distances between every ordered image pair of ``feats: (N, M, C)`` (unit rows).
@@ -75,6 +75,9 @@ def pair_minima(
     unless rounding swaps two near-tied neighbours. ``int8`` keeps its own maxima, dequantised
     (similarity error about 1e-3 on unit vectors; see products.py). ``fast`` is whichever of
     the three runs fastest here.
+
+    progress: a stage's Progress, whose bar the image blocks advance (one unit of it), or a
+    bool for a bar of its own named ``desc``.
     """
     n, m, c = feats.shape
     feats = feats.float().contiguous()
@@ -89,28 +92,30 @@ def pair_minima(
     starts = list(range(0, n, b))
     pairs = [(i0, j0) for i0 in starts for j0 in starts if j0 >= i0]
     right = {}
-    for i0, j0 in tqdm(pairs, desc=desc, disable=not progress, leave=False, unit="block"):
-        i1, j1 = min(i0 + b, n), min(j0 + b, n)
-        bi, bj = i1 - i0, j1 - j0
-        if j0 not in right:
-            right.clear()  # blocks arrive row by row: keep one row's right operands
-        if j0 not in right:
-            right[j0] = product.right(low[j0 * m : j1 * m])
-        sim = product.block(low[i0 * m : i1 * m], right[j0]).view(bi, m, bj, m)
-        # i -> j: max over the patches of j; j -> i: max over the patches of i
-        if best_arg is None:  # values only: amax skips the index bookkeeping
-            best_sim[i0:i1, j0:j1] = sim.amax(dim=3).permute(0, 2, 1)
-            if j0 != i0:
-                best_sim[j0:j1, i0:i1] = sim.amax(dim=1).permute(1, 0, 2)
-        else:
-            s_ij, a_ij = sim.max(dim=3)  # (bi, m, bj)
-            best_sim[i0:i1, j0:j1] = s_ij.permute(0, 2, 1)
-            best_arg[i0:i1, j0:j1] = a_ij.permute(0, 2, 1).to(best_arg.dtype)
-            if j0 != i0:
-                s_ji, a_ji = sim.max(dim=1)  # (bi, bj, m)
-                best_sim[j0:j1, i0:i1] = s_ji.permute(1, 0, 2)
-                best_arg[j0:j1, i0:i1] = a_ji.permute(1, 0, 2).to(best_arg.dtype)
-        del sim
+    with Progress.of(progress).stage(desc, len(pairs), "blocks") as bar:
+        for i0, j0 in pairs:
+            i1, j1 = min(i0 + b, n), min(j0 + b, n)
+            bi, bj = i1 - i0, j1 - j0
+            if j0 not in right:
+                right.clear()  # blocks arrive row by row: keep one row's right operands
+            if j0 not in right:
+                right[j0] = product.right(low[j0 * m : j1 * m])
+            sim = product.block(low[i0 * m : i1 * m], right[j0]).view(bi, m, bj, m)
+            # i -> j: max over the patches of j; j -> i: max over the patches of i
+            if best_arg is None:  # values only: amax skips the index bookkeeping
+                best_sim[i0:i1, j0:j1] = sim.amax(dim=3).permute(0, 2, 1)
+                if j0 != i0:
+                    best_sim[j0:j1, i0:i1] = sim.amax(dim=1).permute(1, 0, 2)
+            else:
+                s_ij, a_ij = sim.max(dim=3)  # (bi, m, bj)
+                best_sim[i0:i1, j0:j1] = s_ij.permute(0, 2, 1)
+                best_arg[i0:i1, j0:j1] = a_ij.permute(0, 2, 1).to(best_arg.dtype)
+                if j0 != i0:
+                    s_ji, a_ji = sim.max(dim=1)  # (bi, bj, m)
+                    best_sim[j0:j1, i0:i1] = s_ji.permute(1, 0, 2)
+                    best_arg[j0:j1, i0:i1] = a_ji.permute(1, 0, 2).to(best_arg.dtype)
+            del sim
+            bar.advance()
     best_sim = _exact_similarity(feats, best_arg) if product.recompute else product.to_similarity(best_sim)
     # in place: at N = 500, M = 1024 each (N, N, M) temporary is 1 GB
     dist = best_sim.mul_(-2.0).add_(2.0).clamp_(min=0.0).sqrt_()

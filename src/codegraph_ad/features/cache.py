@@ -30,11 +30,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from codegraph_ad.config import FeatureConfig
 from codegraph_ad.features.extract import FeatureSet, extract_features
 from codegraph_ad.io.atomic import write_bytes, write_json
+from codegraph_ad.progress import Progress
 
 # Bump when decoding, resizing, normalisation or the token layout changes, so that
 # entries written by older code are never mixed with new ones.
@@ -254,7 +254,7 @@ def cached_features(
     load: Callable[[int], np.ndarray],
     get_backbone: Callable[[], Any],
     batch_size: int = 8,
-    progress: bool = True,
+    progress: bool | Progress = True,
 ) -> FeatureSet:
     """Features of images ``0..len(hashes)-1``, extracting only those the cache lacks.
 
@@ -278,18 +278,17 @@ def cached_features(
     store.stats.hits += len(first_index) - len(missing)
     if missing:
         backbone = get_backbone()
-        bar = tqdm(total=len(missing), desc="features", unit="img", disable=not progress, leave=False)
-        for start in range(0, len(missing), batch_size):
-            chunk = missing[start:start + batch_size]
-            fs = extract_features(backbone, lambda j: load(chunk[j]), len(chunk), len(chunk), progress=False)
-            store.stats.backbone_calls += 1
-            for j, i in enumerate(chunk):
-                entry = (fs.layers[j].numpy(), fs.cls[j].numpy(), fs.grid)
-                store.put(hashes[i], *entry)
-                found[hashes[i]] = entry
-            store.stats.extracted += len(chunk)
-            bar.update(len(chunk))
-        bar.close()
+        with Progress.of(progress).stage("features", len(missing), "img") as bar:
+            for start in range(0, len(missing), batch_size):
+                chunk = missing[start:start + batch_size]
+                fs = extract_features(backbone, lambda j: load(chunk[j]), len(chunk), len(chunk), progress=False)
+                store.stats.backbone_calls += 1
+                for j, i in enumerate(chunk):
+                    entry = (fs.layers[j].numpy(), fs.cls[j].numpy(), fs.grid)
+                    store.put(hashes[i], *entry)
+                    found[hashes[i]] = entry
+                store.stats.extracted += len(chunk)
+                bar.advance(len(chunk))
     grids = {found[h][2] for h in first_index}
     if len(grids) != 1:
         raise RuntimeError(f"{store.dir}: cache entries disagree on the patch grid {sorted(grids)}; "

@@ -8,11 +8,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from codegraph_ad.backbones.base import Backbone
 from codegraph_ad.errors import InputError
 from codegraph_ad.features.preprocess import to_model_input
+from codegraph_ad.progress import Progress
 
 
 @dataclass
@@ -93,25 +93,26 @@ def extract_features(
     load: Callable[[int], np.ndarray],
     n_images: int,
     batch_size: int = 8,
-    progress: bool = True,
+    progress: bool | Progress = True,
 ) -> FeatureSet:
-    """Run ``backbone`` over images ``load(0..n_images-1)`` (uint8 RGB) in batches."""
+    """Run ``backbone`` over images ``load(0..n_images-1)`` (uint8 RGB) in batches.
+
+    progress: the run's Progress (its "features" stage) or a bool."""
     layers: list[torch.Tensor] = []
     cls: list[torch.Tensor] = []
     grid: tuple[int, int] | None = None
-    bar = tqdm(total=n_images, desc="features", unit="img", disable=not progress, leave=False)
-    for start in range(0, n_images, batch_size):
-        idx = range(start, min(start + batch_size, n_images))
-        batch = torch.stack(
-            [to_model_input(load(i), backbone.image_size, backbone.mean, backbone.std) for i in idx]
-        )
-        with torch.inference_mode():
-            out = backbone.extract(batch)
-        layers.append(torch.stack([t.float() for t in out.layers], dim=1))
-        cls.append(out.cls.float())
-        grid = out.grid
-        bar.update(len(idx))
-    bar.close()
+    with Progress.of(progress).stage("features", n_images, "img") as bar:
+        for start in range(0, n_images, batch_size):
+            idx = range(start, min(start + batch_size, n_images))
+            batch = torch.stack(
+                [to_model_input(load(i), backbone.image_size, backbone.mean, backbone.std) for i in idx]
+            )
+            with torch.inference_mode():
+                out = backbone.extract(batch)
+            layers.append(torch.stack([t.float() for t in out.layers], dim=1))
+            cls.append(out.cls.float())
+            grid = out.grid
+            bar.advance(len(idx))
     if grid is None:
         raise ValueError("no images to extract features from")
     return FeatureSet(torch.cat(layers), torch.cat(cls), grid)

@@ -23,6 +23,7 @@ from codegraph_ad.features.extract import FeatureSet, extract_features
 from codegraph_ad.io.batch import ImageBatch, load_batch
 from codegraph_ad.io.images import discover_images
 from codegraph_ad.params import FlatParams, Section, flat_parameters
+from codegraph_ad.progress import Progress
 from codegraph_ad.registry import BACKBONES
 
 PathLike = str | os.PathLike
@@ -46,7 +47,7 @@ class FeatureExtractor(FlatParams):
     threads: int | None = None
     cache: bool | None = None
     cache_dir: str | os.PathLike | None = None
-    progress: bool = False
+    progress: bool | Progress = False
 
     @classmethod
     def from_config(cls, config: RunConfig | FeatureConfig, **params: Any) -> "FeatureExtractor":

@@ -11,10 +11,10 @@ from typing import Literal
 
 import numpy as np
 from PIL import Image
-from tqdm.auto import tqdm
 
 from codegraph_ad.errors import InputError
 from codegraph_ad.io.images import decode_image, read_file_bytes
+from codegraph_ad.progress import Progress
 
 
 @dataclass
@@ -65,12 +65,15 @@ def load_batch(
     size: int,
     root: Path | None = None,
     on_error: Literal["stop", "skip"] = "stop",
-    progress: bool = True,
+    progress: bool | Progress = True,
 ) -> ImageBatch:
-    """Decode and resize every file; a bad file stops the run or is skipped with a warning.
+    """Decode and resize every file; bad files stop the run or are skipped with a warning.
 
+    Every file is tried before either happens, so one message names all the bad files of a
+    folder (with each one's reason), not only the first, and before any feature is computed.
     Each file is read once: the same bytes are hashed (feature-cache key) and decoded, so
     a file replaced during the run cannot pair one content's features with another's name.
+    progress: the run's Progress (the "reading" stage) or a bool.
     """
     if on_error not in ("stop", "skip"):
         raise ValueError(f"on_error must be 'stop' or 'skip', got {on_error!r}")
@@ -79,25 +82,37 @@ def load_batch(
     arrays: list[np.ndarray] = []
     hashes: list[str] = []
     skipped: list[tuple[Path, str]] = []
-    for p in tqdm(paths, desc="reading images", unit="img", disable=not progress, leave=False):
-        try:
-            data = read_file_bytes(p)
-            rgb = decode_image(data, p)
-        except InputError as exc:
-            if on_error == "stop":
-                raise InputError(f"{exc} (use --skip-bad to leave such files out)") from exc
-            skipped.append((Path(p), str(exc)))
-            continue
-        kept.append(Path(p))
-        hashes.append(hashlib.sha256(data).hexdigest())
-        sizes.append((rgb.shape[0], rgb.shape[1]))
-        arrays.append(np.asarray(Image.fromarray(rgb).resize((size, size), Image.BICUBIC)))
+    with Progress.of(progress).stage("reading", len(paths), "img") as bar:
+        for p in paths:
+            try:
+                data = read_file_bytes(p)
+                rgb = decode_image(data, p)
+            except InputError as exc:
+                skipped.append((Path(p), str(exc)))
+            else:
+                # once a file failed a stopping run only looks for more bad files
+                if not (skipped and on_error == "stop"):
+                    kept.append(Path(p))
+                    hashes.append(hashlib.sha256(data).hexdigest())
+                    sizes.append((rgb.shape[0], rgb.shape[1]))
+                    arrays.append(np.asarray(Image.fromarray(rgb).resize((size, size), Image.BICUBIC)))
+            bar.advance()
+    if skipped and on_error == "stop":
+        if len(skipped) == 1:
+            raise InputError(f"{_reasons(skipped)[0]} (use --skip-bad to leave such files out)")
+        raise InputError(f"{len(skipped)} files cannot be read (use --skip-bad to leave them out):\n  "
+                         + "\n  ".join(_reasons(skipped)))
     if skipped:
-        listing = "\n  ".join(f"{p}: {why}" for p, why in skipped)
-        warnings.warn(f"skipped {len(skipped)} unreadable file(s):\n  {listing}", stacklevel=2)
+        warnings.warn(f"skipped {len(skipped)} unreadable file(s):\n  " + "\n  ".join(_reasons(skipped)),
+                      stacklevel=2)
     _warn_duplicates(kept, hashes)
     resized = np.stack(arrays) if arrays else np.zeros((0, size, size, 3), np.uint8)
     return ImageBatch(kept, unique_names(kept, root), sizes, resized, skipped, hashes)
+
+
+def _reasons(bad: Sequence[tuple[Path, str]]) -> list[str]:
+    """One line per bad file, naming it once (decoding errors already start with the path)."""
+    return [why if str(p) in why else f"{p}: {why}" for p, why in bad]
 
 
 def _warn_duplicates(paths: Sequence[Path], hashes: Sequence[str]) -> None:

@@ -11,11 +11,13 @@ from codegraph_ad.errors import ConfigError
 from codegraph_ad.methods.base import Method, ScoreResult, list_methods, register_method
 from codegraph_ad.methods.codegraph import CoDeGraph  # registered first: the default method
 from codegraph_ad.methods.musc import MuSc
+from codegraph_ad.progress import Progress
 from codegraph_ad.registry import METHODS
 
 
-def make_method(config: RunConfig, progress: bool = True) -> Method:
-    """The method ``config.method`` names, built from the configuration (a registry lookup)."""
+def make_method(config: RunConfig, progress: bool | Progress = True) -> Method:
+    """The method ``config.method`` names, built from the configuration (a registry lookup);
+    ``progress`` (a bool or the run's Progress) goes to methods that take it."""
     entry = METHODS.get(config.method)
     kind = getattr(entry, "input", "features")
     if kind != "features":

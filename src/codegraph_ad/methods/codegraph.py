@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ from codegraph_ad.methods.base import (
 )
 from codegraph_ad.methods.estimator import RSCIN_NAMES, BatchEstimator, Section, flat_parameters
 from codegraph_ad.methods.first_pass import FirstPass, compute_first_pass
+from codegraph_ad.progress import Progress
 
 
 def graph_inputs(graph: GraphConfig, degrees: tuple[int, ...], n_layers: int,
@@ -43,28 +45,35 @@ def graph_inputs(graph: GraphConfig, degrees: tuple[int, ...], n_layers: int,
 
 
 def graph_and_rescore(first: FirstPass, graph: GraphConfig, patch_mask: np.ndarray | None = None,
-                      blocks: tuple[int, ...] | None = None) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+                      blocks: tuple[int, ...] | None = None,
+                      progress: bool | Progress = False) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
     """Stages 1-3 on a first pass, then final scoring against the refined base set.
 
-    blocks: FeatureConfig.layers of the first pass's features (see ``graph_inputs``)."""
+    blocks: FeatureConfig.layers of the first pass's features (see ``graph_inputs``).
+    progress: the run's Progress (a "graph" and a "final pass" bar) or a bool."""
     from codegraph_ad.graph.diagnostics import summarize
     from codegraph_ad.graph.pipeline import run_graph_stages
 
     layers = graph_inputs(graph, first.degrees, first.features.layers.shape[1], blocks)
     cache: dict[bytes, list[torch.Tensor]] = {}
 
-    def score_fn(reference_images: np.ndarray, excluded: np.ndarray) -> np.ndarray:
+    def score_fn(reference_images: np.ndarray, excluded: np.ndarray, bar: Progress | None = None) -> np.ndarray:
         excluded = np.asarray(excluded, dtype=bool)
         key = np.packbits(excluded).tobytes()
         if key not in cache:
             cache.clear()  # filtering moves forward: only the latest base set is reused
-            cache[key] = first.distances(excluded)
+            cache[key] = first.distances(excluded, bar if bar is not None else False)
         return first.scores(graph.final_q, reference_images, dists=cache[key]).numpy()
 
+    tracker = Progress.of(progress)
     graph_mins = [first.minima[(li, graph.graph_degree)].dist.numpy() for li in layers]
-    result = run_graph_stages(graph_mins, graph, score_fn, patch_mask=patch_mask)
+    # stages 1-3 run as one call whose length depends on the communities found: one unit
+    with tracker.stage("graph", 1, "step"):
+        result = run_graph_stages(graph_mins, graph, score_fn, patch_mask=patch_mask)
     excluded = np.asarray(result.excluded, dtype=bool)
-    final = score_fn(np.ones(first.n_images, dtype=bool), excluded)
+    with tracker.stage("final pass", 2, "steps") as bar:  # refined minima, then MSM scores
+        final = score_fn(np.ones(first.n_images, dtype=bool), excluded, bar)
+        bar.advance()
     return torch.from_numpy(final).float(), torch.from_numpy(excluded), summarize(result)
 
 
@@ -81,9 +90,10 @@ class CoDeGraph(BatchEstimator):
     Parameters are the fields of LNAMDConfig (``degrees``), GraphConfig (``k_fraction``,
     ``alpha``, ..., ``final_q``, ``leiden_seed``), RsCINConfig (``rscin`` = enabled,
     ``rscin_k_list``) and EngineConfig (``precision``, ``memory_budget_mb``, ``threads``,
-    ``subsets``, ``screening_percent``, ``seed``), with their defaults. ``progress`` shows
-    progress bars; ``patch_mask`` ``(N, M)`` bool limits the graph stages to those patches
-    (volumes: the non-void cubes).
+    ``subsets``, ``screening_percent``, ``seed``), with their defaults. ``progress`` (a bool
+    or the run's Progress) shows one bar per stage (first pass, graph, final pass; one
+    "scoring" bar over several subsets); ``patch_mask`` ``(N, M)`` bool limits the graph
+    stages to those patches (volumes: the non-void cubes).
 
     The first pass keeps every (layer, degree) minima array with its argmins; the graph
     stages, the dependency ratios and the final scoring all read them, recomputing only
@@ -91,7 +101,7 @@ class CoDeGraph(BatchEstimator):
     """
 
     method_name = "codegraph"
-    progress: bool = False
+    progress: bool | Progress = False
     patch_mask: np.ndarray | None = None  # (N, M) patches allowed in the graph stages (volumes: non-void)
     # FeatureConfig.layers of the scored features: the 1-based blocks graph_blocks names
     blocks: tuple[int, ...] | None = None
@@ -110,15 +120,20 @@ class CoDeGraph(BatchEstimator):
         patch = torch.zeros((n, m), dtype=torch.float32)
         excluded = torch.zeros((n, m), dtype=torch.bool)
         subsets: list[dict[str, Any]] = []
-        for part in subset_partition(n, engine, content_key(features, engine)):
-            idx = torch.as_tensor(part)
-            first = compute_first_pass(features.subset(part), lnamd_cfg, engine, self.progress)
-            mask = None if self.patch_mask is None else np.asarray(self.patch_mask)[part]
-            s, ex, diag = graph_and_rescore(first, graph, mask, self.blocks)
-            patch[idx] = s.cpu()
-            excluded[idx] = ex.cpu()
-            diag["images"] = [int(i) for i in part]
-            subsets.append(diag)
+        parts = subset_partition(n, engine, content_key(features, engine))
+        tracker = Progress.of(self.progress)
+        # one batch: a bar per stage; several subsets run the stages in turn: one "scoring" bar
+        with tracker.stage("scoring", len(parts), "subsets") if len(parts) > 1 else nullcontext(tracker) as bar:
+            for part in parts:
+                with bar.stage("subset", 3) if len(parts) > 1 else nullcontext(bar) as sub:
+                    idx = torch.as_tensor(part)
+                    first = compute_first_pass(features.subset(part), lnamd_cfg, engine, sub)
+                    mask = None if self.patch_mask is None else np.asarray(self.patch_mask)[part]
+                    s, ex, diag = graph_and_rescore(first, graph, mask, self.blocks, sub)
+                patch[idx] = s.cpu()
+                excluded[idx] = ex.cpu()
+                diag["images"] = [int(i) for i in part]
+                subsets.append(diag)
         raw, final = finish_image_scores(patch, features.cls, configs["rscin"])
         diagnostics = {"method": "codegraph", "exclusion_rate": float(excluded.float().mean()), "subsets": subsets}
         return ScoreResult(patch, final, raw, features.grid, excluded, diagnostics)
@@ -127,7 +142,7 @@ class CoDeGraph(BatchEstimator):
         graph = configs["graph"]
         graph_inputs(graph, tuple(first.degrees), first.features.layers.shape[1], self.blocks)
         mask = None if self.patch_mask is None else np.asarray(self.patch_mask)
-        patch, excluded, diag = graph_and_rescore(first, graph, mask, self.blocks)
+        patch, excluded, diag = graph_and_rescore(first, graph, mask, self.blocks, self.progress)
         diag["images"] = list(range(first.n_images))
         raw, final = finish_image_scores(patch, first.features.cls, configs["rscin"])
         diagnostics = {"method": "codegraph", "exclusion_rate": float(excluded.float().mean()), "subsets": [diag]}

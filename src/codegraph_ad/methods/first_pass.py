@@ -18,6 +18,7 @@ from codegraph_ad.engine.mutual import PairMinima, pair_minima, refine_minima
 from codegraph_ad.features.extract import FeatureSet
 from codegraph_ad.features.lnamd import lnamd
 from codegraph_ad.methods.base import budget_mb, screening_mask
+from codegraph_ad.progress import Progress
 
 
 @dataclass
@@ -57,12 +58,19 @@ class FirstPass:
         allowed = None if self.allowed is None else self.allowed[idx][:, idx]
         return FirstPass(self.features.subset(idx), self.degrees, cut, allowed, self.memory_budget_mb)
 
-    def distances(self, excluded: np.ndarray | None) -> list[torch.Tensor]:
-        """Per-map minima against the base set without the ``excluded (N, M)`` positions."""
+    def distances(self, excluded: np.ndarray | None, progress: bool | Progress = False) -> list[torch.Tensor]:
+        """Per-map minima against the base set without the ``excluded (N, M)`` positions.
+
+        progress: a stage's Progress, advanced once per map (or a bool for a bar of its own)."""
         if excluded is None or not excluded.any():
             return [pm.dist for pm in self.minima.values()]
         ex = torch.from_numpy(np.asarray(excluded, dtype=bool))
-        return [refine_minima(self.unit_features(key), pm, ex, self.memory_budget_mb) for key, pm in self.minima.items()]
+        out = []
+        with Progress.of(progress).stage("refining", len(self.minima), "maps") as bar:
+            for key, pm in self.minima.items():
+                out.append(refine_minima(self.unit_features(key), pm, ex, self.memory_budget_mb))
+                bar.advance()
+        return out
 
     def scores(self, q: float, reference_images: np.ndarray | None = None,
                excluded: np.ndarray | None = None, dists: list[torch.Tensor] | None = None) -> torch.Tensor:
@@ -82,18 +90,22 @@ class FirstPass:
 
 
 def compute_first_pass(features: FeatureSet, lnamd_cfg: LNAMDConfig, engine: EngineConfig,
-                       progress: bool = False) -> FirstPass:
-    """Minima and argmins for every layer and degree (the only full-cost step)."""
+                       progress: bool | Progress = False) -> FirstPass:
+    """Minima and argmins for every layer and degree (the only full-cost step).
+
+    progress: the run's Progress (one "first pass" bar, each map one unit) or a bool."""
     minima: dict[tuple[int, int], PairMinima] = {}
-    for li in range(features.layers.shape[1]):
-        for r in lnamd_cfg.degrees:
-            minima[(li, r)] = pair_minima(
-                lnamd(features.layers[:, li], features.grid, r),
-                budget_mb=budget_mb(engine),
-                precision=engine.precision,
-                with_argmin=True,
-                progress=progress,
-                desc=f"first pass layer {li + 1} r={r}",
-            )
+    n_maps = features.layers.shape[1] * len(lnamd_cfg.degrees)
+    with Progress.of(progress).stage("first pass", n_maps, "maps") as bar:
+        for li in range(features.layers.shape[1]):
+            for r in lnamd_cfg.degrees:
+                minima[(li, r)] = pair_minima(
+                    lnamd(features.layers[:, li], features.grid, r),
+                    budget_mb=budget_mb(engine),
+                    precision=engine.precision,
+                    with_argmin=True,
+                    progress=bar,
+                    desc=f"first pass layer {li + 1} r={r}",
+                )
     allowed = screening_mask(features.cls, engine.screening_percent)
     return FirstPass(features, tuple(lnamd_cfg.degrees), minima, allowed, budget_mb(engine))

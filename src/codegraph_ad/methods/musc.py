@@ -22,6 +22,7 @@ from codegraph_ad.methods.base import (
     subset_partition,
 )
 from codegraph_ad.methods.estimator import RSCIN_NAMES, BatchEstimator, Section, flat_parameters
+from codegraph_ad.progress import Progress
 
 
 @register_method("musc")
@@ -37,14 +38,14 @@ class MuSc(BatchEstimator):
     Parameters are the fields of LNAMDConfig (``degrees``), MSMConfig (``q``), RsCINConfig
     (``rscin`` = enabled, ``rscin_k_list``) and EngineConfig (``precision``,
     ``memory_budget_mb``, ``threads``, ``subsets``, ``screening_percent``, ``seed``), with
-    their defaults; ``progress`` shows progress bars.
+    their defaults; ``progress`` (a bool or the run's Progress) shows one "scoring" bar.
 
     Each (layer, degree) map is scored and dropped before the next one, so memory holds
     one ``(N, N, M)`` minima array at a time whatever the number of maps.
     """
 
     method_name = "musc"
-    progress: bool = False
+    progress: bool | Progress = False
 
     def _score(self, features: FeatureSet, configs: dict[str, Any]) -> ScoreResult:
         lnamd_cfg, msm_cfg, engine = configs["lnamd"], configs["msm"], configs["engine"]
@@ -52,8 +53,12 @@ class MuSc(BatchEstimator):
         m = features.layers.shape[2]
         check_run_memory(features, "musc", len(lnamd_cfg.degrees), engine)
         patch = torch.zeros((n, m), dtype=torch.float32)
-        for part in subset_partition(n, engine, content_key(features, engine)):
-            patch[torch.as_tensor(part)] = self._score_subset(features.subset(part), lnamd_cfg, msm_cfg, engine)
+        parts = subset_partition(n, engine, content_key(features, engine))
+        n_maps = features.layers.shape[1] * len(lnamd_cfg.degrees)
+        with Progress.of(self.progress).stage("scoring", len(parts) * n_maps, "maps") as bar:
+            for part in parts:
+                patch[torch.as_tensor(part)] = self._score_subset(features.subset(part), lnamd_cfg, msm_cfg,
+                                                                  engine, bar)
         raw, final = finish_image_scores(patch, features.cls, configs["rscin"])
         return ScoreResult(patch, final, raw, features.grid, diagnostics={"method": "musc"})
 
@@ -63,7 +68,7 @@ class MuSc(BatchEstimator):
         return ScoreResult(patch, final, raw, first.features.grid, diagnostics={"method": "musc"})
 
     def _score_subset(self, features: FeatureSet, lnamd_cfg: LNAMDConfig, msm_cfg: MSMConfig,
-                      engine: EngineConfig) -> torch.Tensor:
+                      engine: EngineConfig, bar: Progress) -> torch.Tensor:
         allowed = screening_mask(features.cls, engine.screening_percent)
         total = None
         count = 0
@@ -72,7 +77,7 @@ class MuSc(BatchEstimator):
                 feats,
                 budget_mb=budget_mb(engine),
                 precision=engine.precision,
-                progress=self.progress,
+                progress=bar,
                 desc=f"scoring layer {li + 1} r={r}",
             )
             s = msm_scores(minima.dist, msm_cfg.q, allowed)

@@ -1,4 +1,5 @@
-"""What the scoring commands print to the terminal: top scores, repeated defects, metrics.
+"""What the scoring commands print to the terminal: top scores, repeated defects, metrics, and
+the closing summary a person reads in five seconds.
 
 Shared by the root command and the sub-commands of every area (volumes, suite, ...), which
 import it from here rather than from the root cli.py.
@@ -6,7 +7,12 @@ import it from here rather than from the root cli.py.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from codegraph_ad.graph.groups import describe_group, repeated_defect_groups
+
+# How many of the highest scores the scoring commands list; the rest are in scores.csv.
+TOP_SCORES = 5
 
 
 def print_score_rows(rows: list[dict], item: str = "image", limit: int = 20) -> None:
@@ -27,6 +33,58 @@ def print_repeated_defects(diagnostics: dict | None, names: list[str], item: str
     """
     for group in repeated_defect_groups(diagnostics, names) or []:
         print(describe_group(group, item, unit))
+
+
+def format_duration(seconds: float) -> str:
+    """``12.3 s``, ``4 min 05 s``, ``1 h 02 min``: as precise as a person needs."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what if n == 1 else what + 's'}"
+
+
+def run_summary(n_scored: int, seconds: float, out_dir: Path | None, *, flagged: int | None = None,
+                groups: int = 0, skipped: int = 0, item: str = "image") -> list[str]:
+    """The closing lines of a scoring command: what was scored, what needs a look, where to look.
+
+    flagged: images the run decided are anomalous without labels, when the run makes that
+    decision (None: the line says nothing about flags). groups: repeated-defect groups
+    found (their own lines come from ``print_repeated_defects``). skipped: unreadable files
+    left out with --skip-bad.
+    """
+    parts = [f"{_count(n_scored, item)} scored in {format_duration(seconds)}"]
+    if flagged is not None:
+        parts.append(f"{flagged} flagged")
+    if groups:
+        parts.append(_count(groups, "repeated-defect group"))
+    if skipped:
+        parts.append(f"{_count(skipped, 'unreadable file')} skipped")
+    lines = [", ".join(parts)]
+    if out_dir is not None:
+        report = Path(out_dir) / "report.html"
+        lines.append(f"report: {report}" if report.is_file() else f"results: {out_dir} (no report.html)")
+    return lines
+
+
+def print_run_summary(n_scored: int, seconds: float, out_dir: Path | None, *, flagged: int | None = None,
+                      groups: int = 0, skipped: int = 0, item: str = "image") -> None:
+    """Print ``run_summary``'s lines after a blank one, last on the terminal where the eye lands."""
+    print()
+    for line in run_summary(n_scored, seconds, out_dir, flagged=flagged, groups=groups, skipped=skipped,
+                            item=item):
+        print(line)
+
+
+def count_repeated_defects(diagnostics: dict | None, names: list[str]) -> int:
+    """How many repeated-defect groups a run found (0 for methods without the graph stages)."""
+    return len(repeated_defect_groups(diagnostics, names) or [])
 
 
 def format_metrics_table(metrics: dict) -> str:
