@@ -202,6 +202,26 @@ class GraphConfig:
                  "graph_blocks", self.graph_blocks, "None or distinct 1-based block numbers")
 
 
+# ---- scoring new images later (issue 26 item 2): kept in its own block to ease merges
+@dataclass(frozen=True)
+class ReferenceConfig:
+    """What an image run stores so that new images can be scored against it later
+    (``codegraph-ad score``, methods/reference.py)."""
+
+    # On: at 224 px the reference is 0.79 MB per image in float16 (4 layers x 256 patches x
+    # 384 channels of ViT-S), at 448 px 3.1 MB, about the size of the maps the run already
+    # writes (docs/score.md); off leaves a run folder as before.
+    store_reference: bool = documented(
+        True, "store the batch's features (reference.npz) so `codegraph-ad score` can score new images later")
+    # float16 halves the file; the scores it gives move by about 1e-4 (docs/score.md).
+    reference_dtype: Literal["float16", "float32"] = documented(
+        "float16", "precision of the stored reference features")
+
+    def __post_init__(self) -> None:
+        _require(self.reference_dtype in ("float16", "float32"), "reference_dtype", self.reference_dtype,
+                 "float16 or float32")
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """A whole detection run."""
@@ -214,6 +234,8 @@ class RunConfig:
     rscin: RsCINConfig = documented(RsCINConfig, "image-score re-weighting", factory=True)
     engine: EngineConfig = documented(EngineConfig, "mutual-similarity engine", factory=True)
     graph: GraphConfig = documented(GraphConfig, "CoDeGraph graph stages", factory=True)
+    # scoring new images against this run later (issue 26 item 2)
+    reference: ReferenceConfig = documented(ReferenceConfig, "stored reference set for `score`", factory=True)
 
     def __post_init__(self) -> None:
         names = METHODS.names()
