@@ -11,7 +11,7 @@ import warnings
 from pathlib import Path
 
 from codegraph_ad.errors import CodegraphError, InputError
-from codegraph_ad.options import add_run_options, config_from_args, read_json_file
+from codegraph_ad.options import add_output_options, add_run_options, config_from_args, read_json_file
 from codegraph_ad.report.console import format_metrics_table, print_repeated_defects, print_score_rows
 
 # Each area of the package adds its own subcommands through ``register(subparsers)``;
@@ -56,6 +56,18 @@ def cmd_detect(a: argparse.Namespace) -> int:
     print_score_rows(result.table())
     print_repeated_defects(result.scores.diagnostics, result.names)
     print(f"results written to {a.out}")
+    return 0
+
+
+def cmd_score(a: argparse.Namespace) -> int:
+    from codegraph_ad.api import score_new
+
+    result = score_new(a.run_dir, a.images, a.out, overwrite=a.overwrite, on_error="skip" if a.skip_bad else "stop",
+                       progress=not a.quiet, overlays=not a.no_overlays,
+                       cache=False if a.no_cache else None, cache_dir=a.cache_dir)
+    print_score_rows(result.table())
+    print(f"scored against the {result.scores.diagnostics['reference']['images']} images of {a.run_dir}; "
+          f"results written to {a.out}")
     return 0
 
 
@@ -116,6 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable files with a warning instead of stopping")
     add_run_options(p)
     p.set_defaults(func=cmd_detect)
+
+    p = sub.add_parser("score", help="score new images against a finished detect run, without recomputing it")
+    p.add_argument("run_dir", type=Path, help="a finished run folder that stored its reference set")
+    p.add_argument("images", type=Path, help="new images to score (a folder, recursive, or one file)")
+    p.add_argument("--skip-bad", action="store_true", help="skip unreadable files with a warning instead of stopping")
+    add_output_options(p)  # the run's own configuration and backbone are used
+    p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("evaluate", help="run on an MVTec-layout category and compute metrics")
     p.add_argument("category_dir", type=Path)
