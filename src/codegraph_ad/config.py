@@ -212,7 +212,7 @@ class ReferenceConfig:
     # 384 channels of ViT-S), at 448 px 3.1 MB, about the size of the maps the run already
     # writes (docs/score.md); off leaves a run folder as before.
     store_reference: bool = documented(
-        True, "store the batch's features (reference.npz) so `codegraph-ad score` can score new images later")
+        True, "image runs: store the batch's features (reference.npz) so `codegraph-ad score` can score new images")
     # float16 halves the file; the scores it gives move by about 1e-4 (docs/score.md).
     reference_dtype: Literal["float16", "float32"] = documented(
         "float16", "precision of the stored reference features")
