@@ -148,6 +148,7 @@ def main() -> None:
     ap.add_argument("--note", default="", help="conditions of this measurement, kept in the results file")
     ap.add_argument("--stream", type=int, default=0,
                     help="instead: score this many second-half images one at a time (added to the results file)")
+    ap.add_argument("--methods", default="musc,codegraph")
     a = ap.parse_args()
     samples = read_mvtec_category(BOTTLE)
     first, second = halves(samples)
@@ -162,7 +163,7 @@ def main() -> None:
                              "against a run on the first half, next to `detect` on the first half + that image "
                              "(first half's features cached, the new one extracted); wall times, all outputs"),
                 "note": a.note,
-                "methods": {m: run_stream(m, a.size, first, arriving, root, Path(tmp)) for m in ("musc", "codegraph")}}
+                "methods": {m: run_stream(m, a.size, first, arriving, root, Path(tmp)) for m in a.methods.split(",")}}
         write_result("score_new", a.tag, result)
         return
     result = {
@@ -181,7 +182,7 @@ def main() -> None:
         "methods": {},
     }
     with tempfile.TemporaryDirectory() as tmp:
-        for method in ("musc", "codegraph"):
+        for method in a.methods.split(","):
             result["methods"][method] = run_method(method, a.size, first, second, root, Path(tmp))
     result.update(run_record(RunConfig(features=FeatureConfig(image_size=a.size))))
     write_result("score_new", a.tag, result)
