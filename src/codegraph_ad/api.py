@@ -28,13 +28,16 @@ from codegraph_ad.io.batch import ImageBatch, load_batch
 from codegraph_ad.io.images import discover_images
 from codegraph_ad.io.run_folder import (
     EXCLUDED,
+    MANIFEST,
     METRICS,
     PATCH_SCORES,
     BackboneIdentity,
     Manifest,
+    RunFolder,
     RunWriter,
     ScoreRow,
     output_folder,
+    read_run_folder,
     upsample_map,
 )
 from codegraph_ad.methods import make_method
@@ -55,6 +58,9 @@ class RunResult:
     out_dir: Path | None = None
     skipped: list[tuple[Path, str]] = field(default_factory=list)
     backbone: BackboneIdentity | None = None
+    # the batch's features while they wait to be written as the run's reference set
+    # (RunConfig.reference); write_run drops them once written
+    features: FeatureSet | None = field(default=None, repr=False)
 
     def table(self) -> list[dict[str, Any]]:
         return [r.to_dict() for r in self.score_rows()]
@@ -138,7 +144,9 @@ def _run(
     mask_paths: list[tuple[Path, ...]] | None = None,
     cache: bool | None = None,
     cache_dir: str | Path | None = None,
+    keep_features: bool = False,
 ) -> RunResult:
+    """keep_features: hand the features to the caller's write_run (evaluate writes itself)."""
     check_batch_size(len(paths))
     progress = Progress.of(progress)  # one display for the run: a bar per stage
     timings: dict[str, float] = {}
@@ -159,6 +167,8 @@ def _run(
             timings["scoring_s"] = time.perf_counter() - t0
         result = RunResult(batch.names, batch.paths, scores, config, timings, batch.original_sizes, out,
                            batch.skipped, used_backbone(config, backbone))
+        if config.reference.store_reference and (out is not None or keep_features):
+            result.features = feats
         if out is not None:
             if mask_paths is not None and batch.skipped:
                 keep = {p: mp for p, mp in zip(paths, mask_paths)}
@@ -218,6 +228,11 @@ def _write_outputs(result: RunResult, writer: RunWriter, mask_paths, overlays: b
             from codegraph_ad.report.graph_files import write_graph_files
 
             write_graph_files(writer.root, result.names, result.paths, s.excluded.numpy(), s.grid, s.diagnostics)
+    if result.features is not None and result.config.reference.store_reference:
+        f = result.features
+        writer.reference(f.layers.numpy(), None if f.cls is None else f.cls.numpy(),
+                         result.config.reference.reference_dtype)
+    result.features = None
     result.timings["write_s"] = time.perf_counter() - t0
     writer.finish(Manifest(result.names, [str(p) for p in result.paths], tuple(s.grid),
                            config_to_dict(result.config), versions(), result.timings,
@@ -298,7 +313,7 @@ def evaluate(
     root = Path(category_dir) / "test" if samples and (Path(category_dir) / "test").is_dir() else None
     with output_folder(out_dir, overwrite) as out:
         run = _run(paths, root, None, config, overwrite, "stop", progress, overlays, backbone,
-                   cache=cache, cache_dir=cache_dir)
+                   cache=cache, cache_dir=cache_dir, keep_features=out is not None)
         t0 = time.perf_counter()
         labels = np.array([s.label for s in samples])
         sc = run.scores
@@ -316,3 +331,95 @@ def evaluate(
                 writer.json(METRICS, {"metrics": metrics, "config": config_to_dict(config), "versions": versions()})
                 write_run(run, writer, mask_paths, overlays, progress, extra_rows=extra)
     return EvaluationResult(run, metrics)
+
+
+def _check_reference_backbone(folder: RunFolder, config: RunConfig) -> None:
+    """Refuse to score new images with other weights than the run's: their features would
+    not be comparable with the stored ones."""
+    where = folder.root / MANIFEST
+    used = folder.backbone
+    if used is None:
+        raise InputError(f"{where}: the run records no backbone identity; it cannot serve as a reference")
+    if used.source == "custom object":
+        raise InputError(f"{where}: the run used a custom backbone object ({used.model}); new images cannot be "
+                         "extracted with the same weights from the folder. Score them with "
+                         "methods.reference.ReferenceSet.from_run(run).score_new(features) on features from that model")
+    checkpoint = config.features.checkpoint
+    if used.source == "checkpoint" and (checkpoint is None or not Path(checkpoint).expanduser().is_file()):
+        raise InputError(f"{where}: the run used checkpoint {checkpoint!r}, which is not found here")
+    now = used_backbone(config)
+    if used.source == "checkpoint":
+        same = now.checkpoint_sha256 == used.checkpoint_sha256
+    else:
+        same = (now.name, now.source, now.model) == (used.name, used.source, used.model)
+    if not same:
+        raise InputError(f"{where}: the run used backbone {used.to_dict()}, and its configuration builds "
+                         f"{now.to_dict()} here; features of other weights cannot be compared with the stored ones")
+
+
+def score_new(
+    run_dir: str | Path,
+    images: str | Path | Sequence[str | Path],
+    out_dir: str | Path | None,
+    overwrite: bool = False,
+    on_error: Literal["stop", "skip"] = "stop",
+    progress: bool = True,
+    overlays: bool = True,
+    cache: bool | None = None,
+    cache_dir: str | Path | None = None,
+    root: str | Path | None = None,
+) -> RunResult:
+    """Score new images against a finished run without recomputing its batch.
+
+    Each image of ``images`` (a folder, recursive, or a list of files; one is enough) is
+    scored against the reference set the run stored (``reference.npz``: its images' features,
+    minus the patches CoDeGraph excluded) with the run's configuration and backbone
+    (methods/reference.py). ``out_dir`` gets the outputs of ``detect``: maps, overlays,
+    scores.csv/json, report.html and run.json. Cache options and ``root`` as in ``detect``.
+    """
+    from dataclasses import replace
+
+    from codegraph_ad.methods.reference import ReferenceSet
+
+    folder = read_run_folder(run_dir)
+    if out_dir is not None and Path(out_dir).resolve() == folder.root.resolve():
+        raise InputError(f"{out_dir}: is the reference run's folder; write the new scores elsewhere")
+    reference = ReferenceSet.from_run(folder)
+    config = reference.config
+    _check_reference_backbone(folder, config)
+    if isinstance(images, (str, Path)) and Path(images).is_file():
+        images = [images]
+    if isinstance(images, (str, Path)):
+        root = Path(images)
+        paths = discover_images(root)
+        if not paths:
+            raise InputError(f"{root}: no image files found (looked for .png .jpg .jpeg .bmp .tif .tiff .webp)")
+    else:
+        paths = [Path(p) for p in images]
+        root = Path(root) if root is not None else None
+    if not paths:
+        raise InputError("no new images to score")
+    timings: dict[str, float] = {}
+    with output_folder(out_dir, overwrite) as out:
+        with thread_budget(config.engine.threads):
+            t0 = time.perf_counter()
+            batch = load_batch(paths, config.features.image_size, root, on_error, progress)
+            if len(batch) == 0:
+                raise InputError("none of the new images could be read")
+            timings["read_s"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            cache_stats: dict[str, float] = {}
+            feats = features_for_batch(batch, config, None, progress, cache, cache_dir, cache_stats)
+            timings["features_s"] = time.perf_counter() - t0
+            timings.update(cache_stats)
+            t0 = time.perf_counter()
+            scores = reference.score_new(feats)
+            timings["scoring_s"] = time.perf_counter() - t0
+        # the outputs hold no reference of their own: new images are scored against the run's
+        stored = replace(config, reference=replace(config.reference, store_reference=False))
+        result = RunResult(batch.names, batch.paths, scores, stored, timings, batch.original_sizes, out,
+                           batch.skipped, folder.backbone)
+        if out is not None:
+            with RunWriter.replace(out) as writer:
+                write_run(result, writer, None, overlays, progress)
+    return result

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from codegraph_ad.errors import CodegraphError, InputError
-from codegraph_ad.options import add_run_options, config_from_args, read_json_file
+from codegraph_ad.options import add_output_options, add_run_options, config_from_args, read_json_file
 from codegraph_ad.report.console import (
     TOP_SCORES,
     count_repeated_defects,
@@ -84,6 +84,20 @@ def cmd_detect(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_score(a: argparse.Namespace) -> int:
+    from codegraph_ad.api import score_new
+
+    t0 = time.perf_counter()
+    result = score_new(a.run_dir, a.images, a.out, overwrite=a.overwrite, on_error="skip" if a.skip_bad else "stop",
+                       progress=not a.quiet, overlays=not a.no_overlays,
+                       cache=False if a.no_cache else None, cache_dir=a.cache_dir)
+    print_score_rows(result.table(), limit=TOP_SCORES)
+    print(f"scored against the {result.scores.diagnostics['reference']['images']} images of {a.run_dir}")
+    print_run_summary(len(result.names), time.perf_counter() - t0, result.out_dir, flagged=flagged_count(result),
+                      skipped=len(result.skipped))
+    return 0
+
+
 def cmd_evaluate(a: argparse.Namespace) -> int:
     from codegraph_ad.api import evaluate
 
@@ -144,6 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable files with a warning instead of stopping")
     add_run_options(p)
     p.set_defaults(func=cmd_detect)
+
+    p = sub.add_parser("score", help="score new images against a finished detect run, without recomputing it")
+    p.add_argument("run_dir", type=Path, help="a finished run folder that stored its reference set")
+    p.add_argument("images", type=Path, help="new images to score (a folder, recursive, or one file)")
+    p.add_argument("--skip-bad", action="store_true", help="skip unreadable files with a warning instead of stopping")
+    add_output_options(p)  # the run's own configuration and backbone are used
+    p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("evaluate", help="run on an MVTec-layout category and compute metrics")
     p.add_argument("category_dir", type=Path)

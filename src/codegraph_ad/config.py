@@ -202,6 +202,27 @@ class GraphConfig:
                  "graph_blocks", self.graph_blocks, "None or distinct 1-based block numbers")
 
 
+# ---- scoring new images later (issue 26 item 2): kept in its own block to ease merges
+@dataclass(frozen=True)
+class ReferenceConfig:
+    """What an image run stores so that new images can be scored against it later
+    (``codegraph-ad score``, methods/reference.py)."""
+
+    # On: in float16 the reference is 0.79 MB per image at 224 px (4 layers x 256 patches x
+    # 384 channels of ViT-S; measured on bottle) and 3.1 MB at 448 px, while the run's maps of
+    # bottle's 900 x 900 images take 3.2 MB per image (docs/score.md); off leaves a run folder as before.
+    store_reference: bool = documented(
+        True, "image runs: store the batch's features (reference.npz) so `codegraph-ad score` can score new images")
+    # float16 halves the file; on bottle at 224 px it moved new images' patch scores by at
+    # most 3.3e-6 against float32 features (benchmarks/results/score_new.json).
+    reference_dtype: Literal["float16", "float32"] = documented(
+        "float16", "precision of the stored reference features")
+
+    def __post_init__(self) -> None:
+        _require(self.reference_dtype in ("float16", "float32"), "reference_dtype", self.reference_dtype,
+                 "float16 or float32")
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """A whole detection run."""
@@ -214,6 +235,8 @@ class RunConfig:
     rscin: RsCINConfig = documented(RsCINConfig, "image-score re-weighting", factory=True)
     engine: EngineConfig = documented(EngineConfig, "mutual-similarity engine", factory=True)
     graph: GraphConfig = documented(GraphConfig, "CoDeGraph graph stages", factory=True)
+    # scoring new images against this run later (issue 26 item 2)
+    reference: ReferenceConfig = documented(ReferenceConfig, "stored reference set for `score`", factory=True)
 
     def __post_init__(self) -> None:
         names = METHODS.names()

@@ -370,6 +370,13 @@ def add_config_options(parser: argparse.ArgumentParser, root: type = RunConfig, 
 def add_run_options(p: argparse.ArgumentParser, root: type = RunConfig, defaults: Any = None,
                     skip: tuple[str, ...] = ()) -> ConfigSpec:
     """Options shared by every command that scores a batch: outputs and the whole config."""
+    add_output_options(p)
+    return add_config_options(p, root, defaults, skip)
+
+
+def add_output_options(p: argparse.ArgumentParser) -> None:
+    """Where results go and how (``--out``, overlays, overwrite, progress, feature cache);
+    ``score`` takes these alone: its configuration is the reference run's."""
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--no-overlays", action="store_true", help="skip heatmap overlay PNGs")
     p.add_argument("--overwrite", action="store_true", help="replace the results of an earlier run in --out")
@@ -377,7 +384,6 @@ def add_run_options(p: argparse.ArgumentParser, root: type = RunConfig, defaults
     p.add_argument("--no-cache", action="store_true", help="do not read or write the per-image feature cache")
     p.add_argument("--cache-dir", type=Path, default=None,
                    help="feature cache folder (default: $CODEGRAPH_AD_CACHE/features or ~/.cache/codegraph-ad/features)")
-    return add_config_options(p, root, defaults, skip)
 
 
 # --- namespace -> config -------------------------------------------------------------------
@@ -531,6 +537,7 @@ def option_for(root: type, dotted: str) -> ConfigOption:
     raise KeyError(dotted)
 
 
-__all__ = ["ALIASES", "SECTION_PREFIX", "ConfigOption", "ConfigSpec", "add_config_options", "add_run_options",
+__all__ = ["ALIASES", "SECTION_PREFIX", "ConfigOption", "ConfigSpec", "add_config_options", "add_output_options",
+           "add_run_options",
            "config_from_args", "given_options", "load_config", "option_for", "read_config_file", "read_json_file", "value_parser",
            "walk_fields"]

@@ -53,3 +53,34 @@ def _finite_mean(values: torch.Tensor) -> torch.Tensor:
     total = torch.where(finite, values, torch.zeros_like(values)).sum(dim=1)
     count = finite.sum(dim=1)
     return torch.where(count > 0, total / count.clamp(min=1), torch.full_like(total, 2.0))
+
+
+def msm_scores_to_references(
+    dist: torch.Tensor,
+    q: float,
+    allowed: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Patch scores ``(B, M)`` of query images from their minima ``dist: (B, N, M)`` to N
+    reference images that do not include the queries themselves.
+
+    allowed: ``(B, N)`` bool, the references each query may use ([CLS] screening); all when
+    None. K = ``msm_k(number of allowed references, q)``: every reference is an "other image",
+    so a new image scored against N references averages as a batch member of N + 1 images
+    does (its N others). Fully excluded references (inf) count as in ``msm_scores``.
+    """
+    b, n, _ = dist.shape
+    d = dist
+    if allowed is None:
+        n_refs = torch.full((b,), n, dtype=torch.long)
+    else:
+        allowed = allowed.to(dist.device)
+        if not bool(allowed.all()):
+            d = dist.masked_fill(~allowed.unsqueeze(2), float("inf"))
+        n_refs = allowed.sum(dim=1).cpu()
+    scores = torch.empty(b, dist.shape[2], dtype=torch.float32, device=dist.device)
+    for k_val in torch.unique(n_refs).tolist():
+        rows = torch.nonzero(n_refs == k_val).flatten().to(dist.device)
+        k = min(msm_k(max(int(k_val), 1), q), n)
+        smallest = torch.topk(d[rows], k, dim=1, largest=False).values  # (r, k, M)
+        scores[rows] = _finite_mean(smallest)
+    return scores

@@ -8,6 +8,7 @@ files, named here once::
     maps/               per input anomaly map (.npy for images, .nii.gz for volumes)
     overlays/ mosaics/  per input pictures (drawn by report/ or volumes/, handed in as images)
     patch_scores.npy, excluded.npy, token_scores.npy, solid.npy, metrics.json
+    reference.npz       the batch's backbone features, for scoring new images later (``score``)
     graph.png, excluded/, report.html, report_assets/   views built from the above
 
 ``RunWriter.replace`` makes the outputs all-or-nothing: it first removes every output of an
@@ -36,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from codegraph_ad.errors import InputError
-from codegraph_ad.io.atomic import write_json, write_npy, write_png, write_text
+from codegraph_ad.io.atomic import atomic_write, write_json, write_npy, write_png, write_text
 
 MANIFEST = "run.json"
 SCORES_CSV = "scores.csv"
@@ -54,11 +55,13 @@ MOSAICS = "mosaics"
 EXCLUDED_DIR = "excluded"
 REPORT_ASSETS = "report_assets"
 ANALYSIS = "analysis"
+REFERENCE = "reference.npz"  # layers (N, L, M, C) and cls (N, C): the reference set of ``score``
 
 # Every file a run writes besides the manifest, and the folders of per-input files with the
 # endings the tool writes there. report.html and the analysis are views built from the
 # others after the manifest; they go with them (a stale one would describe another run).
-OUTPUT_FILES = (SCORES_CSV, SCORES_JSON, PATCH_SCORES, EXCLUDED, TOKEN_SCORES, SOLID, METRICS, REPORT, GRAPH_PNG)
+OUTPUT_FILES = (SCORES_CSV, SCORES_JSON, PATCH_SCORES, EXCLUDED, TOKEN_SCORES, SOLID, METRICS, REPORT, GRAPH_PNG,
+                REFERENCE)
 OUTPUT_DIRS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (MAPS, (".npy", ".nii.gz")),
     (OVERLAYS, (".png",)),
@@ -308,6 +311,14 @@ class RunWriter:
     def json(self, file_name: str, obj: Any) -> None:
         write_json(self.root / file_name, obj)
 
+    def reference(self, layers: np.ndarray, cls: np.ndarray | None, dtype: str = "float16") -> None:
+        """reference.npz: the batch's tokens ``(N, L, M, C)`` and [CLS] vectors ``(N, C)`` in
+        ``dtype``, uncompressed (float features barely compress; loading stays one read)."""
+        arrays = {"layers": np.ascontiguousarray(layers, dtype=dtype)}
+        if cls is not None:
+            arrays["cls"] = np.ascontiguousarray(cls, dtype=dtype)
+        atomic_write(self.root / REFERENCE, lambda fh: np.savez(fh, **arrays))
+
     def scores(self, rows: Sequence[ScoreRow | Mapping[str, Any]], meta: Mapping[str, Any],
                repeated_defect_groups: list[dict[str, Any]] | None = None) -> None:
         """scores.csv (one row per input, in input order) and scores.json (meta, groups, rows).
@@ -437,6 +448,26 @@ class RunFolder:
         """``(N, M)`` bool patches CoDeGraph removed from the references, or None."""
         arr = self._array(EXCLUDED)
         return None if arr is None else arr.astype(bool)
+
+    def reference(self) -> tuple[np.ndarray, np.ndarray | None] | None:
+        """reference.npz's ``layers (N, L, M, C)`` and ``cls (N, C)`` (or None) as stored
+        (float16 or float32), checked against run.json; None when the run stored none."""
+        path = self.root / REFERENCE
+        if not path.exists():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                layers = data["layers"]
+                cls = data["cls"] if "cls" in data.files else None
+        except (OSError, ValueError, KeyError) as exc:
+            raise InputError(f"{path}: not a readable reference file ({exc.__class__.__name__}: {exc})") from exc
+        m = int(np.prod(self.grid))
+        if layers.ndim != 4 or layers.shape[0] != len(self) or layers.shape[2] != m:
+            raise InputError(f"{path}: layers of shape {layers.shape}, expected ({len(self)}, L, {m}, C) "
+                             f"from {MANIFEST}")
+        if cls is not None and (cls.ndim != 2 or cls.shape[0] != len(self)):
+            raise InputError(f"{path}: cls of shape {cls.shape}, expected ({len(self)}, C)")
+        return layers, cls
 
     def require_patch_scores(self) -> np.ndarray:
         if self.patch_scores is None:
