@@ -20,6 +20,7 @@ from codegraph_ad._version import __version__
 from codegraph_ad.config import RunConfig, config_to_dict
 from codegraph_ad.datasets.base import LabelledSample
 from codegraph_ad.datasets.mvtec import read_mvtec_category
+from codegraph_ad.decision import Decision, decide
 from codegraph_ad.engine.threads import thread_budget
 from codegraph_ad.errors import InputError
 from codegraph_ad.features.extract import FeatureSet
@@ -54,13 +55,16 @@ class RunResult:
     out_dir: Path | None = None
     skipped: list[tuple[Path, str]] = field(default_factory=list)
     backbone: BackboneIdentity | None = None
+    decision: Decision | None = None  # the per-image flags (decision.decide); None until drawn
 
     def table(self) -> list[dict[str, Any]]:
         return [r.to_dict() for r in self.score_rows()]
 
     def score_rows(self) -> list[ScoreRow]:
-        return [ScoreRow(n, str(p), float(s), float(r))
-                for n, p, s, r in zip(self.names, self.paths, self.scores.image_scores, self.scores.raw_image_scores)]
+        flags = [None] * len(self.names) if self.decision is None else [bool(x) for x in self.decision.anomalous]
+        return [ScoreRow(n, str(p), float(s), float(r), anomalous=a)
+                for n, p, s, r, a in zip(self.names, self.paths, self.scores.image_scores,
+                                         self.scores.raw_image_scores, flags)]
 
 
 @dataclass
@@ -155,7 +159,7 @@ def _run(
             scores = make_method(config, progress).fit_predict(feats)
             timings["scoring_s"] = time.perf_counter() - t0
         result = RunResult(batch.names, batch.paths, scores, config, timings, batch.original_sizes, out,
-                           batch.skipped, used_backbone(config, backbone))
+                           batch.skipped, used_backbone(config, backbone), decide(scores.image_scores, config.decision))
         if out is not None:
             if mask_paths is not None and batch.skipped:
                 keep = {p: mp for p, mp in zip(paths, mask_paths)}
@@ -191,13 +195,15 @@ def write_run(result: RunResult, out: Path | RunWriter, mask_paths=None, overlay
         if overlays:
             masks = mask_paths[i] if mask_paths is not None else ()
             writer.overlay(result.names[i], file_overlay(result.paths[i], amap, scale, masks))
+    if result.decision is None:
+        result.decision = decide(s.image_scores, result.config.decision)
     rows = result.score_rows()
     if extra_rows is not None:
         for r, e in zip(rows, extra_rows):
             r.extra.update(e)
     meta = {"config": config_to_dict(result.config), "versions": versions(), "timings": result.timings,
             "skipped": [{"path": str(p), "reason": why} for p, why in result.skipped],
-            "diagnostics": s.diagnostics}
+            "decision": result.decision.to_dict(), "diagnostics": s.diagnostics}
     writer.scores(rows, meta, repeated_defect_groups(s.diagnostics, result.names))
     writer.array(PATCH_SCORES, s.patch_scores.numpy().astype(np.float32))
     if s.excluded is not None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from codegraph_ad.errors import CodegraphError, InputError
 from codegraph_ad.options import add_run_options, config_from_args, read_json_file
-from codegraph_ad.report.console import format_metrics_table, print_repeated_defects, print_score_rows
+from codegraph_ad.report.console import format_metrics_table, print_flags, print_repeated_defects, print_score_rows
 
 # Each area of the package adds its own subcommands through ``register(subparsers)``;
 # their functions take the parsed namespace and return an exit code.
@@ -54,6 +54,7 @@ def cmd_detect(a: argparse.Namespace) -> int:
                     overlays=not a.no_overlays, cache=False if a.no_cache else None, cache_dir=a.cache_dir,
                     root=root)
     print_score_rows(result.table())
+    print_flags(result.decision.to_dict())
     print_repeated_defects(result.scores.diagnostics, result.names)
     print(f"results written to {a.out}")
     return 0
@@ -66,6 +67,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
                    progress=not a.quiet, overlays=not a.no_overlays,
                    cache=False if a.no_cache else None, cache_dir=a.cache_dir)
     print(format_metrics_table(res.metrics))
+    print_flags(res.run.decision.to_dict())
     print_repeated_defects(res.run.scores.diagnostics, res.run.names)
     print(f"metrics written to {a.out / 'metrics.json'}")
     return 0
@@ -81,6 +83,7 @@ def cmd_demo(a: argparse.Namespace) -> int:
     cfg = config_from_args(a)
     result = detect(folder, a.out / "run", cfg, overwrite=True, progress=not a.quiet, overlays=not a.no_overlays)
     print_score_rows(result.table())
+    print_flags(result.decision.to_dict())
     print_repeated_defects(result.scores.diagnostics, result.names)
     print(f"results written to {a.out / 'run'}")
     return 0

@@ -203,6 +203,32 @@ class GraphConfig:
 
 
 @dataclass(frozen=True)
+class DecisionConfig:
+    """The per-image decision drawn from the batch alone (decision.py): which images to flag.
+
+    The batch is assumed mostly normal; a robust model of its normal image scores puts the
+    threshold where a normal image exceeds it with probability ``false_alarm_rate``.
+    """
+
+    # 0.01: the usual line target of one false reject per 100 good parts. The rule's normal
+    # model is a Gaussian fit, so smaller rates lean on a tail it cannot see in batches of a
+    # few dozen good images; the realised rates are measured in docs/decisions.md.
+    false_alarm_rate: float = documented(
+        0.01, "share of normal images allowed above the threshold (one-sided normal tail)")
+    # None: fitted on the batch; a number: flag the images whose score is above it.
+    threshold: float | None = documented(None, "fixed image-score threshold (none: fit it on the batch)")
+    rule: Literal["mad", "gmm"] = documented(
+        "mad", "normal model: median + MAD (mad) or a 1-2 Gaussian mixture by BIC (gmm)")
+
+    def __post_init__(self) -> None:
+        _require(0.0 < self.false_alarm_rate < 0.5, "false_alarm_rate", self.false_alarm_rate, "in (0, 0.5)")
+        _require(self.rule in ("mad", "gmm"), "rule", self.rule, "mad or gmm")
+        _require(self.threshold is None or (isinstance(self.threshold, (int, float))
+                 and self.threshold == self.threshold and abs(self.threshold) != float("inf")),
+                 "threshold", self.threshold, "None or a finite number")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """A whole detection run."""
 
@@ -214,6 +240,7 @@ class RunConfig:
     rscin: RsCINConfig = documented(RsCINConfig, "image-score re-weighting", factory=True)
     engine: EngineConfig = documented(EngineConfig, "mutual-similarity engine", factory=True)
     graph: GraphConfig = documented(GraphConfig, "CoDeGraph graph stages", factory=True)
+    decision: DecisionConfig = documented(DecisionConfig, "flagging images from the batch alone", factory=True)
 
     def __post_init__(self) -> None:
         names = METHODS.names()

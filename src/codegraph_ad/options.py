@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Literal, Union
 
 from codegraph_ad.config import (
+    DecisionConfig,
     EngineConfig,
     FeatureConfig,
     GraphConfig,
@@ -55,6 +56,8 @@ ALIASES: dict[tuple[type, str], tuple[str, ...]] = {
     (EngineConfig, "screening_percent"): ("--screening",),
     (GraphConfig, "target_coverage"): ("--coverage",),
 }
+# Fields whose own name reads badly alone: their primary flag (the decision's --rule).
+PRIMARY_NAMES: dict[tuple[type, str], str] = {(DecisionConfig, "rule"): "--decision-rule"}
 # Fields whose valid values are the names of an open registry rather than a fixed Literal.
 REGISTRY_CHOICES: dict[tuple[type, str], Registry] = {(RunConfig, "method"): METHODS,
                                                        (FeatureConfig, "backbone"): BACKBONES}
@@ -118,7 +121,7 @@ def walk_fields(root: type, path: tuple[str, ...] = (), prefix: str = "",
             yield from walk_fields(hint, (*path, f.name), f"{prefix}{sub}-" if sub else prefix, prefixes, aliases,
                                    names)
             continue
-        primary = names.get(dotted) or "--" + prefix + f.name.replace("_", "-")
+        primary = names.get(dotted) or PRIMARY_NAMES.get((root, f.name)) or "--" + prefix + f.name.replace("_", "-")
         yield ConfigOption((*path, f.name), root, f, hint, (primary, *aliases.get((root, f.name), ())))
 
 
