@@ -55,16 +55,19 @@ class RunResult:
     out_dir: Path | None = None
     skipped: list[tuple[Path, str]] = field(default_factory=list)
     backbone: BackboneIdentity | None = None
-    decision: Decision | None = None  # the per-image flags (decision.decide); None until drawn
+    decision: Decision | None = None  # the per-image flags; drawn from the scores when not given
+
+    def __post_init__(self) -> None:
+        if self.decision is None:
+            self.decision = decide(self.scores.image_scores, self.config.decision)
 
     def table(self) -> list[dict[str, Any]]:
         return [r.to_dict() for r in self.score_rows()]
 
     def score_rows(self) -> list[ScoreRow]:
-        flags = [None] * len(self.names) if self.decision is None else [bool(x) for x in self.decision.anomalous]
-        return [ScoreRow(n, str(p), float(s), float(r), anomalous=a)
+        return [ScoreRow(n, str(p), float(s), float(r), anomalous=bool(a))
                 for n, p, s, r, a in zip(self.names, self.paths, self.scores.image_scores,
-                                         self.scores.raw_image_scores, flags)]
+                                         self.scores.raw_image_scores, self.decision.anomalous)]
 
 
 @dataclass
@@ -159,7 +162,7 @@ def _run(
             scores = make_method(config, progress).fit_predict(feats)
             timings["scoring_s"] = time.perf_counter() - t0
         result = RunResult(batch.names, batch.paths, scores, config, timings, batch.original_sizes, out,
-                           batch.skipped, used_backbone(config, backbone), decide(scores.image_scores, config.decision))
+                           batch.skipped, used_backbone(config, backbone))
         if out is not None:
             if mask_paths is not None and batch.skipped:
                 keep = {p: mp for p, mp in zip(paths, mask_paths)}
@@ -195,8 +198,6 @@ def write_run(result: RunResult, out: Path | RunWriter, mask_paths=None, overlay
         if overlays:
             masks = mask_paths[i] if mask_paths is not None else ()
             writer.overlay(result.names[i], file_overlay(result.paths[i], amap, scale, masks))
-    if result.decision is None:
-        result.decision = decide(s.image_scores, result.config.decision)
     rows = result.score_rows()
     if extra_rows is not None:
         for r, e in zip(rows, extra_rows):

@@ -10,8 +10,10 @@ false-alarm rate:
   sigma) are unmoved by anything less than half of the batch; the threshold is the
   one-sided normal tail ``median + z(1 - far) * 1.4826 * MAD``.
 - ``gmm``: one or two Gaussians fitted to the scores, the count chosen by BIC (as the
-  pseudo-masks choose theirs, thesis chapter 6); the heaviest component is the normal one,
-  and the threshold is its ``mean + z(1 - far) * sigma``.
+  pseudo-masks choose theirs, thesis chapter 6); the normal component is the one with the
+  lowest mean among those holding at least ``MIN_NORMAL_WEIGHT`` of the batch (normal images
+  score lowest, and unlike the median this holds when most of the batch is anomalous, as in
+  MVTec's test sets), and the threshold is its ``mean + z(1 - far) * sigma``.
 
 A fixed ``threshold`` overrides both. An image is flagged when its score is strictly above
 the threshold, so a batch of equal scores flags nothing. Measured in docs/decisions.md.
@@ -30,6 +32,9 @@ from codegraph_ad.errors import InputError
 
 MAD_TO_SIGMA = 1.4826  # 1 / Phi^-1(3/4): the MAD of a Gaussian is 0.6745 sigma
 GMM_MIN_IMAGES = 8  # below this a second component has too few points to be estimated
+# A component holding less of the batch is not taken for the normal images even when its mean
+# is lowest: a handful of unusually low normal scores is not a model of the normal ones.
+MIN_NORMAL_WEIGHT = 0.15
 
 
 @dataclass(frozen=True)
@@ -76,7 +81,8 @@ def mad_model(scores: Any) -> tuple[float, float]:
 
 
 def gmm_model(scores: Any, seed: int = 0) -> tuple[float, float]:
-    """(mean, sigma) of the heaviest component of a 1-2 Gaussian mixture chosen by BIC.
+    """(mean, sigma) of the normal component of a 1-2 Gaussian mixture chosen by BIC: the
+    lowest mean among the components holding ``MIN_NORMAL_WEIGHT`` or more.
 
     Fewer than ``GMM_MIN_IMAGES`` scores or no spread: one Gaussian (mean, std).
     """
@@ -93,7 +99,8 @@ def gmm_model(scores: Any, seed: int = 0) -> tuple[float, float]:
         gm.fit(data)
         fits.append((float(gm.bic(data)), gm))
     _, best = min(fits, key=lambda t: t[0])
-    i = int(np.argmax(best.weights_))
+    heavy = [j for j in range(best.n_components) if best.weights_[j] >= MIN_NORMAL_WEIGHT]
+    i = min(heavy or [int(np.argmax(best.weights_))], key=lambda j: float(best.means_[j, 0]))
     return float(best.means_[i, 0]), float(np.sqrt(best.covariances_.ravel()[i]))
 
 

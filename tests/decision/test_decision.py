@@ -44,13 +44,20 @@ def test_normal_batch_with_outliers_flags_the_outliers():
         assert d.center == pytest.approx(0.3, abs=0.005) and d.scale == pytest.approx(0.01, rel=0.25)
 
 
-def test_gmm_takes_the_heaviest_component_as_normal():
+def test_gmm_takes_the_lowest_substantial_component_as_normal():
     rng = np.random.default_rng(1)
-    scores = np.concatenate([rng.normal(1.0, 0.05, 60), rng.normal(3.0, 0.05, 20)])
-    center, sigma = gmm_model(scores)
-    assert center == pytest.approx(1.0, abs=0.03) and sigma == pytest.approx(0.05, rel=0.3)
-    d = decide(scores, DecisionConfig(rule="gmm"))
-    assert d.anomalous[60:].all() and d.anomalous[:60].sum() <= 2
+    mostly_normal = np.concatenate([rng.normal(1.0, 0.05, 60), rng.normal(3.0, 0.05, 20)])
+    mostly_anomalous = np.concatenate([rng.normal(1.0, 0.05, 20), rng.normal(3.0, 0.3, 60)])
+    for scores in (mostly_normal, mostly_anomalous):
+        center, sigma = gmm_model(scores)
+        assert center == pytest.approx(1.0, abs=0.03) and sigma == pytest.approx(0.05, rel=0.3)
+        d = decide(scores, DecisionConfig(rule="gmm"))
+        n_normal = int((scores < 2).sum())
+        assert d.anomalous[n_normal:].all() and d.anomalous[:n_normal].sum() <= 2
+    # a cluster of 5% unusually low scores is not the normal model (MIN_NORMAL_WEIGHT)
+    low_tail = np.concatenate([rng.normal(0.2, 0.01, 5), rng.normal(1.0, 0.05, 95)])
+    center, _ = gmm_model(low_tail)
+    assert center == pytest.approx(1.0, abs=0.05)
 
 
 def test_all_equal_scores_flag_nothing():
