@@ -7,8 +7,9 @@ option has ``default=SUPPRESS``, so the namespace holds exactly what the user ty
 values override the ``--config`` file, or the dataclass defaults when there is none.
 
 Option names: the field name with dashes; the fields of the small sections in
-``SECTION_PREFIX`` carry the section's name (``--lnamd-degrees``, ``--msm-q``); the older
-short names stay as aliases (``ALIASES``). Two options are not fields: ``--q`` (the share q
+``SECTION_PREFIX`` carry the section's name (``--lnamd-degrees``, ``--msm-q``); a field whose
+name alone reads badly gets its own flag (``PRIMARY_NAMES``: the decision's ``--decision-rule``);
+the older short names stay as aliases (``ALIASES``). Two options are not fields: ``--q`` (the share q
 the chosen method scores with: MuSc's ``msm.q``, CoDeGraph's ``graph.final_q``) and the
 deprecated ``--graph-layers`` (0-based indices into ``--layers``, now ``--graph-blocks``).
 A command whose tree holds one class twice (distill: the head's and the CLIP model's
