@@ -14,7 +14,7 @@ def test_mad_rule_by_hand():
     scores = [1.0, 2.0, 3.0, 4.0, 5.0, 100.0]
     # median 3.5; |x - 3.5| = 2.5 1.5 .5 .5 1.5 96.5 -> MAD 1.5, sigma 1.4826 * 1.5 = 2.2239
     # z(0.99) = 2.326348 -> threshold 3.5 + 2.326348 * 2.2239 = 8.67350
-    d = decide(scores, DecisionConfig(false_alarm_rate=0.01))
+    d = decide(scores, DecisionConfig(false_alarm_rate=0.01, rule="mad"))
     assert d.rule == "mad" and d.false_alarm_rate == 0.01
     assert d.center == 3.5 and d.scale == pytest.approx(2.2239)
     assert d.threshold == pytest.approx(8.67350, abs=1e-4)
@@ -24,11 +24,11 @@ def test_mad_rule_by_hand():
 
 def test_a_higher_rate_lowers_the_threshold():
     # z(0.8) = 0.841621 -> 3.5 + 0.841621 * 2.2239 = 5.37168: the 5.0 image stays, 100 is flagged
-    d = decide([1.0, 2.0, 3.0, 4.0, 5.0, 100.0], DecisionConfig(false_alarm_rate=0.2))
+    d = decide([1.0, 2.0, 3.0, 4.0, 5.0, 100.0], DecisionConfig(false_alarm_rate=0.2, rule="mad"))
     assert d.threshold == pytest.approx(5.37168, abs=1e-4)
     assert d.anomalous.tolist() == [False] * 5 + [True]
     # 6.5 for 5.0: MAD median(.5 .5 1.5 2.5 3 96.5) = 2 -> 3.5 + 0.841621 * 2.9652 = 5.99557
-    d = decide([1.0, 2.0, 3.0, 4.0, 6.5, 100.0], DecisionConfig(false_alarm_rate=0.2))
+    d = decide([1.0, 2.0, 3.0, 4.0, 6.5, 100.0], DecisionConfig(false_alarm_rate=0.2, rule="mad"))
     assert d.threshold == pytest.approx(5.99557, abs=1e-4)
     assert d.anomalous.tolist() == [False] * 4 + [True, True]
 
@@ -69,12 +69,12 @@ def test_all_equal_scores_flag_nothing():
 
 def test_three_images():
     # median 2, MAD median(|1-2|, 0, |10-2|) = 1 -> threshold 2 + 2.326348 * 1.4826 = 5.44904
-    d = decide([1.0, 2.0, 10.0])
+    d = decide([1.0, 2.0, 10.0], DecisionConfig(rule="mad"))
     assert d.threshold == pytest.approx(5.44904, abs=1e-4)
     assert d.anomalous.tolist() == [False, False, True]
-    # under GMM_MIN_IMAGES the mixture is one Gaussian: mean 13/3, population std
-    center, sigma = gmm_model([1.0, 2.0, 10.0])
-    assert center == pytest.approx(13 / 3) and sigma == pytest.approx(np.std([1.0, 2.0, 10.0]))
+    # under GMM_MIN_IMAGES the mixture rule falls back to the median and MAD
+    assert gmm_model([1.0, 2.0, 10.0]) == mad_model([1.0, 2.0, 10.0])
+    assert decide([1.0, 2.0, 10.0]).anomalous.tolist() == [False, False, True]
 
 
 def test_fixed_threshold_overrides_the_fit():

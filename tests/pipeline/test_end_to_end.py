@@ -93,6 +93,7 @@ def test_demo_command(tmp_path):
 def test_detect_writes_the_decision(demo_folder, tmp_path, capsys):
     """Issue 26: an `anomalous` column, the threshold with its rule in scores.json, the count
     on the terminal and at the top of report.html."""
+    from codegraph_ad.config import DecisionConfig
     from codegraph_ad.decision import decide
     from codegraph_ad.io.run_folder import read_run_folder
 
@@ -103,7 +104,7 @@ def test_detect_writes_the_decision(demo_folder, tmp_path, capsys):
     assert list(rows[0])[:5] == ["name", "path", "score", "raw_score", "anomalous"]
     assert {r["anomalous"] for r in rows} <= {"true", "false"}
     decision = json.loads((out / "scores.json").read_text())["decision"]
-    assert decision["rule"] == "mad" and decision["false_alarm_rate"] == 0.01
+    assert decision["rule"] == DecisionConfig().rule and decision["false_alarm_rate"] == 0.01
     scores = np.array([float(r["score"]) for r in rows])
     expected = decide(scores)  # the csv's 8 digits do not move a score across the threshold here
     assert decision["threshold"] == pytest.approx(expected.threshold, rel=1e-6)
