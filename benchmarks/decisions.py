@@ -105,9 +105,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=Path, default=Path("/tmp/codegraph_ad_decision_runs"),
                     help="where the batch runs are kept and reused")
+    ap.add_argument("--batches", default=None, help="comma list of batch names to measure (default: all)")
     a = ap.parse_args()
+    wanted = None if a.batches is None else set(a.batches.split(","))
     results = []
     for name, (category, samples) in batches(a.runs).items():
+        if wanted is not None and name not in wanted:
+            continue
         rows = run_batch(category, samples, a.runs / name)
         scores = np.array([float(r["score"]) for r in rows])
         labels = np.array([int(r["label"]) for r in rows])
@@ -120,6 +124,8 @@ def main() -> None:
     for rate in RATES:
         print(f"\nrequested false-alarm rate {rate:g}\n")
         print(table(results, rate))
+    shares = {r["batch"]: r for r in results if r["rule"] == default.rule and r["false_alarm_rate"] == default.false_alarm_rate}
+    print("\naccepted at the default:", ", ".join(f"{b}: {'yes' if r['accepted'] else 'no'}" for b, r in shares.items()))
 
 
 if __name__ == "__main__":
