@@ -20,6 +20,7 @@ from codegraph_ad._version import __version__
 from codegraph_ad.config import RunConfig, config_to_dict
 from codegraph_ad.datasets.base import LabelledSample
 from codegraph_ad.datasets.mvtec import read_mvtec_category
+from codegraph_ad.decision import Decision, decide
 from codegraph_ad.engine.threads import thread_budget
 from codegraph_ad.errors import InputError
 from codegraph_ad.features.extract import FeatureSet
@@ -61,13 +62,19 @@ class RunResult:
     # the batch's features while they wait to be written as the run's reference set
     # (RunConfig.reference); write_run drops them once written
     features: FeatureSet | None = field(default=None, repr=False)
+    decision: Decision | None = None  # the per-image flags; drawn from the scores when not given
+
+    def __post_init__(self) -> None:
+        if self.decision is None:
+            self.decision = decide(self.scores.image_scores, self.config.decision)
 
     def table(self) -> list[dict[str, Any]]:
         return [r.to_dict() for r in self.score_rows()]
 
     def score_rows(self) -> list[ScoreRow]:
-        return [ScoreRow(n, str(p), float(s), float(r))
-                for n, p, s, r in zip(self.names, self.paths, self.scores.image_scores, self.scores.raw_image_scores)]
+        return [ScoreRow(n, str(p), float(s), float(r), anomalous=bool(a))
+                for n, p, s, r, a in zip(self.names, self.paths, self.scores.image_scores,
+                                         self.scores.raw_image_scores, self.decision.anomalous)]
 
 
 @dataclass
@@ -219,7 +226,7 @@ def _write_outputs(result: RunResult, writer: RunWriter, mask_paths, overlays: b
             r.extra.update(e)
     meta = {"config": config_to_dict(result.config), "versions": versions(), "timings": result.timings,
             "skipped": [{"path": str(p), "reason": why} for p, why in result.skipped],
-            "diagnostics": s.diagnostics}
+            "decision": result.decision.to_dict(), "diagnostics": s.diagnostics}
     writer.scores(rows, meta, repeated_defect_groups(s.diagnostics, result.names))
     writer.array(PATCH_SCORES, s.patch_scores.numpy().astype(np.float32))
     if s.excluded is not None:
@@ -357,6 +364,21 @@ def _check_reference_backbone(folder: RunFolder, config: RunConfig) -> None:
                          f"{now.to_dict()} here; features of other weights cannot be compared with the stored ones")
 
 
+def _reference_decision(folder: Any, config: RunConfig, new_scores: np.ndarray) -> Decision:
+    """New images are judged by the reference run's threshold, not one fitted on themselves
+    (a handful of new images, or a stream of one, has no normal mode to fit): the threshold
+    the run stored, else the run's decision refitted on its stored image scores."""
+    from dataclasses import replace as _replace
+
+    stored = folder.decision
+    if stored is not None and stored.get("threshold") is not None:
+        ref = Decision(np.zeros(0, dtype=bool), float(stored["threshold"]), str(stored.get("rule", "fixed")),
+                       stored.get("false_alarm_rate"), stored.get("normal_center"), stored.get("normal_scale"))
+    else:
+        ref = decide([r.score for r in folder.score_rows()], config.decision)
+    return _replace(ref, anomalous=np.asarray(new_scores, dtype=np.float64) > ref.threshold)
+
+
 def score_new(
     run_dir: str | Path,
     images: str | Path | Sequence[str | Path],
@@ -418,7 +440,8 @@ def score_new(
         # the outputs hold no reference of their own: new images are scored against the run's
         stored = replace(config, reference=replace(config.reference, store_reference=False))
         result = RunResult(batch.names, batch.paths, scores, stored, timings, batch.original_sizes, out,
-                           batch.skipped, folder.backbone)
+                           batch.skipped, folder.backbone,
+                           decision=_reference_decision(folder, config, scores.image_scores))
         if out is not None:
             with RunWriter.replace(out) as writer:
                 write_run(result, writer, None, overlays, progress)

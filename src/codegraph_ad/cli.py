@@ -18,6 +18,7 @@ from codegraph_ad.report.console import (
     TOP_SCORES,
     count_repeated_defects,
     format_metrics_table,
+    print_flags,
     print_repeated_defects,
     print_run_summary,
     print_score_rows,
@@ -51,17 +52,17 @@ def replay_inputs(manifest: dict, source: Path) -> tuple[list[Path], Path | None
 
 
 def flagged_count(result: Any) -> int | None:
-    """How many images a run flagged as anomalous without labels: the run result's
-    ``anomalous`` flags (issue 26's unsupervised decision) when it has them, else None, for
-    which the summary says nothing about flags."""
-    flags = getattr(result, "anomalous", None)
-    return None if flags is None else int(sum(bool(f) for f in flags))
+    """How many images a run flagged as anomalous without labels (its ``decision``), or None,
+    for which the summary says nothing about flags."""
+    decision = getattr(result, "decision", None)
+    return None if decision is None else int(decision.n_flagged)
 
 
 def print_detect_summary(result: Any, seconds: float) -> None:
     """detect's and demo's terminal output: the top scores, repeated defects, then the summary."""
     print_score_rows(result.table(), limit=TOP_SCORES)
     print_repeated_defects(result.scores.diagnostics, result.names)
+    print_flags(None if result.decision is None else result.decision.to_dict())
     print_run_summary(len(result.names), seconds, result.out_dir, flagged=flagged_count(result),
                       groups=count_repeated_defects(result.scores.diagnostics, result.names),
                       skipped=len(result.skipped))
@@ -93,6 +94,7 @@ def cmd_score(a: argparse.Namespace) -> int:
                        cache=False if a.no_cache else None, cache_dir=a.cache_dir)
     print_score_rows(result.table(), limit=TOP_SCORES)
     print(f"scored against the {result.scores.diagnostics['reference']['images']} images of {a.run_dir}")
+    print_flags(None if result.decision is None else result.decision.to_dict())
     print_run_summary(len(result.names), time.perf_counter() - t0, result.out_dir, flagged=flagged_count(result),
                       skipped=len(result.skipped))
     return 0
@@ -106,6 +108,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
                    progress=not a.quiet, overlays=not a.no_overlays,
                    cache=False if a.no_cache else None, cache_dir=a.cache_dir)
     print(format_metrics_table(res.metrics))
+    print_flags(res.run.decision.to_dict())
     print_repeated_defects(res.run.scores.diagnostics, res.run.names)
     run = res.run
     print_run_summary(len(run.names), time.perf_counter() - t0, run.out_dir, flagged=flagged_count(run),

@@ -7,8 +7,9 @@ option has ``default=SUPPRESS``, so the namespace holds exactly what the user ty
 values override the ``--config`` file, or the dataclass defaults when there is none.
 
 Option names: the field name with dashes; the fields of the small sections in
-``SECTION_PREFIX`` carry the section's name (``--lnamd-degrees``, ``--msm-q``); the older
-short names stay as aliases (``ALIASES``). Two options are not fields: ``--q`` (the share q
+``SECTION_PREFIX`` carry the section's name (``--lnamd-degrees``, ``--msm-q``); a field whose
+name alone reads badly gets its own flag (``PRIMARY_NAMES``: the decision's ``--decision-rule``);
+the older short names stay as aliases (``ALIASES``). Two options are not fields: ``--q`` (the share q
 the chosen method scores with: MuSc's ``msm.q``, CoDeGraph's ``graph.final_q``) and the
 deprecated ``--graph-layers`` (0-based indices into ``--layers``, now ``--graph-blocks``).
 A command whose tree holds one class twice (distill: the head's and the CLIP model's
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any, Literal, Union
 
 from codegraph_ad.config import (
+    DecisionConfig,
     EngineConfig,
     FeatureConfig,
     GraphConfig,
@@ -55,6 +57,8 @@ ALIASES: dict[tuple[type, str], tuple[str, ...]] = {
     (EngineConfig, "screening_percent"): ("--screening",),
     (GraphConfig, "target_coverage"): ("--coverage",),
 }
+# Fields whose own name reads badly alone: their primary flag (the decision's --rule).
+PRIMARY_NAMES: dict[tuple[type, str], str] = {(DecisionConfig, "rule"): "--decision-rule"}
 # Fields whose valid values are the names of an open registry rather than a fixed Literal.
 REGISTRY_CHOICES: dict[tuple[type, str], Registry] = {(RunConfig, "method"): METHODS,
                                                        (FeatureConfig, "backbone"): BACKBONES}
@@ -118,7 +122,7 @@ def walk_fields(root: type, path: tuple[str, ...] = (), prefix: str = "",
             yield from walk_fields(hint, (*path, f.name), f"{prefix}{sub}-" if sub else prefix, prefixes, aliases,
                                    names)
             continue
-        primary = names.get(dotted) or "--" + prefix + f.name.replace("_", "-")
+        primary = names.get(dotted) or PRIMARY_NAMES.get((root, f.name)) or "--" + prefix + f.name.replace("_", "-")
         yield ConfigOption((*path, f.name), root, f, hint, (primary, *aliases.get((root, f.name), ())))
 
 

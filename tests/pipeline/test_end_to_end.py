@@ -146,3 +146,45 @@ def test_every_unreadable_file_is_named_in_one_message(demo_folder, tmp_path, ca
 def test_demo_command(tmp_path):
     assert main(["demo", "--out", str(tmp_path), "--method", "musc", "--no-overlays", *SMALL]) == 0
     assert (tmp_path / "run" / "scores.csv").exists()
+
+
+def test_detect_writes_the_decision(demo_folder, tmp_path, capsys):
+    """Issue 26: an `anomalous` column, the threshold with its rule in scores.json, the count
+    on the terminal and at the top of report.html."""
+    from codegraph_ad.config import DecisionConfig
+    from codegraph_ad.decision import decide
+    from codegraph_ad.io.run_folder import read_run_folder
+
+    out = tmp_path / "run"
+    assert main(["detect", str(demo_folder), "--out", str(out), "--method", "musc", "--no-overlays", *SMALL]) == 0
+    with (out / "scores.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0])[:5] == ["name", "path", "score", "raw_score", "anomalous"]
+    assert {r["anomalous"] for r in rows} <= {"true", "false"}
+    decision = json.loads((out / "scores.json").read_text())["decision"]
+    assert decision["rule"] == DecisionConfig().rule and decision["false_alarm_rate"] == 0.01
+    scores = np.array([float(r["score"]) for r in rows])
+    expected = decide(scores)  # the csv's 8 digits do not move a score across the threshold here
+    assert decision["threshold"] == pytest.approx(expected.threshold, rel=1e-6)
+    assert [r["anomalous"] == "true" for r in rows] == expected.anomalous.tolist()
+    flagged = {r["name"] for r in rows if r["anomalous"] == "true"}
+    assert {"defect_scratch", "defect_stain", "defect_foreign"} <= flagged
+    assert decision["n_flagged"] == len(flagged) and decision["n_images"] == 13
+    run = read_run_folder(out)
+    assert run.decision == decision and sum(bool(r.anomalous) for r in run.score_rows) == len(flagged)
+    line = f"{len(flagged)} of 13 images flagged (threshold"
+    assert line in capsys.readouterr().out
+    assert line in (out / "report.html").read_text()
+
+
+def test_threshold_override(demo_folder, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["detect", str(demo_folder), "--out", str(out), "--method", "musc", "--no-overlays",
+                 "--threshold", "-1", *SMALL]) == 0
+    decision = json.loads((out / "scores.json").read_text())["decision"]
+    assert decision == {**decision, "threshold": -1.0, "rule": "fixed", "false_alarm_rate": None, "n_flagged": 13}
+    assert "13 of 13 images flagged (threshold -1, rule fixed)" in capsys.readouterr().out
+    with (out / "scores.csv").open() as fh:
+        assert all(r["anomalous"] == "true" for r in csv.DictReader(fh))
+    run = json.loads((out / "run.json").read_text())
+    assert run["config"]["decision"]["threshold"] == -1.0

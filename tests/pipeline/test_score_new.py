@@ -66,6 +66,11 @@ def test_one_new_image_scores_as_in_a_list(split, tmp_path):
     i = together.names.index("defect_stain")
     np.testing.assert_allclose(alone.scores.patch_scores[0].numpy(), together.scores.patch_scores[i].numpy(),
                                rtol=1e-5, atol=1e-6)
+    # new images are judged by the run's own threshold, alone or together
+    stored = read_run_folder(run).decision
+    for result in (alone, together):
+        assert result.decision.threshold == stored["threshold"] and result.decision.rule == stored["rule"]
+        np.testing.assert_array_equal(result.decision.anomalous, result.scores.image_scores > stored["threshold"])
 
 
 def test_refusals_name_the_reason(split, tmp_path, capsys):

@@ -58,6 +58,10 @@ def test_detect_writes_maps_in_the_input_grid(cohort, tmp_path):
     assert np.load(out / "token_scores.npy").shape == (5, 2, 2, 2)
     rows = (out / "scores.csv").read_text().splitlines()
     assert rows[0].startswith("name,path,score") and len(rows) == 6
+    assert rows[0].split(",")[:5] == ["name", "path", "score", "raw_score", "anomalous"]  # issue 26
+    decision = json.loads((out / "scores.json").read_text())["decision"]
+    assert decision["rule"] == CFG.run.decision.rule and decision["n_images"] == 5
+    assert sum(r.split(",")[4] == "true" for r in rows[1:]) == decision["n_flagged"]
     with pytest.raises(InputError, match="holds the results of another run"):
         detect_volumes(cohort / "volumes", out, CFG, progress=False, backbone=FakeBackbone(D))
 

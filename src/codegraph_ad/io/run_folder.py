@@ -4,7 +4,8 @@ Every run (images: ``detect``/``evaluate``; volumes; ``predict``) writes the sam
 files, named here once::
 
     run.json            the manifest (``Manifest``), written LAST: its presence marks a finished run
-    scores.csv/.json    one row per input (``ScoreRow``); scores.json adds the run's meta
+    scores.csv/.json    one row per input (``ScoreRow``, with the ``anomalous`` flag); scores.json
+                        adds the run's meta (``decision``: threshold, rule, false-alarm rate)
     maps/               per input anomaly map (.npy for images, .nii.gz for volumes)
     overlays/ mosaics/  per input pictures (drawn by report/ or volumes/, handed in as images)
     patch_scores.npy, excluded.npy, token_scores.npy, solid.npy, metrics.json
@@ -108,26 +109,34 @@ class BackboneIdentity:
 class ScoreRow:
     """One row of scores.csv/json: the fixed columns, then ``extra`` columns in their order
     (label, defect, mask_paths for evaluations; solid_cubes, dice, group for volumes).
-    raw_score is None for runs that have none (``predict``)."""
+    raw_score is None for runs that have none (``predict``); anomalous (the batch decision,
+    decision.py) is None for runs that make none and for folders written before it."""
 
     name: str
     path: str
     score: float
     raw_score: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    anomalous: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "path": self.path, "score": float(self.score)}
         if self.raw_score is not None:
             out["raw_score"] = float(self.raw_score)
+        if self.anomalous is not None:
+            out["anomalous"] = bool(self.anomalous)
         return {**out, **self.extra}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ScoreRow:
-        fixed = ("name", "path", "score", "raw_score")
+        fixed = ("name", "path", "score", "raw_score", "anomalous")
         raw = d.get("raw_score")
+        flag = d.get("anomalous")
+        if isinstance(flag, str):  # a scores.csv row
+            flag = flag.strip().lower() == "true"
         return cls(str(d["name"]), str(d.get("path", "")), float(d["score"]),
-                   None if raw is None else float(raw), {k: v for k, v in d.items() if k not in fixed})
+                   None if raw is None else float(raw), {k: v for k, v in d.items() if k not in fixed},
+                   None if flag is None else bool(flag))
 
 
 @dataclass
@@ -252,7 +261,10 @@ def output_folder(out_dir: str | Path | None, overwrite: bool) -> Iterator[Path 
 
 
 def _csv_value(v: Any) -> Any:
-    """Floats with 8 significant digits (stable across runs), lists joined with ';'."""
+    """Floats with 8 significant digits (stable across runs), lists joined with ';',
+    booleans as JSON writes them (true/false)."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
     if isinstance(v, float):
         return f"{v:.8g}"
     if isinstance(v, (list, tuple)):
@@ -420,6 +432,13 @@ class RunFolder:
     @property
     def score_rows(self) -> list[ScoreRow]:
         return [ScoreRow.from_dict(r) for r in self.rows]
+
+    @property
+    def decision(self) -> dict[str, Any] | None:
+        """scores.json's ``decision`` (threshold, rule, false_alarm_rate, n_flagged, ...);
+        None for runs written before the decision or without one (``predict``)."""
+        stored = self.scores.get("decision")
+        return stored if isinstance(stored, dict) else None
 
     @property
     def stored_repeated_defect_groups(self) -> list[dict[str, Any]] | None:

@@ -94,3 +94,17 @@ def format_metrics_table(metrics: dict) -> str:
         for k, v in metrics.get(group, {}).items():
             rows.append(f"{group + ' ' + k:<16} {'n/a' if v is None else f'{100 * v:6.2f}'}")
     return "\n".join(rows)
+
+
+def flags_text(decision: dict, item: str = "images") -> str:
+    """"N of M images flagged (threshold T, rule R, ...)": a batch decision (decision.py) in one line."""
+    far = decision.get("false_alarm_rate")
+    rate = f", false-alarm rate {far:g}" if isinstance(far, (int, float)) else ""
+    return (f"{decision.get('n_flagged', 0)} of {decision.get('n_images', 0)} {item} flagged "
+            f"(threshold {float(decision['threshold']):.4g}, rule {decision.get('rule', 'n/a')}{rate})")
+
+
+def print_flags(decision: dict | None, item: str = "images") -> None:
+    """The batch decision on the summary; nothing for a run without one."""
+    if decision is not None:
+        print(flags_text(decision, item))

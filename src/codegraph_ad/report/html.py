@@ -24,6 +24,7 @@ from PIL import Image
 from codegraph_ad.config import documented
 from codegraph_ad.io.atomic import write_text
 from codegraph_ad.report.assets import CSS, JS
+from codegraph_ad.report.console import flags_text
 from codegraph_ad.report.overlay import outline_cells, shared_scale
 from codegraph_ad.io.run_folder import REPORT, REPORT_ASSETS, RunFolder, read_run_folder
 from codegraph_ad.report.views import VIEW_NAMES, data_uri, encode, image_views, thumbnail
@@ -119,6 +120,14 @@ def repeated_defect_groups(run: RunFolder) -> list[dict[str, Any]]:
     if stored is not None:
         return stored
     return from_diagnostics(run.scores.get("diagnostics"), run.names) or []
+
+
+def _flags_line(run: RunFolder) -> str:
+    """The decision at the top of the page; nothing for runs written without one."""
+    decision = run.decision
+    if decision is None or "threshold" not in decision:
+        return ""
+    return f'<p class="flags"><b>{_e(flags_text(decision))}</b></p>'
 
 
 def _summary(run: RunFolder, labels: list[int] | None) -> str:
@@ -491,7 +500,7 @@ def build_report(run: RunFolder, config: ReportConfig = ReportConfig()) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         '<link rel="icon" href="data:,">'
         f"<title>codegraph-ad report: {_e(run.root.resolve().name)}</title><style>{CSS}</style></head><body>"
-        f"<header><h1>codegraph-ad report</h1><p>{subtitle}</p></header><nav>{''.join(nav)}</nav>"
+        f"<header><h1>codegraph-ad report</h1><p>{subtitle}</p>{_flags_line(run)}</header><nav>{''.join(nav)}</nav>"
         f"<main>{''.join(sections)}</main>{_DETAIL}"
         f'<script type="application/json" id="report-data">{_json_script(data)}</script>'
         f"<script>{JS}</script></body></html>\n"

@@ -17,6 +17,7 @@ import numpy as np
 
 from codegraph_ad.api import versions
 from codegraph_ad.config import config_to_dict
+from codegraph_ad.decision import decide
 from codegraph_ad.errors import InputError
 from codegraph_ad.io.run_folder import (
     EXCLUDED,
@@ -160,6 +161,9 @@ def write_volume_run(result: VolumeRunResult, out: RunWriter, gts: Sequence[np.n
     result.out_dir = out.root
     write_volume_outputs(out, result.volumes, result.maps, result.solid, gts, mosaics, progress)
     rows = result.score_rows()
+    decision = decide([r.score for r in rows], result.config.run.decision)
+    for r, flag in zip(rows, decision.anomalous):
+        r.anomalous = bool(flag)
     if extra_rows is not None:
         for r, e in zip(rows, extra_rows):
             r.extra.update(e)
@@ -169,7 +173,7 @@ def write_volume_run(result: VolumeRunResult, out: RunWriter, gts: Sequence[np.n
         arrays[EXCLUDED] = result.excluded
     result.timings["write_s"] = time.perf_counter() - t0
     meta = {"config": config_to_dict(result.config), "versions": versions(), "timings": result.timings,
-            "diagnostics": result.scores.diagnostics}
+            "decision": decision.to_dict(), "diagnostics": result.scores.diagnostics}
     manifest = Manifest(result.names, [str(p) for p in result.paths], tuple(int(x) for x in g),
                         config_to_dict(result.config), versions(), result.timings,
                         boxes=[[list(v.cube.box[0]), list(v.cube.box[1])] for v in result.volumes],

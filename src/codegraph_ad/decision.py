@@ -1,0 +1,131 @@
+"""Flag anomalous images from the batch alone: a robust model of the normal image scores.
+
+A zero-shot batch has no labelled anomaly to set a threshold on (anomalib's adaptive
+threshold, fitted on labels, degenerates to the minimum score there). What the batch does
+have is many normal images whose scores scatter around a common level; a model of that
+scatter that the anomalous minority cannot drag along gives a threshold with a stated
+false-alarm rate:
+
+- ``mad``: the median and the median absolute deviation (scaled by 1.4826 to a Gaussian
+  sigma) are unmoved by anything less than half of the batch; the threshold is the
+  one-sided normal tail ``median + z(1 - far) * 1.4826 * MAD``.
+- ``gmm``: one or two Gaussians fitted to the scores, the count chosen by BIC (as the
+  pseudo-masks choose theirs, thesis chapter 6); the normal component is the one with the
+  lowest mean among those holding at least ``MIN_NORMAL_WEIGHT`` of the batch (normal images
+  score lowest, and unlike the median this holds when most of the batch is anomalous, as in
+  MVTec's test sets), and the threshold is its ``mean + z(1 - far) * sigma``.
+
+``gmm`` is the default: the test sets of MVTec and MPDD are mostly anomalous, and there the
+median lands among the anomalies. Below ``GMM_MIN_IMAGES`` scores it uses ``mad``. A fixed
+``threshold`` overrides both. An image is flagged when its score is strictly above
+the threshold, so a batch of equal scores flags nothing. Measured in docs/decisions.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy.stats import norm
+
+from codegraph_ad.config import DecisionConfig
+from codegraph_ad.errors import InputError
+
+MAD_TO_SIGMA = 1.4826  # 1 / Phi^-1(3/4): the MAD of a Gaussian is 0.6745 sigma
+GMM_MIN_IMAGES = 8  # below this a second component has too few points to be estimated
+# A component holding less of the batch is not taken for the normal images even when its mean
+# is lowest: a handful of unusually low normal scores is not a model of the normal ones.
+MIN_NORMAL_WEIGHT = 0.15
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The flags of one batch and how they were drawn.
+
+    anomalous: ``(N,)`` bool, score > threshold. rule: ``mad``, ``gmm`` or ``fixed`` (a
+    user's threshold). center / scale: the normal model's location and sigma (None for
+    ``fixed``). false_alarm_rate: the requested rate (None for ``fixed``).
+    """
+
+    anomalous: np.ndarray
+    threshold: float
+    rule: str
+    false_alarm_rate: float | None
+    center: float | None = None
+    scale: float | None = None
+
+    @property
+    def n_flagged(self) -> int:
+        return int(self.anomalous.sum())
+
+    def to_dict(self) -> dict[str, Any]:
+        """The run-level record (scores.json's ``decision``); the flags go in the rows."""
+        return {"threshold": self.threshold, "rule": self.rule, "false_alarm_rate": self.false_alarm_rate,
+                "normal_center": self.center, "normal_scale": self.scale,
+                "n_flagged": self.n_flagged, "n_images": int(self.anomalous.size)}
+
+
+def _scores(scores: Any) -> np.ndarray:
+    x = np.asarray(scores, dtype=np.float64).ravel()
+    if x.size == 0:
+        raise InputError("cannot decide on an empty batch of scores")
+    if not np.all(np.isfinite(x)):
+        raise InputError("image scores hold NaN or infinite values; no threshold can be fitted")
+    return x
+
+
+def mad_model(scores: Any) -> tuple[float, float]:
+    """(median, 1.4826 * MAD) of the scores: location and sigma of the normal ones."""
+    x = _scores(scores)
+    center = float(np.median(x))
+    return center, MAD_TO_SIGMA * float(np.median(np.abs(x - center)))
+
+
+def gmm_model(scores: Any, seed: int = 0) -> tuple[float, float]:
+    """(mean, sigma) of the normal component of a 1-2 Gaussian mixture chosen by BIC: the
+    lowest mean among the components holding ``MIN_NORMAL_WEIGHT`` or more.
+
+    Fewer than ``GMM_MIN_IMAGES`` scores or no spread: ``mad_model`` (a mean and std of a
+    handful of scores would take their outlier in).
+    """
+    from sklearn.mixture import GaussianMixture
+
+    x = _scores(scores)
+    spread = float(x.max() - x.min())
+    if x.size < GMM_MIN_IMAGES or spread <= 1e-12 * max(1.0, abs(float(x.mean()))):
+        return mad_model(x)
+    data = x[:, None]
+    fits = []
+    for k in (1, 2):
+        gm = GaussianMixture(n_components=k, random_state=seed, reg_covar=1e-6 * float(x.var()) + 1e-12)
+        gm.fit(data)
+        fits.append((float(gm.bic(data)), gm))
+    _, best = min(fits, key=lambda t: t[0])
+    heavy = [j for j in range(best.n_components) if best.weights_[j] >= MIN_NORMAL_WEIGHT]
+    i = min(heavy or [int(np.argmax(best.weights_))], key=lambda j: float(best.means_[j, 0]))
+    return float(best.means_[i, 0]), float(np.sqrt(best.covariances_.ravel()[i]))
+
+
+def fitted_threshold(scores: Any, false_alarm_rate: float, rule: str = "mad") -> tuple[float, float, float]:
+    """(threshold, center, sigma): ``center + z(1 - false_alarm_rate) * sigma`` under ``rule``."""
+    if rule == "mad":
+        center, sigma = mad_model(scores)
+    elif rule == "gmm":
+        center, sigma = gmm_model(scores)
+    else:
+        raise InputError(f"unknown decision rule {rule!r} (mad, gmm)")
+    return center + float(norm.ppf(1.0 - false_alarm_rate)) * sigma, center, sigma
+
+
+def decide(scores: Any, config: DecisionConfig = DecisionConfig()) -> Decision:
+    """Flag the images of one batch: score above the fitted (or the configured) threshold."""
+    x = _scores(scores)
+    if config.threshold is not None:
+        t = float(config.threshold)
+        return Decision(x > t, t, "fixed", None)
+    t, center, sigma = fitted_threshold(x, config.false_alarm_rate, config.rule)
+    return Decision(x > t, t, config.rule, config.false_alarm_rate, center, sigma)
+
+
+__all__ = ["Decision", "decide", "fitted_threshold", "gmm_model", "mad_model"]
