@@ -5,6 +5,8 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from codegraph_ad.cli import flagged_count
+from codegraph_ad.config import DecisionConfig
+from codegraph_ad.decision import decide
 from codegraph_ad.report.console import format_duration, print_score_rows, run_summary
 
 
@@ -33,8 +35,9 @@ def test_durations_read_at_a_glance() -> None:
 
 def test_flagged_count_reads_the_runs_flags_when_present() -> None:
     assert flagged_count(SimpleNamespace()) is None
-    assert flagged_count(SimpleNamespace(anomalous=[True, False, True])) == 2
-    assert flagged_count(SimpleNamespace(anomalous=[])) == 0
+    assert flagged_count(SimpleNamespace(decision=None)) is None
+    flags = decide([0.1, 0.11, 0.12, 0.1, 0.11, 0.12, 0.1, 0.11, 0.9, 0.95], DecisionConfig(threshold=0.5))
+    assert flagged_count(SimpleNamespace(decision=flags)) == 2
 
 
 def test_top_scores_stay_short(capsys) -> None:
