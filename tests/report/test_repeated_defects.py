@@ -77,9 +77,11 @@ def test_detect_and_evaluate_summaries_name_the_group(planted, tmp_path, monkeyp
     printed = capsys.readouterr().out.splitlines()
     assert _expected_line(run) in printed
     at = printed.index(_expected_line(run))  # after the scores, before the closing summary
-    assert printed[at - 1].endswith("more in scores.csv") and printed[at + 1] == ""
-    assert printed[at + 2].startswith(f"{len(result.names)} images scored in ")
-    assert printed[at + 2].endswith(", 1 repeated-defect group")
+    assert printed[at - 1].endswith("more in scores.csv")
+    assert printed[at + 1].startswith(f"{result.decision.n_flagged} of {len(result.names)} images flagged")
+    assert printed[at + 2] == ""
+    assert printed[at + 3].startswith(f"{len(result.names)} images scored in ")
+    assert printed[at + 3].endswith(", 1 repeated-defect group")
     assert main(["evaluate", str(tmp_path / "cat"), "--out", str(tmp_path / "eval"), "--quiet"]) == 0
     assert _expected_line(run) in capsys.readouterr().out.splitlines()
 
