@@ -26,7 +26,7 @@ from codegraph_ad.errors import InputError
 from codegraph_ad.features.extract import FeatureSet
 from codegraph_ad.features.extractor import FeatureExtractor
 from codegraph_ad.io.batch import ImageBatch, load_batch
-from codegraph_ad.io.images import discover_images
+from codegraph_ad.io.images import resolve_inputs
 from codegraph_ad.io.run_folder import (
     EXCLUDED,
     MANIFEST,
@@ -282,14 +282,7 @@ def detect(
     root: for a list of files, the folder the output names are relative to (default: the
     bare file names); replaying a run from its run.json needs it to name the images alike.
     """
-    if isinstance(inputs, (str, Path)):
-        root = Path(inputs)
-        paths = discover_images(root)
-        if not paths:
-            raise InputError(f"{root}: no image files found (looked for .png .jpg .jpeg .bmp .tif .tiff .webp)")
-    else:
-        paths = [Path(p) for p in inputs]
-        root = Path(root) if root is not None else None
+    paths, root = resolve_inputs(inputs, root)
     return _run(paths, root, out_dir, config, overwrite, on_error, progress, overlays, backbone,
                 cache=cache, cache_dir=cache_dir)
 
@@ -409,18 +402,7 @@ def score_new(
     reference = ReferenceSet.from_run(folder)
     config = reference.config
     _check_reference_backbone(folder, config)
-    if isinstance(images, (str, Path)) and Path(images).is_file():
-        images = [images]
-    if isinstance(images, (str, Path)):
-        root = Path(images)
-        paths = discover_images(root)
-        if not paths:
-            raise InputError(f"{root}: no image files found (looked for .png .jpg .jpeg .bmp .tif .tiff .webp)")
-    else:
-        paths = [Path(p) for p in images]
-        root = Path(root) if root is not None else None
-    if not paths:
-        raise InputError("no new images to score")
+    paths, root = resolve_inputs(images, root)
     timings: dict[str, float] = {}
     with output_folder(out_dir, overwrite) as out:
         with thread_budget(config.engine.threads):

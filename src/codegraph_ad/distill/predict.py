@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from codegraph_ad.distill.detector import Detector, load_detector
 from codegraph_ad.errors import InputError
 from codegraph_ad.io.batch import unique_names
-from codegraph_ad.io.images import discover_images, load_image_rgb
+from codegraph_ad.io.images import load_image_rgb, resolve_inputs
 from codegraph_ad.io.run_folder import PATCH_SCORES, Manifest, RunWriter, ScoreRow, output_folder, upsample_map
 
 PROB_SCALE = (0.0, 1.0)
@@ -46,21 +46,6 @@ class PredictResult:
         return {k: float(np.mean(v)) if v else 0.0 for k, v in self.times.items()}
 
 
-def _resolve_inputs(inputs: str | Path | Sequence[str | Path]) -> tuple[list[Path], Path | None]:
-    if isinstance(inputs, (str, Path)):
-        p = Path(inputs)
-        if p.is_file():
-            return [p], None
-        paths = discover_images(p)
-        if not paths:
-            raise InputError(f"{p}: no image files found")
-        return paths, p
-    paths = [Path(x) for x in inputs]
-    if not paths:
-        raise InputError("no images given")
-    return paths, None
-
-
 def predict_images(
     model: str | Path | Detector,
     inputs: str | Path | Sequence[str | Path],
@@ -73,7 +58,7 @@ def predict_images(
 ) -> PredictResult:
     """Score each image alone with ``model`` (a file or a loaded detector); write outputs if ``out_dir``."""
     detector = load_detector(model, threads) if isinstance(model, (str, Path)) else model
-    paths, root = _resolve_inputs(inputs)
+    paths, root = resolve_inputs(inputs)
     # An occupied folder is refused before any work; its earlier outputs are replaced all-or-nothing.
     with output_folder(out_dir, overwrite) as out:
         with RunWriter.replace(out) if out is not None else nullcontext(None) as writer:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,27 @@ def discover_images(folder: str | os.PathLike[str]) -> list[Path]:
                 found.append(Path(dirpath) / name)
     return sorted(found)
 
+
+
+def resolve_inputs(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+                   root: str | os.PathLike[str] | None = None) -> tuple[list[Path], Path | None]:
+    """The files a command was given and the folder their output names are relative to.
+
+    A folder: every image below it (names relative to it); one file: that file; a list of
+    files: those, named relative to ``root`` (None: by their bare file names).
+    """
+    if isinstance(inputs, (str, os.PathLike)):
+        p = Path(inputs)
+        if p.is_file():
+            return [p], None
+        paths = discover_images(p)
+        if not paths:
+            raise InputError(f"{p}: no image files found (looked for .png .jpg .jpeg .bmp .tif .tiff .webp)")
+        return paths, p
+    paths = [Path(x) for x in inputs]
+    if not paths:
+        raise InputError("no images given")
+    return paths, Path(root) if root is not None else None
 
 def _to_uint8(array: np.ndarray) -> np.ndarray:
     """Scale an integer or float image to uint8.
