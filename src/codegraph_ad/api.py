@@ -282,6 +282,8 @@ def detect(
     root: for a list of files, the folder the output names are relative to (default: the
     bare file names); replaying a run from its run.json needs it to name the images alike.
     """
+    if isinstance(inputs, (str, Path)) and Path(inputs).is_file():  # a batch method needs a batch
+        raise InputError(f"{inputs}: is a file; detect scores a folder of images (or a list of files) as one batch")
     paths, root = resolve_inputs(inputs, root)
     return _run(paths, root, out_dir, config, overwrite, on_error, progress, overlays, backbone,
                 cache=cache, cache_dir=cache_dir)
