@@ -1,7 +1,7 @@
 """codegraph-ad: zero-shot batch anomaly detection (MuSc, CoDeGraph) for images and volumes."""
 
 from codegraph_ad._version import __version__
-from codegraph_ad.api import EvaluationResult, RunResult, detect, evaluate, score_features
+from codegraph_ad.api import EvaluationResult, RunResult, detect, evaluate, score_features, score_new
 from codegraph_ad.backbones import create_backbone, list_backbones, register_backbone
 from codegraph_ad.features.extractor import FeatureExtractor
 from codegraph_ad.methods import CoDeGraph, MuSc, list_methods, register_method
@@ -37,4 +37,5 @@ __all__ = [
     "register_backbone",
     "register_method",
     "score_features",
+    "score_new",
 ]
