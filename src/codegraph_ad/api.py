@@ -138,6 +138,23 @@ def score_features(features: FeatureSet, config: RunConfig = RunConfig(),
         return make_method(config, progress).fit_predict(features)
 
 
+def _read_and_extract(paths: Sequence[Path], root: Path | None, config: RunConfig, backbone: Any,
+                      on_error: Literal["stop", "skip"], progress: Any, cache: bool | None,
+                      cache_dir: str | Path | None, timings: dict[str, float]) -> tuple[ImageBatch, FeatureSet]:
+    """Decode the files, then their features (cache first); both stages timed into ``timings``."""
+    t0 = time.perf_counter()
+    batch = load_batch(paths, config.features.image_size, root, on_error, progress)
+    if len(batch) == 0:
+        raise InputError("none of the images could be read")
+    timings["read_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    cache_stats: dict[str, float] = {}
+    feats = features_for_batch(batch, config, backbone, progress, cache, cache_dir, cache_stats)
+    timings["features_s"] = time.perf_counter() - t0
+    timings.update(cache_stats)
+    return batch, feats
+
+
 def _run(
     paths: Sequence[Path],
     root: Path | None,
@@ -160,15 +177,9 @@ def _run(
     # An interrupted run leaves no folder it created and no manifest (see output_folder).
     with output_folder(out_dir, overwrite) as out:
         with thread_budget(config.engine.threads):
-            t0 = time.perf_counter()
-            batch = load_batch(paths, config.features.image_size, root, on_error, progress)
+            batch, feats = _read_and_extract(paths, root, config, backbone, on_error, progress, cache, cache_dir,
+                                             timings)
             check_batch_size(len(batch))
-            timings["read_s"] = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            cache_stats: dict[str, float] = {}
-            feats = features_for_batch(batch, config, backbone, progress, cache, cache_dir, cache_stats)
-            timings["features_s"] = time.perf_counter() - t0
-            timings.update(cache_stats)
             t0 = time.perf_counter()
             scores = make_method(config, progress).fit_predict(feats)
             timings["scoring_s"] = time.perf_counter() - t0
@@ -408,16 +419,8 @@ def score_new(
     timings: dict[str, float] = {}
     with output_folder(out_dir, overwrite) as out:
         with thread_budget(config.engine.threads):
-            t0 = time.perf_counter()
-            batch = load_batch(paths, config.features.image_size, root, on_error, progress)
-            if len(batch) == 0:
-                raise InputError("none of the new images could be read")
-            timings["read_s"] = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            cache_stats: dict[str, float] = {}
-            feats = features_for_batch(batch, config, None, progress, cache, cache_dir, cache_stats)
-            timings["features_s"] = time.perf_counter() - t0
-            timings.update(cache_stats)
+            batch, feats = _read_and_extract(paths, root, config, None, on_error, progress, cache, cache_dir,
+                                             timings)
             t0 = time.perf_counter()
             scores = reference.score_new(feats)
             timings["scoring_s"] = time.perf_counter() - t0
