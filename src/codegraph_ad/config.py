@@ -108,11 +108,29 @@ class EngineConfig:
     # [CLS] screening p
     screening_percent: float = documented(
         100.0, "[CLS] screening p: compare each image with this percent of the batch")
-    seed: int = documented(0, "seed of the subset division")
+    seed: int = documented(0, "seed of the subset division and of the random references")
+    # Fixed-K references (issue 27): each query is compared with its K most [CLS]-similar
+    # images plus a seeded random share; cost N K M^2, linear in N. None: every other image.
+    references: int | None = documented(
+        None, "fixed K: compare each image with K references (its nearest by [CLS] plus random ones)")
+    # Share of the K references drawn at random (seeded) rather than by [CLS] similarity, so
+    # the population stays unbiased if a defect shifts [CLS] (SCALE.md: e.g. 150 + 50 of 200).
+    random_references: float = documented(
+        0.25, "share of the fixed-K references drawn at random instead of by [CLS] similarity")
+    # Position-restricted matching for aligned products: a patch only meets patches within
+    # w grid cells of its own position. None: anywhere in the other image.
+    window: int | None = documented(None, "match a patch only within this many grid cells of its position")
+    device: Literal["cpu", "cuda", "auto"] = documented(
+        "cpu", "where the engine runs: cpu, cuda, or auto (cuda when present)")
 
     def __post_init__(self) -> None:
         _require(self.precision in ("fp32", "bf16", "int8", "fast"), "precision", self.precision,
                  "one of fp32, bf16, int8, fast")
+        _require(self.references is None or self.references >= 2, "references", self.references, ">= 2 or none")
+        _require(0.0 <= self.random_references <= 1.0, "random_references", self.random_references,
+                 "in [0, 1]")
+        _require(self.window is None or self.window >= 0, "window", self.window, ">= 0 or none")
+        _require(self.device in ("cpu", "cuda", "auto"), "device", self.device, "one of cpu, cuda, auto")
         _require(self.memory_budget_mb is None or self.memory_budget_mb > 0, "memory_budget_mb",
                  self.memory_budget_mb, "positive")
         _require(self.threads is None or self.threads >= 0, "threads", self.threads, ">= 0")
