@@ -43,24 +43,30 @@ class MemoryEstimate:
 
 
 def estimate_memory(n: int, m: int, c: int, n_layers: int, n_degrees: int, method: str,
-                    subsets: int = 1, k_fraction: float = 0.3, block_mb: float = 32.0) -> MemoryEstimate:
+                    subsets: int = 1, k_fraction: float = 0.3, block_mb: float = 32.0,
+                    slots: int | None = None, feature_bytes: int = _F32) -> MemoryEstimate:
     """Peak memory of scoring ``n`` images of ``m`` patches (``c`` channels).
 
     Subsets are scored one after another, so the per-map arrays scale with the subset
     size ``n_s = ceil(n / subsets)``; features of the whole batch stay in memory.
-    MuSc holds one map at a time (minima, argmins, the top-K buffer, one LNAMD stack);
-    CoDeGraph keeps every map's minima and argmins plus one refined copy for the filter.
+    slots: entries stored per query and map (engine/plan.py): None for the exact plan
+    (n_s, its own slot included), K for fixed-K references or screening.
+    MuSc holds one map at a time (minima, argmins, MSM's masked copy and gathered rows, the
+    top-K values and indices, one LNAMD stack); CoDeGraph keeps every map's minima and
+    argmins; its refinement holds only the changed entries and one map rebuilt at a time.
     """
     ns = math.ceil(n / max(1, subsets))
-    features = n * n_layers * m * c * _F32
-    pair = ns * ns * m
-    k = max(1, math.ceil(0.3 * (ns - 1)))
-    per_map = ns * m * c * _F32 + pair * (_F32 + 2) + ns * k * m * _F32 + block_mb * 1e6
+    s = ns if slots is None else min(int(slots), ns)
+    population = ns if slots is None else s + 1
+    features = n * n_layers * m * c * feature_bytes
+    pair = ns * s * m
+    k = max(1, math.ceil(0.3 * (population - 1)))
+    per_map = ns * m * c * _F32 + pair * (_F32 + 2) + 2 * pair * _F32 + ns * k * m * (_F32 + 8) + block_mb * 1e6
     stored = graph = 0.0
     if method == "codegraph":
         maps = n_layers * n_degrees
-        stored = maps * pair * (_F32 + 2) + maps * pair * _F32  # first pass + one refined copy
-        kk = max(2, math.ceil(k_fraction * ns))
+        stored = maps * pair * (_F32 + 2)  # first pass kept whole
+        kk = max(2, math.ceil(k_fraction * population))
         graph = n_layers * ns * m * kk * (_F32 + 2) * 2  # sorted vectors, rank images, temporaries
     return MemoryEstimate(features / 1e6, per_map / 1e6, stored / 1e6, graph / 1e6)
 
@@ -75,6 +81,7 @@ def check_memory(estimate: MemoryEstimate, budget_mb: float, n: int, image_size:
         f"(features {estimate.features_mb / 1e3:.1f} GB, minima {estimate.per_map_mb / 1e3 + estimate.stored_maps_mb / 1e3:.1f} GB, "
         f"graph {estimate.graph_mb / 1e3:.1f} GB) but the memory budget is {budget_mb / 1e3:.1f} GB. "
         f"Lower --image-size (memory falls with its 4th power), split the batch with --subsets "
-        f"(now {subsets}; minima fall with its square), use --method musc (keeps one map at a time), "
+        f"(now {subsets}; minima fall with its square), compare each image with fixed K references "
+        f"(--references 100: minima fall from N to K per image), use --method musc (keeps one map at a time), "
         f"or raise --memory-mb if the machine has the memory."
     )

@@ -18,31 +18,40 @@ def msm_scores(
     dist: torch.Tensor,
     q: float,
     reference_images: torch.Tensor | None = None,
+    refs: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Patch scores ``(N, M)`` from per-pair minima ``dist: (N, N, M)`` (self at inf).
+    """Patch scores ``(N, M)`` from per-slot minima ``dist: (N, S, M)`` (engine/plan.py).
 
+    refs: ``(N, K)`` reference ids of a screened or fixed-K plan (S = K), or None for the
+    exact plan's dense slots (S = N, self at inf).
     reference_images: ``(N,)`` bool, the images that may serve as references (all when
-    None), or ``(N, N)`` bool, per query ``[q, j]`` (used by [CLS] screening). K is taken per query from its own number of references, so a query inside a
-    removed group and one outside it are both averaged over the same share q. Images at
-    infinite distance (fully excluded) are never among the K smallest unless nothing is
-    left, in which case the score is the largest finite distance seen.
+    None), or ``(N, S)`` bool, per query and slot. K is taken per query from its own number
+    of references, so a query inside a removed group and one outside it are both averaged
+    over the same share q. Images at infinite distance (fully excluded) are never among the
+    K smallest unless nothing is left, in which case the score is 2.0 (the largest unit distance).
     """
-    n = dist.shape[0]
+    n, s_count = dist.shape[0], dist.shape[1]
     if reference_images is None:
-        reference_images = torch.ones(n, dtype=torch.bool, device=dist.device)
-    allowed = reference_images.view(1, n).expand(n, n) if reference_images.dim() == 1 else reference_images
+        allowed = torch.ones((n, s_count), dtype=torch.bool, device=dist.device)
+    elif reference_images.dim() == 1:
+        ref = reference_images.to(dist.device)
+        allowed = ref.view(1, n).expand(n, n) if refs is None else ref[refs.to(dist.device)]
+    else:
+        allowed = reference_images.to(dist.device)
     d = dist
     if not bool(allowed.all()):
         d = dist.masked_fill(~allowed.unsqueeze(2), float("inf"))
-    eye = torch.eye(n, dtype=torch.bool, device=dist.device)
-    allowed = allowed.to(dist.device)
-    n_refs = (allowed & ~eye).sum(dim=1)  # (N,)
-    scores = torch.empty(dist.shape[0], dist.shape[2], dtype=torch.float32, device=dist.device)
+    real = allowed
+    if refs is None:  # the dense layout holds each query's own slot
+        real = allowed & ~torch.eye(n, dtype=torch.bool, device=dist.device)
+    n_refs = real.sum(dim=1)  # (N,)
+    scores = torch.empty(n, dist.shape[2], dtype=torch.float32, device=dist.device)
+    most = s_count - 1 if refs is None else s_count
     for k_val in torch.unique(n_refs).tolist():
         rows = torch.nonzero(n_refs == k_val).flatten()
-        k = msm_k(max(int(k_val), 1), q)
-        k = min(k, n - 1)
-        smallest = torch.topk(d[rows], k, dim=1, largest=False).values  # (r, k, M)
+        k = min(msm_k(max(int(k_val), 1), q), most)
+        group = d if rows.numel() == n else d[rows]  # one group: no (N, S, M) gather copy
+        smallest = torch.topk(group, k, dim=1, largest=False).values  # (r, k, M)
         scores[rows] = _finite_mean(smallest)
     return scores
 

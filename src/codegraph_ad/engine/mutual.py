@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from codegraph_ad.engine.autotune import fastest_reduced_precision
+from codegraph_ad.engine.plan import ReferencePlan
 from codegraph_ad.engine.products import PRECISIONS, make_product
 from codegraph_ad.progress import Progress
 
@@ -29,15 +30,22 @@ _BLOCK_CAP_BYTES = 1024 * 1024 * 4
 
 @dataclass
 class PairMinima:
-    """Nearest-patch results of one (layer, degree) feature stack.
+    """Nearest-patch results of one (layer, degree) feature stack, in the slots of a plan.
 
-    dist: ``(N, N, M)`` float32; ``dist[q, j, m]`` = distance from patch m of image q to its
-        nearest patch in image j; ``dist[q, q, :] = inf``.
-    argmin: ``(N, N, M)`` int16 or None; index in image j of that nearest patch.
+    dist: ``(N, S, M)`` float32; ``dist[q, s, m]`` = distance from patch m of image q to its
+        nearest patch in image ``slot_images[q, s]``. Exact plan (``refs`` None): S = N,
+        slot j is image j and ``dist[q, q, :] = inf``.
+    argmin: ``(N, S, M)`` int16 or None; index in that image of the nearest patch.
+    refs: ``(N, K)`` sorted reference ids per query (a screened or fixed-K plan), or None.
     """
 
     dist: torch.Tensor
     argmin: torch.Tensor | None
+    refs: torch.Tensor | None = None
+
+    def slot_images(self) -> torch.Tensor:
+        n = self.dist.shape[0]
+        return self.refs if self.refs is not None else torch.arange(n).view(1, -1).expand(n, -1)
 
 
 def images_per_block(n_patches: int, budget_mb: float, itemsize: int = 4) -> int:
@@ -124,17 +132,47 @@ def pair_minima(
     return PairMinima(dist=dist, argmin=best_arg if with_argmin else None)
 
 
-def _exact_similarity(feats: torch.Tensor, arg: torch.Tensor) -> torch.Tensor:
-    """fp32 dot product of every patch with the neighbour chosen in each other image."""
+def _exact_similarity(feats: torch.Tensor, arg: torch.Tensor, slot_images: torch.Tensor | None = None) -> torch.Tensor:
+    """fp32 dot product of every patch with the neighbour chosen in each of its slots' images."""
     n, m, c = feats.shape
-    out = torch.empty((n, n, m), dtype=torch.float32, device=feats.device)
+    s_count = arg.shape[1]
+    out = torch.empty((n, s_count, m), dtype=torch.float32, device=feats.device)
     flat = feats.reshape(n * m, c)
-    offsets = (torch.arange(n, device=feats.device) * m).view(1, n, 1)
-    for q in range(n):  # one query image at a time bounds the (N, M, C) gather
-        rows = (arg[q].long() + offsets[0]).reshape(-1)  # (N*M,) indices into flat
-        neigh = flat[rows].view(n, m, c)
+    dense_offsets = torch.arange(s_count, device=feats.device).view(s_count, 1) * m
+    for q in range(n):  # one query image at a time bounds the (S, M, C) gather
+        offsets = dense_offsets if slot_images is None else slot_images[q].to(feats.device).view(-1, 1) * m
+        rows = (arg[q].long() + offsets).reshape(-1)  # (S*M,) indices into flat
+        neigh = flat[rows].view(s_count, m, c)
         out[q] = (neigh * feats[q].unsqueeze(0)).sum(-1)
     return out
+
+
+@dataclass
+class RefinedMinima:
+    """A first-pass minima array with the entries that a reduced reference set changed.
+
+    Held as the shared first-pass ``base`` plus the changed entries only, so refining every
+    map of a large batch costs a few MB, not a copy of each (N, S, M) array; ``materialize``
+    builds the full array when a reader needs it (one map at a time).
+    """
+
+    base: torch.Tensor
+    queries: torch.Tensor
+    slots: torch.Tensor
+    patches: torch.Tensor
+    values: torch.Tensor
+
+    @classmethod
+    def unchanged(cls, base: torch.Tensor) -> "RefinedMinima":
+        empty = torch.zeros(0, dtype=torch.long)
+        return cls(base, empty, empty, empty, torch.zeros(0))
+
+    def materialize(self) -> torch.Tensor:
+        if self.values.numel() == 0:
+            return self.base
+        out = self.base.clone()
+        out[self.queries, self.slots, self.patches] = self.values
+        return out
 
 
 def refine_minima(
@@ -143,34 +181,170 @@ def refine_minima(
     excluded: torch.Tensor,
     budget_mb: float = 4096,
 ) -> torch.Tensor:
-    """Distances against a reference set with some patch positions removed.
+    """Distances against a reference set with some patch positions removed (full array)."""
+    refined = refined_entries(feats, minima, excluded, budget_mb)
+    return refined.materialize() if refined.values.numel() else minima.dist.clone()
 
-    ``excluded: (N, M)`` bool. Only reference images that lost patches are recomputed,
-    and only for queries whose stored nearest patch was removed when argmins exist; the
-    rest of the first pass is reused as is. An image with every patch excluded is at
-    infinite distance.
+
+def refined_entries(
+    feats: torch.Tensor,
+    minima: PairMinima,
+    excluded: torch.Tensor,
+    budget_mb: float = 4096,
+) -> RefinedMinima:
+    """The entries of ``minima`` that change when the ``excluded: (N, M)`` positions leave the references.
+
+    Only the slots of reference images that lost patches are recomputed, and only for
+    queries whose stored nearest patch was removed when argmins exist; the rest of the first
+    pass is reused as is. An image with every patch excluded is at infinite distance.
     """
-    n, m, c = feats.shape
-    dist = minima.dist.clone()
+    n, _, m = minima.dist.shape
+    c = feats.shape[2]
     feats = feats.float()
     flat = feats.reshape(n * m, c)
+    slot_images = minima.slot_images()
     rows_per_chunk = max(1, int(budget_mb * 1e6 * _BLOCK_SHARE / 4 / max(m, 1)))
+    parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = []
     for j in torch.nonzero(excluded.any(dim=1)).flatten().tolist():
+        queries, slots = torch.nonzero(slot_images == j, as_tuple=True)  # who holds image j, and where
+        own = queries != j  # the exact plan's self slot stays at infinity
+        queries, slots = queries[own], slots[own]
         keep = ~excluded[j]
         if not bool(keep.any()):
-            dist[:, j, :] = float("inf")
-            dist[j, j, :] = float("inf")
+            q_all, s_all = queries.repeat_interleave(m), slots.repeat_interleave(m)
+            patch_idx = torch.arange(m).repeat(queries.numel())
+            parts.append((q_all, s_all, patch_idx, torch.full((q_all.numel(),), float("inf"))))
             continue
         if minima.argmin is not None:
-            hit = excluded[j][minima.argmin[:, j, :].long()]  # (N, M): nearest patch removed
-            hit[j] = False
-            query_idx = torch.nonzero(hit.reshape(-1)).flatten()
+            hit = excluded[j][minima.argmin[queries, slots, :].long()]  # (P, M): nearest patch removed
         else:
-            query_idx = torch.arange(n * m)
-            query_idx = query_idx[(query_idx // m) != j]
+            hit = torch.ones((queries.numel(), m), dtype=torch.bool)
+        pair_idx, patch_idx = torch.nonzero(hit, as_tuple=True)
+        q_all, s_all = queries[pair_idx], slots[pair_idx]
+        rows_all = q_all * m + patch_idx
         refs = feats[j][keep]
-        for s in range(0, query_idx.numel(), rows_per_chunk):
-            chunk = query_idx[s : s + rows_per_chunk]
-            sim = (flat[chunk] @ refs.T).max(dim=1).values
-            dist.view(n, n, m)[chunk // m, j, chunk % m] = similarity_to_distance(sim)
-    return dist
+        values = torch.empty(rows_all.numel(), dtype=torch.float32)
+        for s0 in range(0, rows_all.numel(), rows_per_chunk):
+            part = slice(s0, s0 + rows_per_chunk)
+            values[part] = similarity_to_distance((flat[rows_all[part]] @ refs.T).max(dim=1).values)
+        parts.append((q_all, s_all, patch_idx, values))
+    if not parts:
+        return RefinedMinima.unchanged(minima.dist)
+    q_cat, s_cat, p_cat, v_cat = (torch.cat(x) for x in zip(*parts))
+    return RefinedMinima(minima.dist, q_cat, s_cat, p_cat, v_cat)
+
+
+def plan_minima(
+    feats: torch.Tensor,
+    plan: ReferencePlan | None = None,
+    budget_mb: float = 4096,
+    precision: str = "fp32",
+    with_argmin: bool = False,
+    progress: bool | Progress = False,
+    desc: str = "mutual scoring",
+    window: int | None = None,
+    grid: tuple[int, int] | None = None,
+) -> PairMinima:
+    """Nearest-patch distances for the image pairs of ``plan`` (None: the exact plan).
+
+    The exact plan is the dense block product of ``pair_minima``; a screened or fixed-K plan
+    multiplies only its listed pairs, each unordered pair once for both directions, so the
+    cost is (pairs listed) x M^2 C instead of N^2 M^2 C. ``window``: a patch meets only the
+    patches within that many grid cells of its own position (``grid`` = patch grid), fp32.
+    """
+    n = feats.shape[0]
+    plan = plan if plan is not None else ReferencePlan(n)
+    if plan.n_images != n:
+        raise ValueError(f"the plan is for {plan.n_images} images, the features hold {n}")
+    if window is not None:
+        if grid is None or grid[0] * grid[1] != feats.shape[1]:
+            raise ValueError(f"a window needs the patch grid of the {feats.shape[1]} patches, got {grid}")
+        return _window_minima(feats, plan, budget_mb, with_argmin, progress, desc, window, grid)
+    if plan.dense:
+        return pair_minima(feats, budget_mb, precision, with_argmin, progress, desc)
+    return _listed_pair_minima(feats, plan, budget_mb, precision, with_argmin, progress, desc)
+
+
+def _listed_pair_minima(feats: torch.Tensor, plan: ReferencePlan, budget_mb: float, precision: str,
+                        with_argmin: bool, progress: bool | Progress, desc: str) -> PairMinima:
+    """The sparse plan's pairs, grouped by their left image: one product of that image's
+    patches against a run of its partners' patches serves both directions of every pair."""
+    n, m, c = feats.shape
+    feats = feats.float().contiguous()
+    product = make_product(resolve_precision(precision, m), m)
+    k = plan.n_slots
+    best_sim = torch.full((n, k, m), -2.0 if product.exact else torch.iinfo(torch.int32).min,
+                          dtype=product.out_dtype, device=feats.device)
+    need_arg = with_argmin or product.recompute
+    best_arg = (torch.zeros((n, k, m), dtype=torch.int16 if m < 32768 else torch.int32, device=feats.device)
+                if need_arg else None)
+    low = product.prepare(feats.reshape(n * m, c))
+    low = low.view(n, m, low.shape[1])
+    left_img, right_img, slot_ab, slot_ba = plan.unordered_pairs()
+    block_bytes = min(budget_mb * 1e6 * _BLOCK_SHARE, _BLOCK_CAP_BYTES)
+    per_block = max(1, int(block_bytes // (4 * m * m)))
+    starts = torch.unique_consecutive(left_img, return_counts=True)[1].cumsum(0).tolist()
+    chunks = []
+    lo = 0
+    for hi in starts:  # runs of one left image, cut to the block size
+        chunks.extend((s, min(s + per_block, hi)) for s in range(lo, hi, per_block))
+        lo = hi
+    with Progress.of(progress).stage(desc, len(chunks), "blocks") as bar:
+        for s0, s1 in chunks:
+            a = int(left_img[s0])
+            partners = right_img[s0:s1]
+            sim = product.block(low[a], product.right(low[partners].reshape(-1, low.shape[2])))
+            sim = sim.view(m, s1 - s0, m)
+            fwd = torch.nonzero(slot_ab[s0:s1] >= 0).flatten()  # a lists the partner: a -> partner
+            bwd = torch.nonzero(slot_ba[s0:s1] >= 0).flatten()  # the partner lists a: partner -> a
+            if best_arg is None:
+                if fwd.numel():
+                    best_sim[a, slot_ab[s0:s1][fwd]] = sim[:, fwd].amax(dim=2).T
+                if bwd.numel():
+                    best_sim[partners[bwd], slot_ba[s0:s1][bwd]] = sim[:, bwd].amax(dim=0)
+            else:
+                if fwd.numel():
+                    v, i = sim[:, fwd].max(dim=2)  # (m, f)
+                    best_sim[a, slot_ab[s0:s1][fwd]] = v.T
+                    best_arg[a, slot_ab[s0:s1][fwd]] = i.T.to(best_arg.dtype)
+                if bwd.numel():
+                    v, i = sim[:, bwd].max(dim=0)  # (b, m)
+                    best_sim[partners[bwd], slot_ba[s0:s1][bwd]] = v
+                    best_arg[partners[bwd], slot_ba[s0:s1][bwd]] = i.to(best_arg.dtype)
+            del sim
+            bar.advance()
+    best_sim = (_exact_similarity(feats, best_arg, plan.refs) if product.recompute
+                else product.to_similarity(best_sim))
+    dist = best_sim.mul_(-2.0).add_(2.0).clamp_(min=0.0).sqrt_()
+    return PairMinima(dist=dist, argmin=best_arg if with_argmin else None, refs=plan.refs)
+
+
+def _window_minima(feats: torch.Tensor, plan: ReferencePlan, budget_mb: float, with_argmin: bool,
+                   progress: bool | Progress, desc: str, radius: int, grid: tuple[int, int]) -> PairMinima:
+    """Position-restricted minima: each query block against its slots' images, in fp32."""
+    from codegraph_ad.engine.window import window_block
+
+    n, m, _ = feats.shape
+    feats = feats.float().contiguous()
+    k = plan.n_slots
+    budget_bytes = int(min(budget_mb * 1e6 * _BLOCK_SHARE, 64 << 20))
+    best_sim = torch.empty((n, k, m), dtype=torch.float32, device=feats.device)
+    best_arg = torch.zeros((n, k, m), dtype=torch.int16, device=feats.device) if with_argmin else None
+    # the exact plan: blocks of queries against every image; a list plan: one query against its list
+    step = max(1, min(n, images_per_block(m, budget_mb))) if plan.dense else 1
+    starts = list(range(0, n, step))
+    with Progress.of(progress).stage(desc, len(starts), "blocks") as bar:
+        for q0 in starts:
+            q1 = min(q0 + step, n)
+            right = feats if plan.dense else feats[plan.refs[q0]]
+            best, arg = window_block(feats[q0:q1], right, grid, radius, with_argmax=with_argmin,
+                                     budget_bytes=budget_bytes)
+            best_sim[q0:q1] = best
+            if best_arg is not None:
+                best_arg[q0:q1] = arg
+            bar.advance()
+    dist = similarity_to_distance(best_sim)
+    if plan.dense:
+        idx = torch.arange(n, device=feats.device)
+        dist[idx, idx] = float("inf")
+    return PairMinima(dist=dist, argmin=best_arg, refs=plan.refs)

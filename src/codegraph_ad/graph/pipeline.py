@@ -49,16 +49,20 @@ def run_graph_stages(
     score_fn: ScoreFn,
     patch_mask: np.ndarray | None = None,
     keep_similarity: bool = False,
+    refs: np.ndarray | None = None,
 ) -> GraphResult:
-    """Stages 1-3 on ``mins_per_layer``: L arrays (N, N, M) of per-image minima.
+    """Stages 1-3 on ``mins_per_layer``: L arrays (N, N, M) of per-image minima, or
+    (N, K, M) over each image's listed references ``refs (N, K)`` (screening, fixed K).
 
     score_fn(reference_images (N,) bool, excluded (N, M) bool) -> (N, M) MSM scores.
     patch_mask: (N, M) bool, patches allowed to form links and to serve as the filtering
     threshold population (e.g. non-void cubes); None means all.
     """
-    _, n, m = validate_minima(mins_per_layer)
-    k = reference_rank(n, config.k_fraction)
-    sim = mutual_similarity_vectors(mins_per_layer, max_rank=k)
+    _, n, m = validate_minima(mins_per_layer, refs)
+    # k_fraction applies to the population each image is compared with: N exact, K + 1 listed
+    population = n if refs is None else int(np.shape(refs)[1]) + 1
+    k = reference_rank(population, config.k_fraction)
+    sim = mutual_similarity_vectors(mins_per_layer, max_rank=k, refs=refs)
     zeta = endurance_ratios(sim.dbar, k, config.alpha)
     links = select_links(
         zeta,

@@ -48,15 +48,18 @@ def _index_dtype(n_images: int) -> type:
     return np.int16 if n_images < 2**15 else np.int32
 
 
-def validate_minima(mins_per_layer: Sequence[np.ndarray]) -> tuple[int, int, int]:
-    """Check the layer stack has one shape (N, N, M) with N >= 3; return (L, N, M)."""
+def validate_minima(mins_per_layer: Sequence[np.ndarray], refs: np.ndarray | None = None) -> tuple[int, int, int]:
+    """Check the layer stack has one shape (N, S, M), S = N for the exact plan's dense slots
+    or S = K with ``refs (N, K)`` reference ids, and N >= 3; return (L, N, M)."""
     if len(mins_per_layer) == 0:
         raise ValueError("mins_per_layer is empty: need at least one layer of (N, N, M) minima")
     shape = np.shape(mins_per_layer[0])
     for l, mins in enumerate(mins_per_layer):
-        if np.shape(mins) != shape or len(shape) != 3 or shape[0] != shape[1]:
+        square = len(shape) == 3 and (shape[0] == shape[1] if refs is None else np.shape(refs) == shape[:2])
+        if np.shape(mins) != shape or not square:
+            want = "(N, N, M)" if refs is None else f"(N, K, M) with refs {np.shape(refs)}"
             raise ValueError(
-                f"mins_per_layer[{l}] has shape {np.shape(mins)}; every layer must be (N, N, M) "
+                f"mins_per_layer[{l}] has shape {np.shape(mins)}; every layer must be {want} "
                 f"with the shape of layer 0 {shape}"
             )
     n, m = int(shape[0]), int(shape[2])
@@ -64,35 +67,42 @@ def validate_minima(mins_per_layer: Sequence[np.ndarray]) -> tuple[int, int, int
         raise BatchTooSmallError(f"the graph stages need a batch of at least 3 images, got {n}")
     if m < 1:
         raise ValueError(f"mins_per_layer has no patches (M = {m})")
+    if refs is not None and shape[1] < 2:
+        raise ValueError(f"the graph stages need at least 2 references per image, got {shape[1]}")
     return len(mins_per_layer), n, m
 
 
 def mutual_similarity_vectors(
-    mins_per_layer: Sequence[np.ndarray], max_rank: int | None = None
+    mins_per_layer: Sequence[np.ndarray], max_rank: int | None = None, refs: np.ndarray | None = None
 ) -> MutualSimilarity:
-    """Sort each patch's N-1 per-image minima, keeping the first ``max_rank`` ranks.
+    """Sort each patch's per-image minima, keeping the first ``max_rank`` ranks.
 
     mins_per_layer: L arrays (N, N, M), ``[q, j, m]`` = distance from patch m of image q to
-    its nearest patch in image j. The diagonal ``[q, q, :]`` is ignored (treated as +inf)
+    its nearest patch in image j; or, with ``refs (N, K)`` (a screened or fixed-K plan,
+    each row sorted), L arrays (N, K, M) over the listed images, so the vectors have length
+    K instead of N - 1. The dense diagonal ``[q, q, :]`` is ignored (treated as +inf)
     whatever it holds, so a caller that forgot to mask it cannot make an image its own
-    nearest neighbour. NaN is rejected. Ties are broken deterministically (for R = N-1 by
-    the lower image index).
+    nearest neighbour. NaN is rejected. Ties are broken deterministically by the lower
+    image index.
     """
-    n_layers, n, m = validate_minima(mins_per_layer)
-    r = n - 1 if max_rank is None else int(max_rank)
-    if not 1 <= r <= n - 1:
-        raise ValueError(f"max_rank must be in [1, N-1] = [1, {n - 1}], got {max_rank}")
+    n_layers, n, m = validate_minima(mins_per_layer, refs)
+    n_valid = n - 1 if refs is None else int(np.shape(refs)[1])
+    r = n_valid if max_rank is None else int(max_rank)
+    if not 1 <= r <= n_valid:
+        raise ValueError(f"max_rank must be in [1, {n_valid}] (the references per image), got {max_rank}")
 
     sorted_pl = np.empty((n_layers, n, m, r), dtype=np.float32)
     rank_img = np.empty((n_layers, n, m, r), dtype=_index_dtype(n))
     diag = np.arange(n)
+    slot_ids = None if refs is None else np.asarray(refs)[:, None, :]  # (N, 1, K)
     for l, mins in enumerate(mins_per_layer):
-        # (N, M, N): the per-image distances of one patch are contiguous for the sort.
+        # (N, M, S): the per-image distances of one patch are contiguous for the sort.
         a = np.ascontiguousarray(np.moveaxis(np.asarray(mins, dtype=np.float32), 2, 1))
         if np.isnan(a).any():
             raise ValueError(f"mins_per_layer[{l}] contains NaN")
-        a[diag, :, diag] = np.inf
-        if r < n - 1:
+        if refs is None:
+            a[diag, :, diag] = np.inf
+        if r < n_valid:
             part = np.argpartition(a, r - 1, axis=-1)[..., :r]
             vals = np.take_along_axis(a, part, axis=-1)
             order = np.argsort(vals, axis=-1, kind="stable")
@@ -102,7 +112,7 @@ def mutual_similarity_vectors(
             idx = np.argsort(a, axis=-1, kind="stable")[..., :r]
             vals = np.take_along_axis(a, idx, axis=-1)
         sorted_pl[l] = vals
-        rank_img[l] = idx
+        rank_img[l] = idx if slot_ids is None else np.take_along_axis(np.broadcast_to(slot_ids, a.shape), idx, axis=-1)
         del a
     dbar = sorted_pl.mean(axis=0, dtype=np.float64).astype(np.float32)
     return MutualSimilarity(sorted_per_layer=sorted_pl, rank_images=rank_img, dbar=dbar)

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from codegraph_ad.config import EngineConfig, LNAMDConfig, RsCINConfig, RunConfig
+from codegraph_ad.engine.plan import ReferencePlan, plan_for
 from codegraph_ad.engine.rscin import rscin
 from codegraph_ad.errors import BatchTooSmallError, InputError
 from codegraph_ad.features.extract import FeatureSet
@@ -117,22 +118,14 @@ def content_key(features: FeatureSet, engine_cfg: EngineConfig) -> np.ndarray | 
     return (cls.double().cpu() @ proj).numpy()
 
 
-def screening_mask(cls: torch.Tensor | None, percent: float) -> torch.Tensor | None:
-    """``(N, N)`` bool: each query keeps its ``percent``% most [CLS]-similar other images."""
-    if percent >= 100.0:
-        return None
-    if not 0.0 < percent <= 100.0:
-        raise ValueError(f"screening_percent must be in (0, 100], got {percent}")
-    cls = require_cls(cls, f"[CLS] screening (screening_percent={percent})")
-    n = cls.shape[0]
-    unit = torch.nn.functional.normalize(cls.float(), dim=1)
-    sim = unit @ unit.T
-    sim.fill_diagonal_(-float("inf"))
-    keep = max(1, int(np.ceil(percent / 100.0 * (n - 1))))
-    top = torch.topk(sim, keep, dim=1).indices
-    mask = torch.zeros((n, n), dtype=torch.bool)
-    mask.scatter_(1, top, True)
-    return mask
+def reference_plan(features: FeatureSet, engine_cfg: EngineConfig) -> ReferencePlan:
+    """The images each query is compared with: all, its [CLS]-screened share, or fixed K
+    (nearest by [CLS], else by mean-pooled last-layer tokens, plus a seeded random share)."""
+    pooled = None
+    if engine_cfg.references is not None and features.cls is None:
+        pooled = features.layers[:, -1].float().mean(dim=1)
+    return plan_for(features.n_images, features.cls, pooled, engine_cfg.screening_percent,
+                    engine_cfg.references, engine_cfg.random_references, engine_cfg.seed)
 
 
 def budget_mb(engine_cfg: EngineConfig) -> float:
@@ -146,8 +139,13 @@ def check_run_memory(features: FeatureSet, method: str, n_degrees: int, engine_c
     """Log the memory estimate; refuse a run that cannot fit the budget before it starts."""
     from codegraph_ad.engine.memory import check_memory, estimate_memory
 
+    from codegraph_ad.engine.plan import planned_slots
+
     n, n_layers, m, c = features.layers.shape
-    est = estimate_memory(n, m, c, n_layers, n_degrees, method, engine_cfg.subsets, k_fraction)
+    ns = math.ceil(n / max(1, engine_cfg.subsets))
+    est = estimate_memory(n, m, c, n_layers, n_degrees, method, engine_cfg.subsets, k_fraction,
+                          slots=planned_slots(ns, engine_cfg.screening_percent, engine_cfg.references),
+                          feature_bytes=features.layers.element_size())
     budget = budget_mb(engine_cfg)
     log.info("memory estimate: %.2f GB of a %.1f GB budget (%s, %d images, %d patches)",
              est.total_mb / 1e3, budget / 1e3, method, n, m)

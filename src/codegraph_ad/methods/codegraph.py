@@ -20,6 +20,7 @@ from codegraph_ad.methods.base import (
     subset_partition,
 )
 from codegraph_ad.methods.estimator import RSCIN_NAMES, BatchEstimator, Section, flat_parameters
+from codegraph_ad.engine.mutual import RefinedMinima
 from codegraph_ad.methods.first_pass import FirstPass, compute_first_pass
 from codegraph_ad.progress import Progress
 
@@ -55,21 +56,22 @@ def graph_and_rescore(first: FirstPass, graph: GraphConfig, patch_mask: np.ndarr
     from codegraph_ad.graph.pipeline import run_graph_stages
 
     layers = graph_inputs(graph, first.degrees, first.features.layers.shape[1], blocks)
-    cache: dict[bytes, list[torch.Tensor]] = {}
+    cache: dict[bytes, list[RefinedMinima]] = {}
 
     def score_fn(reference_images: np.ndarray, excluded: np.ndarray, bar: Progress | None = None) -> np.ndarray:
         excluded = np.asarray(excluded, dtype=bool)
         key = np.packbits(excluded).tobytes()
         if key not in cache:
             cache.clear()  # filtering moves forward: only the latest base set is reused
-            cache[key] = first.distances(excluded, bar if bar is not None else False)
+            cache[key] = first.refined(excluded, bar if bar is not None else False)
         return first.scores(graph.final_q, reference_images, dists=cache[key]).numpy()
 
     tracker = Progress.of(progress)
     graph_mins = [first.minima[(li, graph.graph_degree)].dist.numpy() for li in layers]
     # stages 1-3 run as one call whose length depends on the communities found: one unit
     with tracker.stage("graph", 1, "step"):
-        result = run_graph_stages(graph_mins, graph, score_fn, patch_mask=patch_mask)
+        refs = None if first.plan.refs is None else first.plan.refs.numpy()
+        result = run_graph_stages(graph_mins, graph, score_fn, patch_mask=patch_mask, refs=refs)
     excluded = np.asarray(result.excluded, dtype=bool)
     with tracker.stage("final pass", 2, "steps") as bar:  # refined minima, then MSM scores
         final = score_fn(np.ones(first.n_images, dtype=bool), excluded, bar)
@@ -130,12 +132,14 @@ class CoDeGraph(BatchEstimator):
                     first = compute_first_pass(features.subset(part), lnamd_cfg, engine, sub)
                     mask = None if self.patch_mask is None else np.asarray(self.patch_mask)[part]
                     s, ex, diag = graph_and_rescore(first, graph, mask, self.blocks, sub)
+                    diag["references"] = first.plan.summary()
                 patch[idx] = s.cpu()
                 excluded[idx] = ex.cpu()
                 diag["images"] = [int(i) for i in part]
                 subsets.append(diag)
         raw, final = finish_image_scores(patch, features.cls, configs["rscin"])
-        diagnostics = {"method": "codegraph", "exclusion_rate": float(excluded.float().mean()), "subsets": subsets}
+        diagnostics = {"method": "codegraph", "exclusion_rate": float(excluded.float().mean()), "subsets": subsets,
+                       "image_pairs": sum(int(d["references"]["image_pairs"]) for d in subsets)}
         return ScoreResult(patch, final, raw, features.grid, excluded, diagnostics)
 
     def _rescore(self, first: FirstPass, configs: dict[str, Any]) -> ScoreResult:
@@ -144,6 +148,8 @@ class CoDeGraph(BatchEstimator):
         mask = None if self.patch_mask is None else np.asarray(self.patch_mask)
         patch, excluded, diag = graph_and_rescore(first, graph, mask, self.blocks, self.progress)
         diag["images"] = list(range(first.n_images))
+        diag["references"] = first.plan.summary()
         raw, final = finish_image_scores(patch, first.features.cls, configs["rscin"])
-        diagnostics = {"method": "codegraph", "exclusion_rate": float(excluded.float().mean()), "subsets": [diag]}
+        diagnostics = {"method": "codegraph", "exclusion_rate": float(excluded.float().mean()), "subsets": [diag],
+                       "image_pairs": int(diag["references"]["image_pairs"])}
         return ScoreResult(patch, final, raw, first.features.grid, excluded, diagnostics)

@@ -14,10 +14,11 @@ import torch
 
 from codegraph_ad.config import EngineConfig, LNAMDConfig
 from codegraph_ad.engine.msm import msm_scores
-from codegraph_ad.engine.mutual import PairMinima, pair_minima, refine_minima
+from codegraph_ad.engine.mutual import PairMinima, RefinedMinima, plan_minima, refined_entries
+from codegraph_ad.engine.plan import ReferencePlan
 from codegraph_ad.features.extract import FeatureSet
 from codegraph_ad.features.lnamd import lnamd
-from codegraph_ad.methods.base import budget_mb, screening_mask
+from codegraph_ad.methods.base import budget_mb, reference_plan
 from codegraph_ad.progress import Progress
 
 
@@ -25,14 +26,14 @@ from codegraph_ad.progress import Progress
 class FirstPass:
     """Every (layer, degree) minima array of one batch, with argmins: what all later stages read.
 
-    minima[(layer_index, r)]: PairMinima with ``dist (N, N, M)`` and ``argmin``.
-    allowed: ``(N, N)`` [CLS]-screening mask or None.
+    minima[(layer_index, r)]: PairMinima with ``dist (N, S, M)`` and ``argmin`` in the slots
+    of ``plan`` (exact: S = N; [CLS] screening or fixed K: the listed references).
     """
 
     features: FeatureSet
     degrees: tuple[int, ...]
     minima: dict[tuple[int, int], PairMinima]
-    allowed: torch.Tensor | None
+    plan: ReferencePlan
     memory_budget_mb: float
 
     @property
@@ -48,64 +49,71 @@ class FirstPass:
         return lnamd(self.features.layers[:, li], self.features.grid, r)
 
     def subset(self, index: np.ndarray | list[int]) -> "FirstPass":
-        """The first pass of a sub-batch, cut from this one (no recomputation)."""
+        """The first pass of a sub-batch, cut from this one (no recomputation; exact plans)."""
         idx = torch.as_tensor(np.asarray(index), dtype=torch.long)
+        plan = self.plan.subset(idx)
         cut = {
             key: PairMinima(pm.dist[idx][:, idx].contiguous(),
                             None if pm.argmin is None else pm.argmin[idx][:, idx].contiguous())
             for key, pm in self.minima.items()
         }
-        allowed = None if self.allowed is None else self.allowed[idx][:, idx]
-        return FirstPass(self.features.subset(idx), self.degrees, cut, allowed, self.memory_budget_mb)
+        return FirstPass(self.features.subset(idx), self.degrees, cut, plan, self.memory_budget_mb)
 
     def distances(self, excluded: np.ndarray | None, progress: bool | Progress = False) -> list[torch.Tensor]:
-        """Per-map minima against the base set without the ``excluded (N, M)`` positions.
+        """Per-map minima against the base set without the ``excluded (N, M)`` positions."""
+        return [r.materialize() for r in self.refined(excluded, progress)]
+
+    def refined(self, excluded: np.ndarray | None, progress: bool | Progress = False) -> list[RefinedMinima]:
+        """Per-map changes of the minima when the ``excluded (N, M)`` positions leave the base set
+        (only the changed entries are held: see RefinedMinima).
 
         progress: a stage's Progress, advanced once per map (or a bool for a bar of its own)."""
-        if excluded is None or not excluded.any():
-            return [pm.dist for pm in self.minima.values()]
+        if excluded is None or not np.asarray(excluded).any():
+            return [RefinedMinima.unchanged(pm.dist) for pm in self.minima.values()]
         ex = torch.from_numpy(np.asarray(excluded, dtype=bool))
         out = []
         with Progress.of(progress).stage("refining", len(self.minima), "maps") as bar:
             for key, pm in self.minima.items():
-                out.append(refine_minima(self.unit_features(key), pm, ex, self.memory_budget_mb))
+                out.append(refined_entries(self.unit_features(key), pm, ex, self.memory_budget_mb))
                 bar.advance()
         return out
 
     def scores(self, q: float, reference_images: np.ndarray | None = None,
-               excluded: np.ndarray | None = None, dists: list[torch.Tensor] | None = None) -> torch.Tensor:
+               excluded: np.ndarray | None = None,
+               dists: list[torch.Tensor] | list[RefinedMinima] | None = None) -> torch.Tensor:
         """MSM patch scores ``(N, M)`` averaged over every layer and degree."""
-        n = self.n_images
-        refs = torch.ones(n, dtype=torch.bool) if reference_images is None else torch.from_numpy(
-            np.asarray(reference_images, dtype=bool))
-        mask = refs.view(1, n).expand(n, n)
-        if self.allowed is not None:
-            mask = mask & self.allowed
-        dists = dists if dists is not None else self.distances(excluded)
+        mask = None if reference_images is None else torch.from_numpy(np.asarray(reference_images, dtype=bool))
+        maps = dists if dists is not None else self.refined(excluded)
         total = None
-        for d in dists:
-            s = msm_scores(d, q, mask)
+        for d in maps:
+            full = d.materialize() if isinstance(d, RefinedMinima) else d
+            s = msm_scores(full, q, mask, self.plan.refs)
             total = s if total is None else total + s
-        return total / len(dists)
+            del full
+        return total / len(maps)
 
 
 def compute_first_pass(features: FeatureSet, lnamd_cfg: LNAMDConfig, engine: EngineConfig,
-                       progress: bool | Progress = False) -> FirstPass:
+                       progress: bool | Progress = False, plan: ReferencePlan | None = None) -> FirstPass:
     """Minima and argmins for every layer and degree (the only full-cost step).
 
-    progress: the run's Progress (one "first pass" bar, each map one unit) or a bool."""
+    progress: the run's Progress (one "first pass" bar, each map one unit) or a bool.
+    plan: the reference lists to compare (None: the one ``engine`` asks for, engine/plan.py)."""
     minima: dict[tuple[int, int], PairMinima] = {}
     n_maps = features.layers.shape[1] * len(lnamd_cfg.degrees)
+    plan = plan if plan is not None else reference_plan(features, engine)
     with Progress.of(progress).stage("first pass", n_maps, "maps") as bar:
         for li in range(features.layers.shape[1]):
             for r in lnamd_cfg.degrees:
-                minima[(li, r)] = pair_minima(
+                minima[(li, r)] = plan_minima(
                     lnamd(features.layers[:, li], features.grid, r),
+                    plan,
                     budget_mb=budget_mb(engine),
                     precision=engine.precision,
                     with_argmin=True,
                     progress=bar,
                     desc=f"first pass layer {li + 1} r={r}",
+                    window=engine.window,
+                    grid=features.grid,
                 )
-    allowed = screening_mask(features.cls, engine.screening_percent)
-    return FirstPass(features, tuple(lnamd_cfg.degrees), minima, allowed, budget_mb(engine))
+    return FirstPass(features, tuple(lnamd_cfg.degrees), minima, plan, budget_mb(engine))

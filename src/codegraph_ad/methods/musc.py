@@ -8,7 +8,8 @@ import torch
 
 from codegraph_ad.config import EngineConfig, LNAMDConfig, MSMConfig, RsCINConfig
 from codegraph_ad.engine.msm import msm_scores
-from codegraph_ad.engine.mutual import pair_minima
+from codegraph_ad.engine.mutual import plan_minima
+from codegraph_ad.engine.plan import ReferencePlan
 from codegraph_ad.features.extract import FeatureSet
 from codegraph_ad.methods.base import (
     ScoreResult,
@@ -17,8 +18,8 @@ from codegraph_ad.methods.base import (
     content_key,
     feature_maps,
     finish_image_scores,
+    reference_plan,
     register_method,
-    screening_mask,
     subset_partition,
 )
 from codegraph_ad.methods.estimator import RSCIN_NAMES, BatchEstimator, Section, flat_parameters
@@ -55,34 +56,43 @@ class MuSc(BatchEstimator):
         patch = torch.zeros((n, m), dtype=torch.float32)
         parts = subset_partition(n, engine, content_key(features, engine))
         n_maps = features.layers.shape[1] * len(lnamd_cfg.degrees)
+        plans = []
         with Progress.of(self.progress).stage("scoring", len(parts) * n_maps, "maps") as bar:
             for part in parts:
-                patch[torch.as_tensor(part)] = self._score_subset(features.subset(part), lnamd_cfg, msm_cfg,
-                                                                  engine, bar)
+                scores, plan = self._score_subset(features.subset(part), lnamd_cfg, msm_cfg, engine, bar)
+                patch[torch.as_tensor(part)] = scores
+                plans.append(plan.summary())
         raw, final = finish_image_scores(patch, features.cls, configs["rscin"])
-        return ScoreResult(patch, final, raw, features.grid, diagnostics={"method": "musc"})
+        diagnostics = {"method": "musc", "references": plans,
+                       "image_pairs": sum(int(p["image_pairs"]) for p in plans)}
+        return ScoreResult(patch, final, raw, features.grid, diagnostics=diagnostics)
 
     def _rescore(self, first: Any, configs: dict[str, Any]) -> ScoreResult:
         patch = first.scores(configs["msm"].q)
         raw, final = finish_image_scores(patch, first.features.cls, configs["rscin"])
-        return ScoreResult(patch, final, raw, first.features.grid, diagnostics={"method": "musc"})
+        plan = first.plan.summary()
+        diagnostics = {"method": "musc", "references": [plan], "image_pairs": int(plan["image_pairs"])}
+        return ScoreResult(patch, final, raw, first.features.grid, diagnostics=diagnostics)
 
     def _score_subset(self, features: FeatureSet, lnamd_cfg: LNAMDConfig, msm_cfg: MSMConfig,
-                      engine: EngineConfig, bar: Progress) -> torch.Tensor:
-        allowed = screening_mask(features.cls, engine.screening_percent)
+                      engine: EngineConfig, bar: Progress) -> tuple[torch.Tensor, ReferencePlan]:
+        plan = reference_plan(features, engine)
         total = None
         count = 0
         for li, r, feats in feature_maps(features, lnamd_cfg):
-            minima = pair_minima(
+            minima = plan_minima(
                 feats,
+                plan,
                 budget_mb=budget_mb(engine),
                 precision=engine.precision,
                 progress=bar,
                 desc=f"scoring layer {li + 1} r={r}",
+                window=engine.window,
+                grid=features.grid,
             )
-            s = msm_scores(minima.dist, msm_cfg.q, allowed)
+            s = msm_scores(minima.dist, msm_cfg.q, refs=plan.refs)
             total = s if total is None else total + s
             count += 1
             del minima
         assert total is not None
-        return (total / count).cpu()
+        return (total / count).cpu(), plan
