@@ -191,6 +191,8 @@ def test_per_member_density_by_hand_and_size_neutral():
     assert community_densities(w, [np.array([0, 1]), np.array([2])], "per_member").tolist() == [2.0, 0.0]
     with pytest.raises(ValueError, match="density"):
         community_densities(w, [np.array([0, 1])], "per_edge")
+    with pytest.raises(ValueError, match="disjoint"):
+        community_densities(w, [np.array([0, 1]), np.array([1, 2])])
 
 
 def test_resolution_percentile_reaches_cpm():
@@ -210,3 +212,85 @@ def test_leave_one_out_fence_by_hand():
     # the others of community 0: Q1 2.25, Q3 2.75, fence 4.25 < 50; of community 2: 26.25 + ...
     assert leave_one_out_outliers(dens, everyone, 3.0).tolist() == [True, False, False, False]
     assert not leave_one_out_outliers(dens, np.array([True, True, False, False]), 3.0).any()  # one other only
+
+
+def _same_result(a, b):
+    np.testing.assert_array_equal(a.membership, b.membership)
+    assert len(a.communities) == len(b.communities)
+    for x, y in zip(a.communities, b.communities):
+        np.testing.assert_array_equal(x, y)
+    for f in ("sizes", "densities", "eligible"):
+        np.testing.assert_array_equal(getattr(a, f), getattr(b, f))
+    assert (a.min_size, a.resolution, a.q1, a.q3, a.iqr, a.fence, a.outliers) == \
+        (b.min_size, b.resolution, b.q1, b.q3, b.iqr, b.fence, b.outliers)
+
+
+@pytest.mark.parametrize("kw", [{}, {"min_size": 3}, {"density": "per_member"}, {"leave_one_out": True, "kappa": 1.0}])
+def test_sparse_and_dense_input_give_the_same_result(kw):
+    from scipy import sparse
+
+    rng = np.random.default_rng(4)
+    w = _sparse_background(rng, 40, 70, max_w=4)
+    _add_clique(w, [2, 9, 17, 30], 12)
+    _add_clique(w, [5, 6, 7], 3)
+    dense = detect_communities(w, **kw)
+    _same_result(dense, detect_communities(sparse.csr_array(w), **kw))
+    _same_result(dense, detect_communities(sparse.coo_matrix(w), **kw))
+    # a stored diagonal and explicit zeros are ignored as the dense path ignores them
+    coo = sparse.coo_array(w)
+    extra = np.arange(10)
+    noisy = sparse.coo_array((np.concatenate([coo.data, np.full(10, 5.0), np.zeros(10)]),
+                              (np.concatenate([coo.row, extra, extra]), np.concatenate([coo.col, extra, extra[::-1]]))),
+                             shape=w.shape)
+    _same_result(dense, detect_communities(noisy, **kw))
+    assert dense.outliers and dense.outlier_communities[0].tolist() == [2, 9, 17, 30]
+
+
+def test_large_sparse_graph_needs_no_dense_matrix():
+    """N = 10,006 images (a dense float64 graph would be 800 MB): 2,500 groups of 4 with
+    edge weights 2 and 3 (density 2.5) and one clique of 6 at weight 9, the only outlier;
+    Python-side allocations stay far below N^2."""
+    import tracemalloc
+
+    from scipy import sparse
+
+    groups, n = 2500, 10_006
+    ia, ib = np.triu_indices(4, k=1)
+    base = 4 * np.arange(groups)[:, None]
+    rows, cols = [(base + ia).ravel()], [(base + ib).ravel()]
+    vals = [np.tile([2.0, 3.0], 3 * groups)]
+    ca, cb = np.triu_indices(6, k=1)
+    rows.append(4 * groups + ca), cols.append(4 * groups + cb), vals.append(np.full(ca.size, 9.0))
+    r, c, v = np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
+    w = sparse.csr_array((np.concatenate([v, v]), (np.concatenate([r, c]), np.concatenate([c, r]))), shape=(n, n))
+    tracemalloc.start()
+    try:
+        res = detect_communities(w, kappa=3.0)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < n * n // 8  # 12.5 MB; the dense matrix alone would be 800 MB
+    assert res.resolution == 2.0 and len(res.communities) == groups + 1
+    assert [c.tolist() for c in res.outlier_communities] == [list(range(4 * groups, n))]
+    assert res.densities[res.outliers[0]] == 9.0 and res.fence == 2.5
+
+
+def test_rejects_bad_sparse_input():
+    from scipy import sparse
+
+    with pytest.raises(ValueError, match="symmetric"):
+        detect_communities(sparse.csr_array(np.triu(np.ones((4, 4)), 1)))
+    neg = -np.ones((4, 4))
+    with pytest.raises(ValueError, match="non-negative"):
+        detect_communities(sparse.csr_array(neg))
+    inf = np.zeros((4, 4))
+    inf[0, 1] = inf[1, 0] = np.inf
+    with pytest.raises(ValueError, match="finite"):
+        detect_communities(sparse.csr_array(inf))
+    with pytest.raises(ValueError, match="square"):
+        detect_communities(sparse.csr_array(np.ones((3, 4))))
+    with pytest.raises(ValueError, match="square"):
+        detect_communities(np.ones(4))
+    near = np.ones((4, 4))
+    near[0, 1] += 1e-9  # within np.allclose, accepted as the dense check accepted it
+    detect_communities(sparse.csr_array(near))

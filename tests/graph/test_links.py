@@ -3,6 +3,7 @@ import math
 import numpy as np
 import pytest
 
+import codegraph_ad.graph.links as links_module
 from codegraph_ad.graph.links import required_touched, select_links
 
 
@@ -65,7 +66,7 @@ def test_matches_naive_batch_loop(case):
     mask = rng.uniform(size=(n, m)) < 0.8 if case % 4 == 1 else None
     got = select_links(zeta, ranks, target, batch, patch_mask=mask)
     w, used, cov, hist = _naive(zeta, ranks, target, batch, mask)
-    np.testing.assert_array_equal(got.weights, w)
+    np.testing.assert_array_equal(got.weights.toarray(), w)
     assert got.n_links == used
     assert got.coverage == pytest.approx(cov)
     np.testing.assert_allclose(got.coverage_history, hist)
@@ -80,7 +81,7 @@ def test_many_growth_rounds_match_naive():
     got = select_links(zeta, ranks, 1.0, 1)
     w, used, cov, _ = _naive(zeta, ranks, 1.0, 1)
     assert used > 4 * 64 * 8  # beyond the second prefix
-    np.testing.assert_array_equal(got.weights, w)
+    np.testing.assert_array_equal(got.weights.toarray(), w)
     assert got.n_links == used and got.coverage == cov
     order = np.argsort(zeta.reshape(-1), kind="stable")[:used]
     q, p, i = np.unravel_index(order, zeta.shape)
@@ -121,3 +122,72 @@ def test_rejects_bad_input():
         select_links(np.full((4, 3, 2), np.nan, dtype=np.float32), r, 0.5)
     with pytest.raises(ValueError, match="rank_images"):
         select_links(z, r[:, :, :, :1], 0.5)
+
+
+def _same_selection(a, b):
+    np.testing.assert_array_equal(a.weights.toarray(), b.weights.toarray())
+    for f in ("n_links", "coverage", "links_per_batch", "n_candidates", "reached_target"):
+        assert getattr(a, f) == getattr(b, f), f
+    np.testing.assert_array_equal(a.coverage_history, b.coverage_history)
+    for f in ("link_image", "link_patch", "link_rank"):
+        np.testing.assert_array_equal(getattr(a, f), getattr(b, f))
+    assert a.zeta_cutoff == b.zeta_cutoff or (math.isnan(a.zeta_cutoff) and math.isnan(b.zeta_cutoff))
+
+
+@pytest.mark.parametrize("case", range(12))
+def test_value_order_beyond_the_key_limit_equals_the_key_order(case, monkeypatch):
+    """Above KEY_INDEX_LIMIT flat candidates the uint64 keys cannot index them; the value
+    comparison order that replaces them must select exactly the same links, ties included."""
+    rng = np.random.default_rng(100 + case)
+    n, m, k1, n_layers = int(rng.integers(4, 12)), int(rng.integers(3, 60)), int(rng.integers(1, 5)), 2
+    zeta, ranks = _random_case(rng, n, m, k1, n_layers, ties=True, crowd=case % 2 == 0, rare_rate=0.0)
+    zeta[rng.uniform(size=zeta.shape) < 0.05] = np.inf
+    zeta[rng.uniform(size=zeta.shape) < 0.05] = -0.0  # ties with +0.0
+    mask = rng.uniform(size=(n, m)) < 0.8 if case % 3 == 1 else None
+    target, batch = float(rng.choice([0.5, 0.9, 1.0])), int(rng.choice([1, 3, n]))
+    fast = select_links(zeta, ranks, target, batch, patch_mask=mask)
+    monkeypatch.setattr(links_module, "KEY_INDEX_LIMIT", 0)
+    assert isinstance(links_module._candidate_order(zeta, None), links_module._ValueOrder)
+    slow = select_links(zeta, ranks, target, batch, patch_mask=mask)
+    _same_selection(fast, slow)
+
+
+def test_value_order_chunks_follow_value_then_flat_index():
+    rng = np.random.default_rng(7)
+    flat = rng.integers(0, 5, 3000).astype(np.float32)  # heavy ties
+    flat[rng.uniform(size=flat.size) < 0.1] = np.inf
+    valid = rng.uniform(size=flat.size) < 0.9
+    expect = [i for i in np.lexsort((np.arange(flat.size), flat)) if np.isfinite(flat[i]) and valid[i]]
+    for order in (links_module._KeyOrder(flat.copy(), valid), links_module._ValueOrder(flat.copy(), valid)):
+        got, sizes = [], iter([1, 7, 100, 3, 1000, 5000])
+        while len(got) < order.n_candidates:
+            got.extend(order.next_chunk(next(sizes)).tolist())
+        assert order.n_candidates == len(expect) and got == expect
+        assert order.next_chunk(10).size == 0
+
+
+def test_weights_are_sparse_at_a_size_where_dense_would_not_be_small():
+    """N = 3000 images, M = 2 patches, 2 candidates each: the graph holds at most 2 L n_links
+    entries, and building it never allocates anything near N * N."""
+    import tracemalloc
+
+    from scipy import sparse
+
+    rng = np.random.default_rng(0)
+    n, m, k1, n_layers = 3000, 2, 2, 2
+    zeta = rng.uniform(0, 1, size=(n, m, k1)).astype(np.float32)
+    ranks = (np.arange(n)[None, :, None, None] + rng.integers(1, n, size=(n_layers, n, m, k1))) % n
+    tracemalloc.start()
+    try:
+        got = select_links(zeta, ranks.astype(np.int32), 0.95)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    w = got.weights
+    assert isinstance(w, sparse.csr_array) and w.shape == (n, n) and w.dtype == np.float64
+    assert w.has_canonical_format and 0 < w.nnz <= 2 * n_layers * got.n_links < n * m * k1 * 2 * n_layers
+    assert peak < n * n  # under one byte per image pair; the dense float64 graph is 72 MB
+    assert (w != w.T).nnz == 0 and w.diagonal().sum() == 0  # ranks never name the query itself
+    assert w.sum() == 2 * n_layers * got.n_links
+    q, t = got.link_image, ranks[0, got.link_image, got.link_patch, got.link_rank - 1]
+    assert (w[q, t] > 0).all()

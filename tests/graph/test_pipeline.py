@@ -13,7 +13,7 @@ from .synthetic import toy_graph, batch_inputs, make_batch, make_score_fn, minim
 
 def _assert_defined(result, n, m):
     assert result.excluded.shape == (n, m) and result.excluded.dtype == bool
-    assert np.isfinite(result.links.weights).all()
+    assert np.isfinite(result.links.weights.data).all()
     assert np.isfinite(result.communities.densities).all()
     assert 0.0 <= result.links.coverage <= 1.0
     for rec in result.filtering.records:

@@ -2,6 +2,9 @@
 
 CPM rather than modularity: modularity's degree null model splits a dense anomaly clique
 with a few weak internal edges; CPM's absolute resolution keeps it whole (thesis 3.3.3).
+
+The graph is read as a scipy sparse matrix (a dense array is converted): every step works
+on its stored edges, so memory follows the edge count, not N^2.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from dataclasses import dataclass
 import igraph
 import leidenalg
 import numpy as np
+from scipy import sparse
 
 
 # Below four values Tukey's Q3 is interpolated from the largest one, so a candidate would set
@@ -53,27 +57,53 @@ class CommunityResult:
         return [self.communities[c] for c in self.outliers]
 
 
-def cpm_resolution(weights: np.ndarray, percentile: float = 25.0) -> float:
+Weights = np.ndarray | sparse.sparray | sparse.spmatrix
+
+
+def as_sparse(weights: Weights) -> sparse.csr_array:
+    """``weights`` as a canonical float64 csr_array (sorted indices, duplicates summed,
+    explicit zeros dropped); a dense (N, N) input is converted, a sparse one is not densified."""
+    if sparse.issparse(weights):
+        out = sparse.csr_array(weights, dtype=np.float64, copy=True)
+    else:
+        dense = np.asarray(weights, dtype=np.float64)
+        if dense.ndim != 2:
+            raise ValueError(f"weights must be a square (N, N) matrix, got shape {dense.shape}")
+        out = sparse.csr_array(dense)
+    if out.shape[0] != out.shape[1]:
+        raise ValueError(f"weights must be a square (N, N) matrix, got shape {out.shape}")
+    out.sum_duplicates()
+    out.eliminate_zeros()
+    return out
+
+
+def upper_edges(weights: Weights) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(i, j, w) of the positive entries with i < j, row-major (i, then j ascending): the
+    order ``np.triu_indices`` gives, so graphs built from it match the dense code's."""
+    w = as_sparse(weights).tocoo()  # canonical csr -> row-major, columns sorted
+    keep = (w.row < w.col) & (w.data > 0)
+    return w.row[keep].astype(np.int64), w.col[keep].astype(np.int64), w.data[keep]
+
+
+def cpm_resolution(weights: Weights, percentile: float = 25.0) -> float:
     """gamma = the given percentile of the positive edge weights (upper triangle); 0 if none."""
-    w = weights[np.triu_indices(weights.shape[0], k=1)]
-    w = w[w > 0]
+    w = upper_edges(weights)[2]
     return float(np.percentile(w, percentile)) if w.size else 0.0
 
 
-def leiden_cpm(weights: np.ndarray, resolution: float, seed: int = 0) -> np.ndarray:
+def leiden_cpm(weights: Weights, resolution: float, seed: int = 0) -> np.ndarray:
     """Membership (N,) from leidenalg's CPM on the weighted undirected graph.
 
     Runs to convergence (n_iterations=-1) so the partition does not depend on an
     iteration budget; a graph without edges gives singletons without calling Leiden.
     """
+    weights = as_sparse(weights)
     n = weights.shape[0]
-    iu, ju = np.triu_indices(n, k=1)
-    w = weights[iu, ju]
-    keep = w > 0
-    if not keep.any():
+    iu, ju, w = upper_edges(weights)
+    if not w.size:
         return np.arange(n, dtype=np.int64)
-    graph = igraph.Graph(n=n, edges=list(zip(iu[keep].tolist(), ju[keep].tolist())), directed=False)
-    graph.es["weight"] = w[keep].astype(float).tolist()
+    graph = igraph.Graph(n=n, edges=np.column_stack([iu, ju]).tolist(), directed=False)
+    graph.es["weight"] = w.astype(float).tolist()
     partition = leidenalg.find_partition(
         graph,
         leidenalg.CPMVertexPartition,
@@ -88,7 +118,7 @@ def leiden_cpm(weights: np.ndarray, resolution: float, seed: int = 0) -> np.ndar
 DENSITIES = ("per_pair", "per_member")
 
 
-def community_densities(weights: np.ndarray, communities: list[np.ndarray], per: str = "per_pair") -> np.ndarray:
+def community_densities(weights: Weights, communities: list[np.ndarray], per: str = "per_pair") -> np.ndarray:
     """Internal weight of each community, per image pair (SPEC) or per member; 0.0 for singletons.
 
     per_pair: rho(c) = W_in / (|c|(|c|-1)/2), the SPEC's reconstruction. Each image of a
@@ -99,12 +129,21 @@ def community_densities(weights: np.ndarray, communities: list[np.ndarray], per:
     """
     if per not in DENSITIES:
         raise ValueError(f"density must be one of {DENSITIES}, got {per!r}")
-    dens = np.zeros(len(communities), dtype=np.float64)
-    for c, members in enumerate(communities):
-        s = members.size
-        if s >= 2:
-            internal = weights[np.ix_(members, members)].sum() / 2.0  # symmetric, zero diag
-            dens[c] = internal / (s * (s - 1) / 2.0 if per == "per_pair" else s)
+    w = as_sparse(weights).tocoo()
+    members = [np.asarray(c, dtype=np.int64).reshape(-1) for c in communities]
+    sizes = np.array([c.size for c in members], dtype=np.int64)
+    label = np.full(w.shape[0], -1, dtype=np.int64)
+    flat = np.concatenate(members) if members else np.zeros(0, dtype=np.int64)
+    label[flat] = np.repeat(np.arange(len(members)), sizes)
+    if np.count_nonzero(label >= 0) != flat.size:
+        raise ValueError("communities must be disjoint")
+    inside = (label[w.row] == label[w.col]) & (label[w.row] >= 0)
+    # all stored entries inside each community, both triangles: symmetric, zero diagonal
+    internal = np.bincount(label[w.row[inside]], weights=w.data[inside], minlength=len(members)) / 2.0
+    dens = np.zeros(len(members), dtype=np.float64)
+    big = sizes >= 2
+    s = sizes[big].astype(np.float64)
+    dens[big] = internal[big] / (s * (s - 1) / 2.0 if per == "per_pair" else s)
     return dens
 
 
@@ -135,10 +174,32 @@ def leave_one_out_outliers(densities: np.ndarray, eligible: np.ndarray, kappa: f
     return out
 
 
-def detect_communities(weights: np.ndarray, kappa: float = 3.0, seed: int = 0,
+def _check_graph(w: sparse.csr_array) -> None:
+    """Symmetric within ``np.allclose`` tolerances, finite and non-negative, on the stored
+    entries only (the implicit zeros satisfy all three)."""
+    if not np.isfinite(w.data).all() or (w.data < 0).any():
+        raise ValueError("weights must be symmetric, finite and non-negative")
+    wt = sparse.csr_array(w.T)
+    diff = (w - wt).tocoo()
+    other = np.asarray(wt[diff.row, diff.col]).reshape(-1) if diff.nnz else np.zeros(0)
+    if not (np.abs(diff.data) <= 1e-8 + 1e-5 * np.abs(other)).all():
+        raise ValueError("weights must be symmetric, finite and non-negative")
+
+
+def _without_diagonal(w: sparse.csr_array) -> sparse.csr_array:
+    """Copy of ``w`` with its stored diagonal entries removed (self-edges carry no pair)."""
+    coo = w.tocoo()
+    keep = coo.row != coo.col
+    out = sparse.csr_array((coo.data[keep], (coo.row[keep], coo.col[keep])), shape=w.shape)
+    out.sum_duplicates()
+    return out
+
+
+def detect_communities(weights: Weights, kappa: float = 3.0, seed: int = 0,
                        min_size: int = 2, density: str = "per_pair",
                        resolution_percentile: float = 25.0, leave_one_out: bool = False) -> CommunityResult:
-    """Leiden CPM partition, densities, and the Tukey outlier communities of ``weights: (N, N)``.
+    """Leiden CPM partition, densities, and the Tukey outlier communities of ``weights: (N, N)``,
+    a scipy sparse matrix (e.g. ``LinkSelection.weights``) or a dense array (converted).
 
     A single eligible community, or equal densities, give IQR 0 and fence = Q3: nothing is
     strictly above it, so there is no outlier. Outliers are returned densest first, the
@@ -153,23 +214,20 @@ def detect_communities(weights: np.ndarray, kappa: float = 3.0, seed: int = 0,
     leave_one_out: each community is judged against the quartiles of the others
     (:func:`leave_one_out_outliers`); q1/q3/fence still describe all eligible communities.
     """
-    weights = np.asarray(weights, dtype=np.float64)
-    if weights.ndim != 2 or weights.shape[0] != weights.shape[1]:
-        raise ValueError(f"weights must be a square (N, N) matrix, got shape {weights.shape}")
-    if not np.allclose(weights, weights.T) or np.any(weights < 0) or not np.isfinite(weights).all():
-        raise ValueError("weights must be symmetric, finite and non-negative")
+    graph = as_sparse(weights)
+    _check_graph(graph)
     if kappa < 0:
         raise ValueError(f"kappa must be >= 0, got {kappa}")
     if min_size < 2:
         raise ValueError(f"min_size must be >= 2 (a singleton has no density), got {min_size}")
-    weights = weights.copy()
-    np.fill_diagonal(weights, 0.0)
-    gamma = cpm_resolution(weights, resolution_percentile)
-    membership = leiden_cpm(weights, gamma, seed)
+    graph = _without_diagonal(graph)
+    gamma = cpm_resolution(graph, resolution_percentile)
+    membership = leiden_cpm(graph, gamma, seed)
     n_comm = int(membership.max()) + 1 if membership.size else 0
-    communities = [np.flatnonzero(membership == c) for c in range(n_comm)]
+    by_community = np.argsort(membership, kind="stable")  # ascending image ids within each
+    communities = np.split(by_community, np.cumsum(np.bincount(membership, minlength=n_comm))[:-1])
     sizes = np.array([c.size for c in communities], dtype=np.int64)
-    densities = community_densities(weights, communities, density)
+    densities = community_densities(graph, communities, density)
     if min_size > 2 and np.count_nonzero(sizes >= min_size) < MIN_TUKEY_COMMUNITIES:
         min_size = 2
     eligible = sizes >= min_size

@@ -20,6 +20,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
+from codegraph_ad.graph.communities import Weights, as_sparse, upper_edges
 from codegraph_ad.graph.groups import json_number as _num
 from codegraph_ad.graph.pipeline import GraphResult
 from codegraph_ad.io.atomic import atomic_write, write_bytes
@@ -35,13 +36,14 @@ def _names(n: int, names: Sequence[str] | None) -> list[str]:
     return [str(s) for s in names]
 
 
-def edge_list(weights: np.ndarray) -> list[dict[str, Any]]:
-    """Positive edges (i < j) with their weights, heaviest first."""
-    iu, ju = np.triu_indices(weights.shape[0], k=1)
-    w = weights[iu, ju]
-    keep = np.flatnonzero(w > 0)
-    keep = keep[np.argsort(-w[keep], kind="stable")]
-    return [{"source": int(iu[e]), "target": int(ju[e]), "weight": float(w[e])} for e in keep]
+def edge_list(weights: Weights) -> list[dict[str, Any]]:
+    """Positive edges (i < j) with their weights, heaviest first (ties row-major).
+
+    weights: (N, N), sparse (``LinkSelection.weights``) or dense."""
+    iu, ju, w = upper_edges(weights)
+    keep = np.argsort(-w, kind="stable")
+    return [{"source": int(a), "target": int(b), "weight": float(x)}
+            for a, b, x in zip(iu[keep].tolist(), ju[keep].tolist(), w[keep].tolist())]
 
 
 def summarize(result: GraphResult, names: Sequence[str] | None = None) -> dict[str, Any]:
@@ -108,25 +110,24 @@ def _png_bytes(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
-def graph_layout(weights: np.ndarray, seed: int = 0) -> np.ndarray:
+def graph_layout(weights: Weights, seed: int = 0) -> np.ndarray:
     """(N, 2) Fruchterman-Reingold positions; heavier edges pull harder.
 
     igraph's ``seed`` is a start layout, not an RNG seed, and the algorithm also draws from
     igraph's generator: both are seeded (the generator is put back to Python's ``random``,
     igraph's default, afterwards) so the picture is identical between runs.
     """
+    weights = as_sparse(weights)
     n = weights.shape[0]
-    iu, ju = np.triu_indices(n, k=1)
-    w = weights[iu, ju]
-    keep = w > 0
+    iu, ju, w = upper_edges(weights)
     start = np.random.default_rng(seed).uniform(-1.0, 1.0, size=(n, 2))
-    if not keep.any():
+    if not w.size:
         return start
-    g = igraph.Graph(n=n, edges=list(zip(iu[keep].tolist(), ju[keep].tolist())), directed=False)
+    g = igraph.Graph(n=n, edges=np.column_stack([iu, ju]).tolist(), directed=False)
     igraph.set_random_number_generator(random.Random(seed))
     try:
         layout = g.layout_fruchterman_reingold(
-            weights=w[keep].astype(float).tolist(), seed=start.tolist(), niter=500
+            weights=w.astype(float).tolist(), seed=start.tolist(), niter=500
         )
     finally:
         igraph.set_random_number_generator(random)
@@ -134,7 +135,7 @@ def graph_layout(weights: np.ndarray, seed: int = 0) -> np.ndarray:
 
 
 def plot_graph(
-    weights: np.ndarray,
+    weights: Weights,
     membership: np.ndarray,
     outliers: Sequence[int],
     names: Sequence[str] | None,
@@ -143,18 +144,16 @@ def plot_graph(
 ) -> Path:
     """Draw the anomaly similarity graph to a PNG: nodes coloured by community, outlier
     communities in red, edge width and darkness by weight."""
-    weights = np.asarray(weights, dtype=np.float64)
+    weights = as_sparse(weights)
     membership = np.asarray(membership)
     n = weights.shape[0]
     label = _names(n, names)
     pos = graph_layout(weights, seed)
     fig = Figure(figsize=(8, 8), dpi=100)
     ax = fig.add_subplot(1, 1, 1)
-    iu, ju = np.triu_indices(n, k=1)
-    w = weights[iu, ju]
-    keep = np.flatnonzero(w > 0)
-    wmax = float(w[keep].max()) if keep.size else 1.0
-    for e in keep[np.argsort(w[keep], kind="stable")]:  # heavy edges drawn last, on top
+    iu, ju, w = upper_edges(weights)
+    wmax = float(w.max()) if w.size else 1.0
+    for e in np.argsort(w, kind="stable"):  # heavy edges drawn last, on top
         a, b = iu[e], ju[e]
         frac = w[e] / wmax
         ax.plot(

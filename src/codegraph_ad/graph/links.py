@@ -10,6 +10,9 @@ touch position in the sorted order, find where the required count of images is r
 and round up to the end of that batch. The order itself is produced lazily: the smallest
 keys are partitioned off and sorted in geometrically growing prefixes, so a run that
 stops after a few thousand links never sorts the tens of millions of candidates.
+
+The graph is a sparse matrix: it holds at most 2 L n_links entries, where a dense (N, N)
+array would hold 10^10 at N = 10^5.
 """
 
 from __future__ import annotations
@@ -18,14 +21,17 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import sparse
 
 
 @dataclass(frozen=True)
 class LinkSelection:
     """The suspicious-link set L_s and the graph G it builds.
 
-    weights: (N, N) float64, symmetric, zero diagonal; edge (q, t) counts the per-layer
-        connections of the selected links between images q and t.
+    weights: scipy.sparse.csr_array (N, N) float64, symmetric, canonical (sorted indices,
+        duplicates summed); edge (q, t) counts the per-layer connections of the selected
+        links between images q and t. The diagonal is empty unless ``rank_images`` names a
+        query image among its own ranks (each such link then adds 2, as a + a.T would).
     n_links: links in L_s (a whole number of batches, or all candidates).
     coverage: fraction of images with degree > 0 at the end.
     coverage_history: (n_batches,) coverage after each batch.
@@ -37,7 +43,7 @@ class LinkSelection:
     reached_target: whether coverage >= target (false when candidates ran out first).
     """
 
-    weights: np.ndarray
+    weights: sparse.csr_array
     n_links: int
     coverage: float
     coverage_history: np.ndarray
@@ -57,22 +63,103 @@ def required_touched(n_images: int, target_coverage: float) -> int:
     return int(np.argmax(ok)) if ok.any() else n_images + 1
 
 
-def _sort_keys(zeta: np.ndarray, valid: np.ndarray | None) -> tuple[np.ndarray, int]:
-    """uint64 keys (float32 bits << 32 | flat index): unique, so ordering them is a stable
-    argsort by value, and a partition of them is exact (no ties at the boundary)."""
+# Flat candidate positions the low 32 bits of a uint64 sort key can hold; above it the
+# candidates are ordered by value comparisons instead (same order, slower rounds).
+KEY_INDEX_LIMIT = 2**32
+
+
+class _KeyOrder:
+    """Candidates in (value, flat index) order, a prefix at a time, from uint64 keys
+    (float32 bits << 32 | flat index): unique, so ordering them is a stable argsort by
+    value, and a partition of them is exact (no ties at the boundary)."""
+
+    def __init__(self, flat: np.ndarray, valid: np.ndarray | None) -> None:
+        finite = np.isfinite(flat)
+        if not finite.all() or valid is not None:
+            idx = np.flatnonzero(finite if valid is None else finite & valid)
+            vals = flat[idx]
+        else:
+            idx = np.arange(flat.size)
+            vals = flat
+        keys = vals.view(np.uint32).astype(np.uint64) << np.uint64(32)
+        keys |= idx.astype(np.uint64)
+        self.keys = keys
+        self.n_candidates = int(keys.size)
+        self._lo = 0
+
+    def next_chunk(self, count: int) -> np.ndarray:
+        """Flat indices of the next ``count`` candidates (fewer at the end), in order."""
+        lo, size = self._lo, min(self._lo + count, self.n_candidates)
+        if size <= lo:
+            return np.zeros(0, dtype=np.int64)
+        if size < self.n_candidates:
+            self.keys[lo:].partition(size - lo - 1)  # smallest (size - lo) remaining keys first
+        chunk = np.sort(self.keys[lo:size])
+        self._lo = size
+        return (chunk & np.uint64(0xFFFFFFFF)).astype(np.int64)
+
+
+class _ValueOrder:
+    """The same order as :class:`_KeyOrder` for any number of candidates, without keys.
+
+    Non-candidates are set to +inf in the float32 copy it is given (and owns), so a position's flat index is its
+    place in the array and ties need no index array. Each round takes the remaining
+    candidates (after the last one taken, in (value, index) order), finds the value of the
+    ``count``-th smallest by partition, and orders everything up to it, ties included, by
+    value and then index; a pass over the array per round, and rounds grow geometrically.
+    """
+
+    def __init__(self, flat: np.ndarray, valid: np.ndarray | None) -> None:
+        values = flat  # owned: the caller passes a fresh array
+        if valid is not None:
+            values[~valid] = np.inf
+        self.values = values
+        self.n_candidates = int(np.count_nonzero(np.isfinite(values)))
+        self._taken = 0
+        self._last: tuple[np.float32, int] | None = None
+
+    def next_chunk(self, count: int) -> np.ndarray:
+        """Flat indices of the next ``count`` candidates (fewer at the end), in order."""
+        count = min(count, self.n_candidates - self._taken)
+        if count <= 0:
+            return np.zeros(0, dtype=np.int64)
+        v = self.values
+        if self._last is None:
+            remaining = np.isfinite(v)
+        else:
+            last_value, last_pos = self._last
+            remaining = (v > last_value) & (v < np.inf)
+            remaining[last_pos + 1 :] |= v[last_pos + 1 :] == last_value
+        pool = v[remaining]
+        bound = np.partition(pool, count - 1)[count - 1] if count < pool.size else pool.max()
+        del pool
+        remaining &= v <= bound
+        pos = np.flatnonzero(remaining)  # ascending, so a stable sort by value breaks ties by index
+        del remaining
+        out = pos[np.argsort(v[pos], kind="stable")[:count]].astype(np.int64)
+        self._taken += count
+        self._last = (v[out[-1]], int(out[-1]))
+        return out
+
+
+def _candidate_order(zeta: np.ndarray, valid: np.ndarray | None) -> _KeyOrder | _ValueOrder:
+    """Lazy (value, flat index) order of the finite, valid candidates of ``zeta``."""
     flat = zeta.reshape(-1) + np.float32(0.0)  # -0.0 -> +0.0 so bit order = value order
-    if flat.size >= 2**32:
-        raise ValueError(f"{flat.size} candidate links exceed the 2**32 the sort keys can index")
-    finite = np.isfinite(flat)
-    if not finite.all() or valid is not None:
-        idx = np.flatnonzero(finite if valid is None else finite & valid.reshape(-1))
-        vals = flat[idx]
-    else:
-        idx = np.arange(flat.size)
-        vals = flat
-    keys = vals.view(np.uint32).astype(np.uint64) << np.uint64(32)
-    keys |= idx.astype(np.uint64)
-    return keys, int(keys.size)
+    valid_flat = None if valid is None else valid.reshape(-1)
+    if flat.size >= KEY_INDEX_LIMIT:
+        return _ValueOrder(flat, valid_flat)
+    return _KeyOrder(flat, valid_flat)
+
+
+def link_graph(n: int, sources: np.ndarray, targets: np.ndarray) -> sparse.csr_array:
+    """Symmetric (n, n) float64 counts: each (source, target) pair adds 1 to both of its
+    entries (2 to a diagonal one), built from coordinates, never as a dense array."""
+    rows = np.concatenate([sources, targets]).astype(np.int64, copy=False)
+    cols = np.concatenate([targets, sources]).astype(np.int64, copy=False)
+    graph = sparse.coo_array((np.ones(rows.size, dtype=np.float64), (rows, cols)), shape=(n, n))
+    out = sparse.csr_array(graph)  # sums duplicates
+    out.sum_duplicates()
+    return out
 
 
 def select_links(
@@ -114,7 +201,8 @@ def select_links(
     else:
         valid = None
 
-    keys, n_cand = _sort_keys(zeta, valid)
+    candidates = _candidate_order(zeta, valid)
+    n_cand = candidates.n_candidates
     needed = required_touched(n, target_coverage)
     never = np.iinfo(np.int64).max
     first_touch = np.full(n, never, dtype=np.int64)
@@ -123,10 +211,7 @@ def select_links(
     chunks: list[np.ndarray] = []  # flat link indices, in order
     n_links = 0
     while lo < n_cand:
-        if size < n_cand:
-            keys[lo:].partition(size - lo - 1)  # smallest (size - lo) remaining keys first
-        chunk = np.sort(keys[lo:size])
-        flat_idx = (chunk & np.uint64(0xFFFFFFFF)).astype(np.int64)
+        flat_idx = candidates.next_chunk(size - lo)
         chunks.append(flat_idx)
         q, pm, ri = np.unravel_index(flat_idx, (n, m, k1))
         nodes = np.empty((flat_idx.size, n_layers + 1), dtype=np.int64)
@@ -150,9 +235,9 @@ def select_links(
     order = np.concatenate(chunks)[:n_links] if chunks else np.zeros(0, dtype=np.int64)
     q, pm, ri = np.unravel_index(order, (n, m, k1))
     targets = rank_images[:, q, pm, ri].astype(np.int64)  # (L, n_links)
-    pair = (q[None, :] * n + targets).reshape(-1)
-    a = np.bincount(pair, minlength=n * n).reshape(n, n).astype(np.float64)
-    weights = a + a.T
+    if targets.size and (targets.min() < 0 or targets.max() >= n):
+        raise ValueError(f"rank_images of the selected links must be image ids in [0, {n})")
+    weights = link_graph(n, np.broadcast_to(q, targets.shape).reshape(-1), targets.reshape(-1))
 
     ft = np.sort(first_touch)
     n_batches = math.ceil(n_links / batch)

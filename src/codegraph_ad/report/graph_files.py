@@ -6,16 +6,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import sparse
 
 from codegraph_ad.io.images import load_image_rgb
 
 
-def subset_graph(diag: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, list[int]]:
-    """Weight matrix, membership and outlier ids of one subset, from its JSON diagnostics."""
+def subset_graph(diag: dict[str, Any]) -> tuple[sparse.csr_array, np.ndarray, list[int]]:
+    """Sparse weight matrix, membership and outlier ids of one subset, from its JSON diagnostics."""
+    from codegraph_ad.report.graph_svg import weights_from_edges
+
     n = int(diag["n_images"])
-    weights = np.zeros((n, n))
-    for e in diag["edges"]:
-        weights[e["source"], e["target"]] = weights[e["target"], e["source"]] = e["weight"]
+    weights = weights_from_edges(n, diag["edges"])
     membership = np.zeros(n, dtype=int)
     for c in diag["communities"]:
         membership[np.asarray(c["images"], dtype=int)] = c["id"]

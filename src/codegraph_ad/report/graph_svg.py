@@ -11,6 +11,7 @@ import html
 from typing import Any, Sequence
 
 import numpy as np
+from scipy import sparse
 from matplotlib import colormaps
 from matplotlib.colors import to_hex
 
@@ -19,13 +20,14 @@ OUTLIER_COLOUR = "#d32f2f"
 _PALETTE = [to_hex(colormaps["tab20"](i)) for i in (0, 2, 4, 8, 10, 14, 16, 18, 1, 3, 5, 9, 11, 15, 17, 19)]
 
 
-def weights_from_edges(n: int, edges: Sequence[dict[str, Any]]) -> np.ndarray:
-    """Symmetric ``(n, n)`` weight matrix from the diagnostics' edge list (local indices)."""
-    w = np.zeros((n, n), dtype=np.float64)
-    for e in edges:
-        a, b = int(e["source"]), int(e["target"])
-        w[a, b] = w[b, a] = float(e["weight"])
-    return w
+def weights_from_edges(n: int, edges: Sequence[dict[str, Any]]) -> sparse.csr_array:
+    """Symmetric sparse ``(n, n)`` weight matrix from the diagnostics' edge list (local
+    indices; each pair listed once, as ``edge_list`` writes it): no dense n x n at large n."""
+    a = np.array([int(e["source"]) for e in edges], dtype=np.int64)
+    b = np.array([int(e["target"]) for e in edges], dtype=np.int64)
+    w = np.array([float(e["weight"]) for e in edges], dtype=np.float64)
+    coo = sparse.coo_array((np.concatenate([w, w]), (np.concatenate([a, b]), np.concatenate([b, a]))), shape=(n, n))
+    return sparse.csr_array(coo)
 
 
 def membership(n: int, communities: Sequence[dict[str, Any]]) -> np.ndarray:
