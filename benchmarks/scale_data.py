@@ -158,7 +158,7 @@ class ScaleCache:
             man.update(
                 n_images=start + CHUNK, grid=list(feats.grid), size=self.size, seed=self.seed, chunk=CHUNK,
                 category_dir=str(self.category_dir), sources=names,
-                labels=[image_label(self.sources[r.source]) for r in man["recipes"] + recipes],
+                labels=[image_label(self.sources[r["source"]]) for r in man["recipes"] + [asdict(x) for x in recipes]],
                 features=asdict(extractor.config), layers_dtype="float16",
             )
             man["recipes"] = man["recipes"] + [asdict(r) for r in recipes]

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from codegraph_ad.engine.autotune import fastest_reduced_precision
+from codegraph_ad.engine.executor import LOCAL, Executor, SlotRows
 from codegraph_ad.engine.plan import ReferencePlan
 from codegraph_ad.engine.products import PRECISIONS, make_product
 from codegraph_ad.progress import Progress
@@ -75,6 +76,7 @@ def pair_minima(
     with_argmin: bool = False,
     progress: bool | Progress = False,
     desc: str = "mutual scoring",
+    executor: Executor | None = None,
 ) -> PairMinima:
     """Nearest-patch distances between every ordered image pair of ``feats: (N, M, C)`` (unit rows).
 
@@ -85,51 +87,81 @@ def pair_minima(
     the three runs fastest here.
 
     progress: a stage's Progress, whose bar the image blocks advance (one unit of it), or a
-    bool for a bar of its own named ``desc``.
+    bool for a bar of its own named ``desc``. executor: where the blocks run (engine/executor.py).
     """
     n, m, c = feats.shape
     feats = feats.float().contiguous()
     product = make_product(resolve_precision(precision, m), m)
-    best_sim = torch.full((n, n, m), -2.0 if product.exact else torch.iinfo(torch.int32).min,
-                          dtype=product.out_dtype, device=feats.device)
-    need_arg = with_argmin or product.recompute
-    best_arg = (torch.zeros((n, n, m), dtype=torch.int16 if m < 32768 else torch.int32, device=feats.device)
-                if need_arg else None)
+    best_sim, best_arg = _empty_minima(n, n, m, product, with_argmin or product.recompute, feats.device)
     low = product.prepare(feats.reshape(n * m, c))
     b = min(n, images_per_block(m, budget_mb))
     starts = list(range(0, n, b))
-    pairs = [(i0, j0) for i0 in starts for j0 in starts if j0 >= i0]
-    right = {}
-    with Progress.of(progress).stage(desc, len(pairs), "blocks") as bar:
-        for i0, j0 in pairs:
-            i1, j1 = min(i0 + b, n), min(j0 + b, n)
-            bi, bj = i1 - i0, j1 - j0
-            if j0 not in right:
-                right.clear()  # blocks arrive row by row: keep one row's right operands
-            if j0 not in right:
-                right[j0] = product.right(low[j0 * m : j1 * m])
-            sim = product.block(low[i0 * m : i1 * m], right[j0]).view(bi, m, bj, m)
-            # i -> j: max over the patches of j; j -> i: max over the patches of i
-            if best_arg is None:  # values only: amax skips the index bookkeeping
-                best_sim[i0:i1, j0:j1] = sim.amax(dim=3).permute(0, 2, 1)
-                if j0 != i0:
-                    best_sim[j0:j1, i0:i1] = sim.amax(dim=1).permute(1, 0, 2)
-            else:
-                s_ij, a_ij = sim.max(dim=3)  # (bi, m, bj)
-                best_sim[i0:i1, j0:j1] = s_ij.permute(0, 2, 1)
-                best_arg[i0:i1, j0:j1] = a_ij.permute(0, 2, 1).to(best_arg.dtype)
-                if j0 != i0:
-                    s_ji, a_ji = sim.max(dim=1)  # (bi, bj, m)
-                    best_sim[j0:j1, i0:i1] = s_ji.permute(1, 0, 2)
-                    best_arg[j0:j1, i0:i1] = a_ji.permute(1, 0, 2).to(best_arg.dtype)
-            del sim
-            bar.advance()
+    blocks = [(i0, min(i0 + b, n), j0, min(j0 + b, n)) for i0 in starts for j0 in starts if j0 >= i0]
+    ctx = _BlockContext(low, product, m, best_arg is not None)
+    _run_tasks(executor, _dense_block, ctx, blocks, best_sim, best_arg, progress, desc)
     best_sim = _exact_similarity(feats, best_arg) if product.recompute else product.to_similarity(best_sim)
     # in place: at N = 500, M = 1024 each (N, N, M) temporary is 1 GB
     dist = best_sim.mul_(-2.0).add_(2.0).clamp_(min=0.0).sqrt_()
     idx = torch.arange(n, device=feats.device)
     dist[idx, idx] = float("inf")
     return PairMinima(dist=dist, argmin=best_arg if with_argmin else None)
+
+
+@dataclass
+class _BlockContext:
+    """What every pair task reads: the prepared features, once (a cluster holds one copy)."""
+
+    low: torch.Tensor  # (N*M, C') prepared features
+    product: object
+    m: int
+    with_arg: bool
+    pairs: tuple[torch.Tensor, ...] | None = None  # listed plans: (left, right, slot_ab, slot_ba)
+
+
+def _empty_minima(n: int, slots: int, m: int, product, need_arg: bool,
+                  device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    best_sim = torch.full((n, slots, m), -2.0 if product.exact else torch.iinfo(torch.int32).min,
+                          dtype=product.out_dtype, device=device)
+    best_arg = (torch.zeros((n, slots, m), dtype=torch.int16 if m < 32768 else torch.int32, device=device)
+                if need_arg else None)
+    return best_sim, best_arg
+
+
+def _reduce(sim: torch.Tensor, dim: int, with_arg: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Max over ``dim`` (amax alone when no index is needed: it skips the bookkeeping)."""
+    if not with_arg:
+        return sim.amax(dim=dim), None
+    v, i = sim.max(dim=dim)
+    return v, i.to(torch.int16 if sim.shape[dim] < 32768 else torch.int32)
+
+
+def _dense_block(ctx: _BlockContext, block: tuple[int, int, int, int]) -> list[SlotRows]:
+    """One square block of image pairs: i -> j from the row maxima, j -> i from the columns."""
+    i0, i1, j0, j1 = block
+    m, bi, bj = ctx.m, i1 - i0, j1 - j0
+    sim = ctx.product.block(ctx.low[i0 * m : i1 * m], ctx.product.right(ctx.low[j0 * m : j1 * m]))
+    sim = sim.view(bi, m, bj, m)
+    rows_i, rows_j = torch.arange(i0, i1), torch.arange(j0, j1)
+    v, a = _reduce(sim, 3, ctx.with_arg)  # (bi, m, bj)
+    out = [SlotRows(rows_i.repeat_interleave(bj), rows_j.repeat(bi), v.permute(0, 2, 1).reshape(bi * bj, m),
+                    None if a is None else a.permute(0, 2, 1).reshape(bi * bj, m))]
+    if j0 != i0:
+        v, a = _reduce(sim, 1, ctx.with_arg)  # (bi, bj, m)
+        out.append(SlotRows(rows_j.repeat_interleave(bi), rows_i.repeat(bj), v.permute(1, 0, 2).reshape(bj * bi, m),
+                            None if a is None else a.permute(1, 0, 2).reshape(bj * bi, m)))
+    return out
+
+
+def _run_tasks(executor: Executor | None, fn, ctx, tasks: list, best_sim: torch.Tensor,
+               best_arg: torch.Tensor | None, progress: bool | Progress, desc: str) -> None:
+    """Run the tasks where the executor says and write each finished slot row once."""
+    with Progress.of(progress).stage(desc, len(tasks), "blocks") as bar:
+        for rows in (executor or LOCAL).map(fn, ctx, tasks):
+            for r in rows:
+                best_sim[r.queries, r.slots] = r.values.to(best_sim.device)
+                if best_arg is not None and r.args is not None:
+                    best_arg[r.queries, r.slots] = r.args.to(device=best_arg.device, dtype=best_arg.dtype)
+            bar.advance()
 
 
 def _exact_similarity(feats: torch.Tensor, arg: torch.Tensor, slot_images: torch.Tensor | None = None) -> torch.Tensor:
@@ -244,6 +276,7 @@ def plan_minima(
     desc: str = "mutual scoring",
     window: int | None = None,
     grid: tuple[int, int] | None = None,
+    executor: Executor | None = None,
 ) -> PairMinima:
     """Nearest-patch distances for the image pairs of ``plan`` (None: the exact plan).
 
@@ -251,6 +284,7 @@ def plan_minima(
     multiplies only its listed pairs, each unordered pair once for both directions, so the
     cost is (pairs listed) x M^2 C instead of N^2 M^2 C. ``window``: a patch meets only the
     patches within that many grid cells of its own position (``grid`` = patch grid), fp32.
+    executor: where the pair tasks run (engine/executor.py; None: this process).
     """
     n = feats.shape[0]
     plan = plan if plan is not None else ReferencePlan(n)
@@ -259,92 +293,97 @@ def plan_minima(
     if window is not None:
         if grid is None or grid[0] * grid[1] != feats.shape[1]:
             raise ValueError(f"a window needs the patch grid of the {feats.shape[1]} patches, got {grid}")
-        return _window_minima(feats, plan, budget_mb, with_argmin, progress, desc, window, grid)
+        return _window_minima(feats, plan, budget_mb, with_argmin, progress, desc, window, grid, executor)
     if plan.dense:
-        return pair_minima(feats, budget_mb, precision, with_argmin, progress, desc)
-    return _listed_pair_minima(feats, plan, budget_mb, precision, with_argmin, progress, desc)
+        return pair_minima(feats, budget_mb, precision, with_argmin, progress, desc, executor)
+    return _listed_pair_minima(feats, plan, budget_mb, precision, with_argmin, progress, desc, executor)
 
 
 def _listed_pair_minima(feats: torch.Tensor, plan: ReferencePlan, budget_mb: float, precision: str,
-                        with_argmin: bool, progress: bool | Progress, desc: str) -> PairMinima:
+                        with_argmin: bool, progress: bool | Progress, desc: str,
+                        executor: Executor | None = None) -> PairMinima:
     """The sparse plan's pairs, grouped by their left image: one product of that image's
     patches against a run of its partners' patches serves both directions of every pair."""
     n, m, c = feats.shape
     feats = feats.float().contiguous()
     product = make_product(resolve_precision(precision, m), m)
-    k = plan.n_slots
-    best_sim = torch.full((n, k, m), -2.0 if product.exact else torch.iinfo(torch.int32).min,
-                          dtype=product.out_dtype, device=feats.device)
-    need_arg = with_argmin or product.recompute
-    best_arg = (torch.zeros((n, k, m), dtype=torch.int16 if m < 32768 else torch.int32, device=feats.device)
-                if need_arg else None)
+    best_sim, best_arg = _empty_minima(n, plan.n_slots, m, product, with_argmin or product.recompute, feats.device)
     low = product.prepare(feats.reshape(n * m, c))
-    low = low.view(n, m, low.shape[1])
-    left_img, right_img, slot_ab, slot_ba = plan.unordered_pairs()
+    pairs = plan.unordered_pairs()
     block_bytes = min(budget_mb * 1e6 * _BLOCK_SHARE, _BLOCK_CAP_BYTES)
     per_block = max(1, int(block_bytes // (4 * m * m)))
-    starts = torch.unique_consecutive(left_img, return_counts=True)[1].cumsum(0).tolist()
+    ends = torch.unique_consecutive(pairs[0], return_counts=True)[1].cumsum(0).tolist()
     chunks = []
     lo = 0
-    for hi in starts:  # runs of one left image, cut to the block size
-        chunks.extend((s, min(s + per_block, hi)) for s in range(lo, hi, per_block))
+    for hi in ends:  # runs of one left image, cut to the block size
+        chunks.extend((s0, min(s0 + per_block, hi)) for s0 in range(lo, hi, per_block))
         lo = hi
-    with Progress.of(progress).stage(desc, len(chunks), "blocks") as bar:
-        for s0, s1 in chunks:
-            a = int(left_img[s0])
-            partners = right_img[s0:s1]
-            sim = product.block(low[a], product.right(low[partners].reshape(-1, low.shape[2])))
-            sim = sim.view(m, s1 - s0, m)
-            fwd = torch.nonzero(slot_ab[s0:s1] >= 0).flatten()  # a lists the partner: a -> partner
-            bwd = torch.nonzero(slot_ba[s0:s1] >= 0).flatten()  # the partner lists a: partner -> a
-            if best_arg is None:
-                if fwd.numel():
-                    best_sim[a, slot_ab[s0:s1][fwd]] = sim[:, fwd].amax(dim=2).T
-                if bwd.numel():
-                    best_sim[partners[bwd], slot_ba[s0:s1][bwd]] = sim[:, bwd].amax(dim=0)
-            else:
-                if fwd.numel():
-                    v, i = sim[:, fwd].max(dim=2)  # (m, f)
-                    best_sim[a, slot_ab[s0:s1][fwd]] = v.T
-                    best_arg[a, slot_ab[s0:s1][fwd]] = i.T.to(best_arg.dtype)
-                if bwd.numel():
-                    v, i = sim[:, bwd].max(dim=0)  # (b, m)
-                    best_sim[partners[bwd], slot_ba[s0:s1][bwd]] = v
-                    best_arg[partners[bwd], slot_ba[s0:s1][bwd]] = i.to(best_arg.dtype)
-            del sim
-            bar.advance()
+    ctx = _BlockContext(low, product, m, best_arg is not None, pairs)
+    _run_tasks(executor, _listed_chunk, ctx, chunks, best_sim, best_arg, progress, desc)
     best_sim = (_exact_similarity(feats, best_arg, plan.refs) if product.recompute
                 else product.to_similarity(best_sim))
     dist = best_sim.mul_(-2.0).add_(2.0).clamp_(min=0.0).sqrt_()
     return PairMinima(dist=dist, argmin=best_arg if with_argmin else None, refs=plan.refs)
 
 
-def _window_minima(feats: torch.Tensor, plan: ReferencePlan, budget_mb: float, with_argmin: bool,
-                   progress: bool | Progress, desc: str, radius: int, grid: tuple[int, int]) -> PairMinima:
-    """Position-restricted minima: each query block against its slots' images, in fp32."""
-    from codegraph_ad.engine.window import window_block
+def _listed_chunk(ctx: _BlockContext, chunk: tuple[int, int]) -> list[SlotRows]:
+    """Pairs ``s0:s1`` of the plan's list, all with the same left image a."""
+    s0, s1 = chunk
+    left, right, slot_ab, slot_ba = (t[s0:s1] for t in ctx.pairs)
+    m, a = ctx.m, int(left[0])
+    width = ctx.low.shape[1]
+    partners = ctx.low.view(-1, m, width)[right].reshape(-1, width)
+    sim = ctx.product.block(ctx.low[a * m : (a + 1) * m], ctx.product.right(partners)).view(m, s1 - s0, m)
+    out = []
+    fwd = torch.nonzero(slot_ab >= 0).flatten()  # a lists the partner: a -> partner
+    if fwd.numel():
+        v, i = _reduce(sim if fwd.numel() == s1 - s0 else sim[:, fwd], 2, ctx.with_arg)  # (m, f)
+        out.append(SlotRows(torch.full((fwd.numel(),), a), slot_ab[fwd], v.T, None if i is None else i.T))
+    bwd = torch.nonzero(slot_ba >= 0).flatten()  # the partner lists a: partner -> a
+    if bwd.numel():
+        v, i = _reduce(sim if bwd.numel() == s1 - s0 else sim[:, bwd], 0, ctx.with_arg)  # (b, m)
+        out.append(SlotRows(right[bwd], slot_ba[bwd], v, i))
+    return out
 
+
+@dataclass
+class _WindowContext:
+    feats: torch.Tensor  # (N, M, C) unit features, fp32
+    refs: torch.Tensor | None
+    grid: tuple[int, int]
+    radius: int
+    with_arg: bool
+    budget_bytes: int
+
+
+def _window_minima(feats: torch.Tensor, plan: ReferencePlan, budget_mb: float, with_argmin: bool,
+                   progress: bool | Progress, desc: str, radius: int, grid: tuple[int, int],
+                   executor: Executor | None = None) -> PairMinima:
+    """Position-restricted minima: each query block against its slots' images, in fp32."""
     n, m, _ = feats.shape
     feats = feats.float().contiguous()
-    k = plan.n_slots
-    budget_bytes = int(min(budget_mb * 1e6 * _BLOCK_SHARE, 64 << 20))
-    best_sim = torch.empty((n, k, m), dtype=torch.float32, device=feats.device)
-    best_arg = torch.zeros((n, k, m), dtype=torch.int16, device=feats.device) if with_argmin else None
+    best_sim = torch.full((n, plan.n_slots, m), -2.0, dtype=torch.float32, device=feats.device)
+    best_arg = torch.zeros((n, plan.n_slots, m), dtype=torch.int16, device=feats.device) if with_argmin else None
     # the exact plan: blocks of queries against every image; a list plan: one query against its list
     step = max(1, min(n, images_per_block(m, budget_mb))) if plan.dense else 1
-    starts = list(range(0, n, step))
-    with Progress.of(progress).stage(desc, len(starts), "blocks") as bar:
-        for q0 in starts:
-            q1 = min(q0 + step, n)
-            right = feats if plan.dense else feats[plan.refs[q0]]
-            best, arg = window_block(feats[q0:q1], right, grid, radius, with_argmax=with_argmin,
-                                     budget_bytes=budget_bytes)
-            best_sim[q0:q1] = best
-            if best_arg is not None:
-                best_arg[q0:q1] = arg
-            bar.advance()
+    tasks = [(q0, min(q0 + step, n)) for q0 in range(0, n, step)]
+    ctx = _WindowContext(feats, plan.refs, grid, radius, with_argmin,
+                         int(min(budget_mb * 1e6 * _BLOCK_SHARE, 64 << 20)))
+    _run_tasks(executor, _window_task, ctx, tasks, best_sim, best_arg, progress, desc)
     dist = similarity_to_distance(best_sim)
     if plan.dense:
         idx = torch.arange(n, device=feats.device)
         dist[idx, idx] = float("inf")
     return PairMinima(dist=dist, argmin=best_arg, refs=plan.refs)
+
+
+def _window_task(ctx: _WindowContext, task: tuple[int, int]) -> list[SlotRows]:
+    from codegraph_ad.engine.window import window_block
+
+    q0, q1 = task
+    right = ctx.feats if ctx.refs is None else ctx.feats[ctx.refs[q0]]
+    best, arg = window_block(ctx.feats[q0:q1], right, ctx.grid, ctx.radius, with_argmax=ctx.with_arg,
+                             budget_bytes=ctx.budget_bytes)
+    bq, k, m = best.shape
+    return [SlotRows(torch.arange(q0, q1).repeat_interleave(k), torch.arange(k).repeat(bq),
+                     best.reshape(bq * k, m), None if arg is None else arg.reshape(bq * k, m))]
