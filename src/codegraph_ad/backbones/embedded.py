@@ -15,6 +15,7 @@ import torch
 
 from codegraph_ad.backbones._checks import BackboneConfigError, check_image_size, check_images, check_layers
 from codegraph_ad.backbones.base import IMAGENET_MEAN, IMAGENET_STD, BackboneOutput
+from codegraph_ad.backbones.device import BackbonePrecision, autocast_context
 from codegraph_ad.backbones.imgfocus_onnx import (
     CLS_OUTPUT,
     DEPTH,
@@ -45,6 +46,14 @@ class EmbeddedViTS14:
             None uses all cores.
         backend: ``"onnx"`` (ONNX Runtime, faster on CPU) or ``"torch"`` (the PyTorch port
             in ``dinov2_port``, for autograd or GPU use).
+        device: where the torch port runs (a resolved torch device or its name; see
+            ``backbones.device.resolve_device``). ONNX Runtime runs on the CPU only.
+        precision: ``"fp32"`` (on CUDA with TF32 off, so a GPU gives the CPU's tokens up to
+            float rounding) or ``"bf16"`` (autocast: matmuls, attention and the patch
+            convolution in bf16, LayerNorms and the residual stream in fp32); torch port only.
+
+    The torch port takes its input on any device and returns CPU float32 tensors, so callers
+    (feature extraction, volume tokens, the cache) never see the device.
     """
 
     name = NAME
@@ -61,6 +70,8 @@ class EmbeddedViTS14:
         final_norm: bool = False,
         threads: int | None = None,
         backend: Literal["onnx", "torch"] = "onnx",
+        device: str | torch.device = "cpu",
+        precision: BackbonePrecision = "fp32",
     ) -> None:
         self.image_size = check_image_size(image_size, PATCH_SIZE, NAME)
         self.layers = check_layers(layers, DEPTH, NAME)
@@ -71,6 +82,14 @@ class EmbeddedViTS14:
         if backend not in ("onnx", "torch"):
             raise BackboneConfigError(f"backend must be 'onnx' or 'torch', got {backend!r}")
         self.backend = backend
+        self.device = torch.device(device)
+        if precision not in ("fp32", "bf16"):
+            raise BackboneConfigError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+        self.precision = precision
+        if backend == "onnx" and (self.device.type != "cpu" or precision != "fp32"):
+            raise BackboneConfigError(
+                f"the ONNX Runtime backend runs on the CPU in fp32 only (got device={str(self.device)!r}, "
+                f"precision={precision!r}); use backend='torch' (the PyTorch port) for a GPU or bf16")
         self.grid = (image_size // PATCH_SIZE, image_size // PATCH_SIZE)
         if backend == "onnx":
             self._session = self._make_session()
@@ -79,7 +98,20 @@ class EmbeddedViTS14:
         else:
             from codegraph_ad.backbones.dinov2_port import load_port_from_onnx
 
-            self._port = load_port_from_onnx(source_model_path())
+            self._port = load_port_from_onnx(source_model_path()).to(self.device)
+
+    def to_device(self, device: str | torch.device, precision: BackbonePrecision = "fp32") -> "EmbeddedViTS14":
+        """This backbone placed on ``device`` in ``precision``: itself where nothing changes,
+        the torch port moved there, or (from the ONNX backend) a torch-port twin."""
+        device = torch.device(device)
+        if device == self.device and precision == self.precision:
+            return self
+        if self.backend == "torch":
+            self._port = self._port.to(device)
+            self.device, self.precision = device, precision
+            return self
+        return EmbeddedViTS14(self.image_size, self.layers, self.final_norm, self.threads, backend="torch",
+                              device=device, precision=precision)
 
     def _make_session(self) -> onnxruntime.InferenceSession:
         import onnxruntime as ort
@@ -111,6 +143,8 @@ class EmbeddedViTS14:
     def _extract_torch(self, images: torch.Tensor) -> BackboneOutput:
         if self.threads is not None:
             torch.set_num_threads(self.threads)  # torch has only a process-wide setting
-        with torch.inference_mode():
-            blocks, cls = self._port.forward_blocks(images, self.layers, final_norm=self.final_norm)
-        return BackboneOutput(layers=[b[:, 1:].contiguous() for b in blocks], cls=cls, grid=self.grid)
+        with torch.inference_mode(), autocast_context(self.device, self.precision):
+            blocks, cls = self._port.forward_blocks(images.to(self.device), self.layers, final_norm=self.final_norm)
+        # float32 on the CPU: one copy per block from a GPU, the same tensors on the CPU in fp32
+        layers = [b[:, 1:].float().contiguous().cpu() for b in blocks]
+        return BackboneOutput(layers=layers, cls=cls.float().cpu(), grid=self.grid)

@@ -122,12 +122,16 @@ def _checkpoint_identity(checkpoint: str | None) -> dict[str, Any] | None:
     return {"path": str(p.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def cache_key_fields(features: FeatureConfig, backbone: Any = None) -> dict[str, Any]:
+def cache_key_fields(features: FeatureConfig, backbone: Any = None,
+                     runtime: dict[str, str] | None = None) -> dict[str, Any]:
     """Everything besides the file's bytes that determines its features.
 
     ``batch_size`` is left out: it does not change the tokens of an image. A backbone
     object passed by the caller adds its class and name so that it never shares entries
-    with the configuration's own backbone.
+    with the configuration's own backbone. ``runtime`` (where and in which precision the
+    backbone ran, e.g. ``{"device": "cuda", "precision": "bf16"}``) is given only off the
+    default CPU fp32 path: a GPU's or bf16's tokens differ in the last digits, and the
+    CPU's keys stay what they were.
     """
     fields = {
         "format": FEATURE_FORMAT_VERSION,
@@ -144,6 +148,8 @@ def cache_key_fields(features: FeatureConfig, backbone: Any = None) -> dict[str,
             "class": f"{cls.__module__}.{cls.__qualname__}",
             "name": str(getattr(backbone, "name", "")),
         }
+    if runtime:
+        fields["runtime"] = dict(runtime)
     return fields
 
 
@@ -243,9 +249,10 @@ class FeatureCache:
                           stacklevel=2)
 
 
-def open_cache(features: FeatureConfig, cache: CacheConfig, backbone: Any = None) -> FeatureCache:
+def open_cache(features: FeatureConfig, cache: CacheConfig, backbone: Any = None,
+               runtime: dict[str, str] | None = None) -> FeatureCache:
     root = Path(cache.root).expanduser() if cache.root is not None else default_cache_root()
-    return FeatureCache(root, cache_key_fields(features, backbone))
+    return FeatureCache(root, cache_key_fields(features, backbone, runtime))
 
 
 def cached_features(

@@ -97,6 +97,9 @@ def extract_features(
 ) -> FeatureSet:
     """Run ``backbone`` over images ``load(0..n_images-1)`` (uint8 RGB) in batches.
 
+    The backbone runs where it was placed (``backbones.from_config.backbone_from_config``'s
+    ``device``); the batches go in as CPU tensors and the features come back on the CPU.
+
     progress: the run's Progress (its "features" stage) or a bool."""
     layers: list[torch.Tensor] = []
     cls: list[torch.Tensor] = []
@@ -109,8 +112,10 @@ def extract_features(
             )
             with torch.inference_mode():
                 out = backbone.extract(batch)
-            layers.append(torch.stack([t.float() for t in out.layers], dim=1))
-            cls.append(out.cls.float())
+            # a backbone on a GPU hands back CPU tensors; .cpu() also brings home those of a
+            # user's backbone that does not (a no-op on CPU tensors: the same tensor)
+            layers.append(torch.stack([t.float().cpu() for t in out.layers], dim=1))
+            cls.append(out.cls.float().cpu())
             grid = out.grid
             bar.advance(len(idx))
     if grid is None:

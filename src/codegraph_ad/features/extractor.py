@@ -36,7 +36,10 @@ class FeatureExtractor(FlatParams):
     Parameters are the fields of FeatureConfig with its defaults: ``backbone`` (a name of
     ``backbones.list_backbones()``, or a backbone object, whose own input size and blocks
     then rule), ``image_size``, ``layers``, ``final_norm``, ``checkpoint``, ``batch_size``;
-    and ``threads`` (CPU threads of the backbone; None: its default), ``cache`` (the
+    and ``threads`` (CPU threads of the backbone; None: its default), ``device`` (where a
+    backbone built from the parameters runs: ``cpu``, ``cuda`` or ``auto``; off the CPU the
+    embedded model runs as its PyTorch port, see ``backbones.from_config``),
+    ``backbone_precision`` (``fp32``, or ``bf16`` autocast for the torch models), ``cache`` (the
     per-image feature cache for files: None = on unless ``backbone`` is an object, whose
     weights cannot be identified), ``cache_dir`` (None: ``$CODEGRAPH_AD_CACHE/features``
     or ``~/.cache/codegraph-ad/features``), ``progress`` (progress bars).
@@ -45,18 +48,22 @@ class FeatureExtractor(FlatParams):
     """
 
     threads: int | None = None
+    device: str = "cpu"
+    backbone_precision: str = "fp32"
     cache: bool | None = None
     cache_dir: str | os.PathLike | None = None
     progress: bool | Progress = False
 
     @classmethod
     def from_config(cls, config: RunConfig | FeatureConfig, **params: Any) -> "FeatureExtractor":
-        """The extractor of a run (its ``features`` section and ``engine.threads``) or of a
-        ``FeatureConfig``; ``params`` sets the others (``backbone`` object, ``cache``, ...)."""
+        """The extractor of a run (its ``features`` section, ``engine.threads`` and
+        ``engine.device``) or of a ``FeatureConfig``; ``params`` sets the others (``backbone``
+        object, ``cache``, ...)."""
         features = config.features if isinstance(config, RunConfig) else config
         values = {flat: getattr(features, name) for name, flat in cls.sections[0].flat_names().items()}
         if isinstance(config, RunConfig):
             values["threads"] = config.engine.threads
+            values["device"] = config.engine.device
         values.update({k: v for k, v in params.items() if not (k == "backbone" and v is None)})
         extractor = cls()
         return extractor.set_params(**values)
@@ -76,17 +83,36 @@ class FeatureExtractor(FlatParams):
 
     # -- the backbone -----------------------------------------------------------------
     def backbone_model(self) -> Any:
-        """The backbone object: the one given, or the one the parameters name (built once)."""
+        """The backbone object: the one given (used where it is: ``device`` does not move it),
+        or the one the parameters name (built once, on ``device``)."""
         if not isinstance(self.backbone, str):
             return self.backbone
-        key = (self.config, self.threads)
+        key = (self.config, self.threads, self.device, self.backbone_precision)
         cached = getattr(self, "_model", None)
         if cached is None or cached[0] != key:
             from codegraph_ad.backbones import from_config  # looked up at call time (tests swap it)
 
-            cached = (key, from_config.backbone_from_config(self.config, self.threads))
+            if self.device == "cpu" and self.backbone_precision == "fp32":  # the default, as it always was
+                model = from_config.backbone_from_config(self.config, self.threads)
+            else:
+                model = from_config.backbone_from_config(self.config, self.threads, device=self.device,
+                                                         precision=self.backbone_precision)
+            cached = (key, model)
             self._model = cached
         return cached[1]
+
+    def runtime(self) -> dict[str, str] | None:
+        """Where and in which precision a backbone built from the parameters runs, for the
+        cache key; None on the default CPU fp32 path (and for a backbone object, which the
+        cache identifies by itself)."""
+        if not isinstance(self.backbone, str):
+            return None
+        from codegraph_ad.backbones.device import resolve_device
+
+        device = resolve_device(self.device)
+        if device.type == "cpu" and self.backbone_precision == "fp32":
+            return None
+        return {"device": device.type, "precision": str(self.backbone_precision)}
 
     # -- extraction -------------------------------------------------------------------
     def transform(self, images: Any) -> FeatureSet:
@@ -132,7 +158,7 @@ class FeatureExtractor(FlatParams):
             if stats is not None:
                 stats.update(features_cached=0, features_extracted=len(batch))
             return feats
-        store = open_cache(cfg, cache_cfg, given)
+        store = open_cache(cfg, cache_cfg, given, self.runtime())
         feats = cached_features(store, batch.hashes, lambda i: batch.resized[i], self.backbone_model,
                                 cfg.batch_size, self.progress)
         if stats is not None:

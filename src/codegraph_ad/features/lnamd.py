@@ -11,10 +11,18 @@ import torch
 import torch.nn.functional as F
 
 
-def lnamd(tokens: torch.Tensor, grid: tuple[int, int], r: int) -> torch.Tensor:
-    """Aggregate ``tokens: (B, M, C)`` on an ``(h, w)`` grid with degree ``r``; return unit ``(B, M, C)``."""
+def lnamd(tokens: torch.Tensor, grid: tuple[int, int], r: int,
+          device: str | torch.device | None = None) -> torch.Tensor:
+    """Aggregate ``tokens: (B, M, C)`` on an ``(h, w)`` grid with degree ``r``; return unit ``(B, M, C)``.
+
+    Runs on the device of ``tokens``, or on ``device`` when given (the tokens are moved there
+    first, as stored, before the fp32 cast: a GPU engine moves each layer once). The result
+    stays on that device.
+    """
     if r < 1 or r % 2 == 0:
         raise ValueError(f"LNAMD degree r must be a positive odd integer, got {r}")
+    if device is not None:
+        tokens = tokens.to(device)
     b, m, c = tokens.shape
     h, w = grid
     if h * w != m:
