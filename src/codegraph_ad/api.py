@@ -107,7 +107,7 @@ def load_backbone(config: RunConfig):
     """The backbone of a run configuration (``backbones.from_config.backbone_from_config``)."""
     from codegraph_ad.backbones.from_config import backbone_from_config
 
-    return backbone_from_config(config.features, config.engine.threads)
+    return backbone_from_config(config.features, config.engine.threads, device=config.engine.device)
 
 
 def features_for_batch(

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from codegraph_ad.engine.autotune import fastest_reduced_precision
+from codegraph_ad.engine.device import block_cap_bytes, fp32_matmul
 from codegraph_ad.engine.executor import LOCAL, Executor, SlotRows
 from codegraph_ad.engine.plan import ReferencePlan
 from codegraph_ad.engine.products import PRECISIONS, make_product
@@ -46,14 +47,23 @@ class PairMinima:
 
     def slot_images(self) -> torch.Tensor:
         n = self.dist.shape[0]
-        return self.refs if self.refs is not None else torch.arange(n).view(1, -1).expand(n, -1)
+        if self.refs is not None:
+            return self.refs
+        return torch.arange(n, device=self.dist.device).view(1, -1).expand(n, -1)
 
 
-def images_per_block(n_patches: int, budget_mb: float, itemsize: int = 4) -> int:
+def images_per_block(n_patches: int, budget_mb: float, itemsize: int = 4,
+                     device: str | torch.device = "cpu") -> int:
     """How many images fit one side of a square similarity block under ``budget_mb``."""
-    block_bytes = min(budget_mb * 1e6 * _BLOCK_SHARE, _BLOCK_CAP_BYTES)
+    block_bytes = _block_bytes(budget_mb, device)
     side = int(math.sqrt(block_bytes / itemsize)) // max(n_patches, 1)
     return max(1, side)
+
+
+def _block_bytes(budget_mb: float, device: str | torch.device) -> float:
+    """A quarter of the budget, capped where the device stops gaining (cache-sized on a CPU)."""
+    cap = _BLOCK_CAP_BYTES if torch.device(device).type == "cpu" else block_cap_bytes(device)
+    return min(budget_mb * 1e6 * _BLOCK_SHARE, cap)
 
 
 def similarity_to_distance(sim: torch.Tensor) -> torch.Tensor:
@@ -61,12 +71,16 @@ def similarity_to_distance(sim: torch.Tensor) -> torch.Tensor:
     return torch.sqrt(torch.clamp(2.0 - 2.0 * sim, min=0.0))
 
 
-def resolve_precision(precision: str, n_patches: int) -> str:
-    """``precision`` itself, or for ``fast`` the mode this engine runs fastest in on this CPU
-    at ``n_patches`` patches per image (timed once per process, engine/autotune.py)."""
+def resolve_precision(precision: str, n_patches: int, device: str | torch.device = "cpu") -> str:
+    """``precision`` itself, or for ``fast`` the mode this engine runs fastest in on this
+    device at ``n_patches`` patches per image (timed once per process, engine/autotune.py)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    return fastest_reduced_precision(n_patches, pair_minima) if precision == "fast" else precision
+    return fastest_reduced_precision(n_patches, pair_minima, device) if precision == "fast" else precision
+
+
+def _product_for(precision: str, m: int, device: torch.device):
+    return make_product(resolve_precision(precision, m, device), m, device)
 
 
 def pair_minima(
@@ -91,10 +105,10 @@ def pair_minima(
     """
     n, m, c = feats.shape
     feats = feats.float().contiguous()
-    product = make_product(resolve_precision(precision, m), m)
+    product = _product_for(precision, m, feats.device)
     best_sim, best_arg = _empty_minima(n, n, m, product, with_argmin or product.recompute, feats.device)
     low = product.prepare(feats.reshape(n * m, c))
-    b = min(n, images_per_block(m, budget_mb))
+    b = min(n, images_per_block(m, budget_mb, device=feats.device))
     starts = list(range(0, n, b))
     blocks = [(i0, min(i0 + b, n), j0, min(j0 + b, n)) for i0 in starts for j0 in starts if j0 >= i0]
     ctx = _BlockContext(low, product, m, best_arg is not None)
@@ -141,7 +155,7 @@ def _dense_block(ctx: _BlockContext, block: tuple[int, int, int, int]) -> list[S
     m, bi, bj = ctx.m, i1 - i0, j1 - j0
     sim = ctx.product.block(ctx.low[i0 * m : i1 * m], ctx.product.right(ctx.low[j0 * m : j1 * m]))
     sim = sim.view(bi, m, bj, m)
-    rows_i, rows_j = torch.arange(i0, i1), torch.arange(j0, j1)
+    rows_i, rows_j = torch.arange(i0, i1, device=sim.device), torch.arange(j0, j1, device=sim.device)
     v, a = _reduce(sim, 3, ctx.with_arg)  # (bi, m, bj)
     out = [SlotRows(rows_i.repeat_interleave(bj), rows_j.repeat(bi), v.permute(0, 2, 1).reshape(bi * bj, m),
                     None if a is None else a.permute(0, 2, 1).reshape(bi * bj, m))]
@@ -158,9 +172,10 @@ def _run_tasks(executor: Executor | None, fn, ctx, tasks: list, best_sim: torch.
     with Progress.of(progress).stage(desc, len(tasks), "blocks") as bar:
         for rows in (executor or LOCAL).map(fn, ctx, tasks):
             for r in rows:
-                best_sim[r.queries, r.slots] = r.values.to(best_sim.device)
+                q, sl = r.queries.to(best_sim.device), r.slots.to(best_sim.device)
+                best_sim[q, sl] = r.values.to(best_sim.device)
                 if best_arg is not None and r.args is not None:
-                    best_arg[r.queries, r.slots] = r.args.to(device=best_arg.device, dtype=best_arg.dtype)
+                    best_arg[q, sl] = r.args.to(device=best_arg.device, dtype=best_arg.dtype)
             bar.advance()
 
 
@@ -232,9 +247,11 @@ def refined_entries(
     """
     n, _, m = minima.dist.shape
     c = feats.shape[2]
-    feats = feats.float()
+    dev = minima.dist.device
+    feats = feats.float().to(dev)
+    excluded = excluded.to(dev)
     flat = feats.reshape(n * m, c)
-    slot_images = minima.slot_images()
+    slot_images = minima.slot_images().to(dev)
     rows_per_chunk = max(1, int(budget_mb * 1e6 * _BLOCK_SHARE / 4 / max(m, 1)))
     parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = []
     for j in torch.nonzero(excluded.any(dim=1)).flatten().tolist():
@@ -244,21 +261,22 @@ def refined_entries(
         keep = ~excluded[j]
         if not bool(keep.any()):
             q_all, s_all = queries.repeat_interleave(m), slots.repeat_interleave(m)
-            patch_idx = torch.arange(m).repeat(queries.numel())
-            parts.append((q_all, s_all, patch_idx, torch.full((q_all.numel(),), float("inf"))))
+            patch_idx = torch.arange(m, device=dev).repeat(queries.numel())
+            parts.append((q_all, s_all, patch_idx, torch.full((q_all.numel(),), float("inf"), device=dev)))
             continue
         if minima.argmin is not None:
             hit = excluded[j][minima.argmin[queries, slots, :].long()]  # (P, M): nearest patch removed
         else:
-            hit = torch.ones((queries.numel(), m), dtype=torch.bool)
+            hit = torch.ones((queries.numel(), m), dtype=torch.bool, device=dev)
         pair_idx, patch_idx = torch.nonzero(hit, as_tuple=True)
         q_all, s_all = queries[pair_idx], slots[pair_idx]
         rows_all = q_all * m + patch_idx
         refs = feats[j][keep]
-        values = torch.empty(rows_all.numel(), dtype=torch.float32)
-        for s0 in range(0, rows_all.numel(), rows_per_chunk):
-            part = slice(s0, s0 + rows_per_chunk)
-            values[part] = similarity_to_distance((flat[rows_all[part]] @ refs.T).max(dim=1).values)
+        values = torch.empty(rows_all.numel(), dtype=torch.float32, device=dev)
+        with fp32_matmul(dev):
+            for s0 in range(0, rows_all.numel(), rows_per_chunk):
+                part = slice(s0, s0 + rows_per_chunk)
+                values[part] = similarity_to_distance((flat[rows_all[part]] @ refs.T).max(dim=1).values)
         parts.append((q_all, s_all, patch_idx, values))
     if not parts:
         return RefinedMinima.unchanged(minima.dist)
@@ -306,11 +324,11 @@ def _listed_pair_minima(feats: torch.Tensor, plan: ReferencePlan, budget_mb: flo
     patches against a run of its partners' patches serves both directions of every pair."""
     n, m, c = feats.shape
     feats = feats.float().contiguous()
-    product = make_product(resolve_precision(precision, m), m)
+    product = _product_for(precision, m, feats.device)
     best_sim, best_arg = _empty_minima(n, plan.n_slots, m, product, with_argmin or product.recompute, feats.device)
     low = product.prepare(feats.reshape(n * m, c))
     pairs = plan.unordered_pairs()
-    block_bytes = min(budget_mb * 1e6 * _BLOCK_SHARE, _BLOCK_CAP_BYTES)
+    block_bytes = _block_bytes(budget_mb, feats.device)
     per_block = max(1, int(block_bytes // (4 * m * m)))
     ends = torch.unique_consecutive(pairs[0], return_counts=True)[1].cumsum(0).tolist()
     chunks = []
@@ -318,7 +336,7 @@ def _listed_pair_minima(feats: torch.Tensor, plan: ReferencePlan, budget_mb: flo
     for hi in ends:  # runs of one left image, cut to the block size
         chunks.extend((s0, min(s0 + per_block, hi)) for s0 in range(lo, hi, per_block))
         lo = hi
-    ctx = _BlockContext(low, product, m, best_arg is not None, pairs)
+    ctx = _BlockContext(low, product, m, best_arg is not None, tuple(t.to(feats.device) for t in pairs))
     _run_tasks(executor, _listed_chunk, ctx, chunks, best_sim, best_arg, progress, desc)
     best_sim = (_exact_similarity(feats, best_arg, plan.refs) if product.recompute
                 else product.to_similarity(best_sim))
@@ -338,7 +356,7 @@ def _listed_chunk(ctx: _BlockContext, chunk: tuple[int, int]) -> list[SlotRows]:
     fwd = torch.nonzero(slot_ab >= 0).flatten()  # a lists the partner: a -> partner
     if fwd.numel():
         v, i = _reduce(sim if fwd.numel() == s1 - s0 else sim[:, fwd], 2, ctx.with_arg)  # (m, f)
-        out.append(SlotRows(torch.full((fwd.numel(),), a), slot_ab[fwd], v.T, None if i is None else i.T))
+        out.append(SlotRows(torch.full((fwd.numel(),), a, device=sim.device), slot_ab[fwd], v.T, None if i is None else i.T))
     bwd = torch.nonzero(slot_ba >= 0).flatten()  # the partner lists a: partner -> a
     if bwd.numel():
         v, i = _reduce(sim if bwd.numel() == s1 - s0 else sim[:, bwd], 0, ctx.with_arg)  # (b, m)
@@ -365,9 +383,10 @@ def _window_minima(feats: torch.Tensor, plan: ReferencePlan, budget_mb: float, w
     best_sim = torch.full((n, plan.n_slots, m), -2.0, dtype=torch.float32, device=feats.device)
     best_arg = torch.zeros((n, plan.n_slots, m), dtype=torch.int16, device=feats.device) if with_argmin else None
     # the exact plan: blocks of queries against every image; a list plan: one query against its list
-    step = max(1, min(n, images_per_block(m, budget_mb))) if plan.dense else 1
+    step = max(1, min(n, images_per_block(m, budget_mb, device=feats.device))) if plan.dense else 1
     tasks = [(q0, min(q0 + step, n)) for q0 in range(0, n, step)]
-    ctx = _WindowContext(feats, plan.refs, grid, radius, with_argmin,
+    refs = None if plan.refs is None else plan.refs.to(feats.device)
+    ctx = _WindowContext(feats, refs, grid, radius, with_argmin,
                          int(min(budget_mb * 1e6 * _BLOCK_SHARE, 64 << 20)))
     _run_tasks(executor, _window_task, ctx, tasks, best_sim, best_arg, progress, desc)
     dist = similarity_to_distance(best_sim)
@@ -385,5 +404,6 @@ def _window_task(ctx: _WindowContext, task: tuple[int, int]) -> list[SlotRows]:
     best, arg = window_block(ctx.feats[q0:q1], right, ctx.grid, ctx.radius, with_argmax=ctx.with_arg,
                              budget_bytes=ctx.budget_bytes)
     bq, k, m = best.shape
-    return [SlotRows(torch.arange(q0, q1).repeat_interleave(k), torch.arange(k).repeat(bq),
+    dev = best.device
+    return [SlotRows(torch.arange(q0, q1, device=dev).repeat_interleave(k), torch.arange(k, device=dev).repeat(bq),
                      best.reshape(bq * k, m), None if arg is None else arg.reshape(bq * k, m))]

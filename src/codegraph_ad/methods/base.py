@@ -60,11 +60,12 @@ def check_batch_size(n: int) -> None:
         )
 
 
-def feature_maps(features: FeatureSet, lnamd_cfg: LNAMDConfig) -> Iterator[tuple[int, int, torch.Tensor]]:
-    """Yield ``(layer_index, r, unit features (N, M, C))`` for every layer and degree."""
+def feature_maps(features: FeatureSet, lnamd_cfg: LNAMDConfig,
+                 device: torch.device | None = None) -> Iterator[tuple[int, int, torch.Tensor]]:
+    """Yield ``(layer_index, r, unit features (N, M, C))`` for every layer and degree, on ``device``."""
     for li in range(features.layers.shape[1]):
         for r in lnamd_cfg.degrees:
-            yield li, r, lnamd(features.layers[:, li], features.grid, r)
+            yield li, r, lnamd(features.layers[:, li], features.grid, r, device=device)
 
 
 def require_cls(cls: torch.Tensor | None, needed_by: str) -> torch.Tensor:

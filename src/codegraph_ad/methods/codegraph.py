@@ -64,10 +64,10 @@ def graph_and_rescore(first: FirstPass, graph: GraphConfig, patch_mask: np.ndarr
         if key not in cache:
             cache.clear()  # filtering moves forward: only the latest base set is reused
             cache[key] = first.refined(excluded, bar if bar is not None else False)
-        return first.scores(graph.final_q, reference_images, dists=cache[key]).numpy()
+        return first.scores(graph.final_q, reference_images, dists=cache[key]).cpu().numpy()
 
     tracker = Progress.of(progress)
-    graph_mins = [first.minima[(li, graph.graph_degree)].dist.numpy() for li in layers]
+    graph_mins = [first.minima[(li, graph.graph_degree)].dist.cpu().numpy() for li in layers]
     # stages 1-3 run as one call whose length depends on the communities found: one unit
     with tracker.stage("graph", 1, "step"):
         refs = None if first.plan.refs is None else first.plan.refs.numpy()

@@ -14,6 +14,7 @@ import torch
 
 from codegraph_ad.config import EngineConfig, LNAMDConfig
 from codegraph_ad.engine.msm import msm_scores
+from codegraph_ad.engine.device import resolve_device
 from codegraph_ad.engine.mutual import PairMinima, RefinedMinima, plan_minima, refined_entries
 from codegraph_ad.engine.plan import ReferencePlan
 from codegraph_ad.features.extract import FeatureSet
@@ -46,7 +47,7 @@ class FirstPass:
 
     def unit_features(self, key: tuple[int, int]) -> torch.Tensor:
         li, r = key
-        return lnamd(self.features.layers[:, li], self.features.grid, r)
+        return lnamd(self.features.layers[:, li], self.features.grid, r, device=self.minima[key].dist.device)
 
     def subset(self, index: np.ndarray | list[int]) -> "FirstPass":
         """The first pass of a sub-batch, cut from this one (no recomputation; exact plans)."""
@@ -102,11 +103,12 @@ def compute_first_pass(features: FeatureSet, lnamd_cfg: LNAMDConfig, engine: Eng
     minima: dict[tuple[int, int], PairMinima] = {}
     n_maps = features.layers.shape[1] * len(lnamd_cfg.degrees)
     plan = plan if plan is not None else reference_plan(features, engine)
+    device = resolve_device(engine.device)
     with Progress.of(progress).stage("first pass", n_maps, "maps") as bar:
         for li in range(features.layers.shape[1]):
             for r in lnamd_cfg.degrees:
                 minima[(li, r)] = plan_minima(
-                    lnamd(features.layers[:, li], features.grid, r),
+                    lnamd(features.layers[:, li], features.grid, r, device=device),
                     plan,
                     budget_mb=budget_mb(engine),
                     precision=engine.precision,

@@ -8,6 +8,7 @@ import torch
 
 from codegraph_ad.config import EngineConfig, LNAMDConfig, MSMConfig, RsCINConfig
 from codegraph_ad.engine.msm import msm_scores
+from codegraph_ad.engine.device import resolve_device
 from codegraph_ad.engine.mutual import plan_minima
 from codegraph_ad.engine.plan import ReferencePlan
 from codegraph_ad.features.extract import FeatureSet
@@ -68,7 +69,7 @@ class MuSc(BatchEstimator):
         return ScoreResult(patch, final, raw, features.grid, diagnostics=diagnostics)
 
     def _rescore(self, first: Any, configs: dict[str, Any]) -> ScoreResult:
-        patch = first.scores(configs["msm"].q)
+        patch = first.scores(configs["msm"].q).cpu()
         raw, final = finish_image_scores(patch, first.features.cls, configs["rscin"])
         plan = first.plan.summary()
         diagnostics = {"method": "musc", "references": [plan], "image_pairs": int(plan["image_pairs"])}
@@ -79,7 +80,7 @@ class MuSc(BatchEstimator):
         plan = reference_plan(features, engine)
         total = None
         count = 0
-        for li, r, feats in feature_maps(features, lnamd_cfg):
+        for li, r, feats in feature_maps(features, lnamd_cfg, resolve_device(engine.device)):
             minima = plan_minima(
                 feats,
                 plan,

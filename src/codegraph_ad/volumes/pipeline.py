@@ -124,7 +124,8 @@ def load_volume_backbone(config: VolumeConfig):
     """The configured 2D backbone at the cube side (slices are fed at their own size)."""
     from codegraph_ad.backbones.from_config import backbone_from_config
 
-    return backbone_from_config(replace(config.run.features, image_size=config.size), config.run.engine.threads)
+    return backbone_from_config(replace(config.run.features, image_size=config.size), config.run.engine.threads,
+                                device=config.run.engine.device)
 
 
 def token_batch(volumes: list[PreparedVolume], tokens: Sequence[VolumeTokens], config: VolumeConfig) -> TokenBatch:
