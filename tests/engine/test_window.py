@@ -112,6 +112,13 @@ def test_values_only_and_input_dtypes():
     assert torch.allclose(best_t, best, atol=1e-6, rtol=0)
 
 
+def test_integral_float_radius_is_accepted():
+    left = unit_features(2, 12, 4, seed=17)
+    right = unit_features(3, 12, 4, seed=18)
+    best, arg = window_block(left, right, (3, 4), 1.0)
+    check(best, arg, left, right, 3, 4, 1)
+
+
 def test_empty_image_lists():
     left = unit_features(0, 12, 4)
     right = unit_features(3, 12, 4)
@@ -145,6 +152,7 @@ def test_dense_product_chosen_where_the_window_covers_the_grid():
         ((2, 12, 8), (3, 10, 8), (3, 4), 1, "patches per image"),
         ((2, 12, 8), (3, 12, 8), (3, 4), -1, "non-negative"),
         ((2, 12, 8), (3, 12, 8), (3, 4), 1.5, "non-negative integer"),
+        ((2, 12, 8), (3, 12, 8), (3, 4), None, "non-negative integer"),
         ((12, 8), (3, 12, 8), (3, 4), 1, "images, patches, channels"),
         ((2, 12, 8), (3, 12, 8), (0, 12), 1, "grid"),
     ],

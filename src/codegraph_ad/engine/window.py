@@ -12,8 +12,12 @@ columns per tile). A static bias of -inf removes the candidates outside each pat
 window and outside the grid; a max over the window's last axis gives the maxima. That costs
 (th+2r)(tw+2r)/(2r+1)^2 times the ideal flops, and is still far fewer than the M x M product
 (measured in benchmarks/window_kernel.py). Where the window covers (nearly) the whole grid,
-the plain M x M product with the bias is used instead. Reference images (and query images
-if needed) are chunked so that the temporaries stay under ``budget_bytes``.
+the plain M x M product with the bias is used instead. Reference images, then rows of
+tiles, then query images are chunked so that the temporaries stay under ``budget_bytes``
+(beyond an fp32 copy of the inputs and a tiled copy of ``left``).
+
+Devices: everything runs where the inputs are. On CUDA the fp32 products follow PyTorch's
+global TF32 switch (off by default), and chunks grow to the whole budget.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ _INT16_MAX = 32767
 def window_pair_cost(grid: tuple[int, int], radius: int) -> int:
     """Number of (m, m') patch pairs inside the window: sum over m of its clipped window's size."""
     h, w = _check_grid(grid)
-    _check_radius(radius)
+    radius = _check_radius(radius)
     return _axis_pairs(h, radius) * _axis_pairs(w, radius)
 
 
@@ -40,9 +44,9 @@ def window_block(left: torch.Tensor, right: torch.Tensor, grid: tuple[int, int],
     left[a, m] with right[b, m'] over the patches m' whose grid position is within `radius`
     cells of m's position in BOTH axes (Chebyshev distance <= radius, clipped at the borders).
     Returns (best (A, B, M) float32, argmax (A, B, M) int16 flat index m' into right's patches, or None)."""
-    h, w = _check_inputs(left, right, grid, radius, with_argmax)
-    return _window_block(left.float().contiguous(), right.float().contiguous(), h, w, radius, with_argmax, budget_bytes,
-                         choose_tile(left.shape[0], h, w, radius))
+    h, w, radius = _check_inputs(left, right, grid, radius, with_argmax)
+    return _window_block(left.float().contiguous(), right.float().contiguous(), h, w, radius, with_argmax,
+                         budget_bytes, choose_tile(left.shape[0], h, w, radius))
 
 
 def choose_tile(n_left: int, h: int, w: int, radius: int) -> tuple[int, int] | None:
@@ -67,9 +71,9 @@ def choose_tile(n_left: int, h: int, w: int, radius: int) -> tuple[int, int] | N
     return best
 
 
-# Chunks are kept under this size whatever the budget: larger temporaries are fresh mmap
-# allocations whose page faults cost more than the extra chunk loop (measured on 2 AVX2
-# cores: 64 MB chunks ran 10-50% slower than 32 MB ones).
+# On the CPU chunks are kept under this size whatever the budget: larger temporaries are
+# fresh mmap allocations whose page faults cost more than the extra chunk loop (measured on
+# 2 AVX2 cores: 64 MB chunks ran 10-50% slower than 32 MB ones).
 _CHUNK_CAP_BYTES = 32 << 20
 # Tile sides tried by choose_tile, and its per-row overhead of small products.
 _TILE_SIDES = (1, 2, 4, 8)
@@ -86,6 +90,8 @@ def _window_block(left: torch.Tensor, right: torch.Tensor, h: int, w: int, radiu
     arg = torch.empty((n_a, n_b, m), dtype=torch.int16, device=left.device) if with_argmax else None
     if n_a == 0 or n_b == 0:
         return best, arg
+    if left.device.type == "cpu":
+        budget_bytes = min(budget_bytes, _CHUNK_CAP_BYTES)
     if tile is None:
         _dense(left, right, h, w, radius, best, arg, budget_bytes)
     else:
@@ -102,7 +108,7 @@ def _dense(left: torch.Tensor, right: torch.Tensor, h: int, w: int, radius: int,
     if radius < max(h, w) - 1:
         bias = _dense_bias(h, w, radius, left.device).view(1, m, 1, m)
     a_step, b_step, _ = _steps(n_a, n_b, 1, per_pair_row=m * m * 4, per_ref_row=0, per_ref=0,
-                             budget=min(budget_bytes, _CHUNK_CAP_BYTES))
+                               budget=budget_bytes)
     flat_l = left.reshape(n_a * m, c)
     sim_buf = torch.empty(a_step * m * b_step * m, dtype=torch.float32, device=left.device)
     for b0 in range(0, n_b, b_step):
@@ -141,7 +147,7 @@ def _tiled(left: torch.Tensor, right: torch.Tensor, h: int, w: int, radius: int,
     right_rows = right.reshape(n_b * m, c)
     a_step, b_step, row_step = _steps(n_a, n_b, nth, per_pair_row=ntw * p * n_win * 4,
                                       per_ref_row=ntw * n_win * (c * 4 + 8), per_ref=0,
-                                      budget=min(budget_bytes, _CHUNK_CAP_BYTES))
+                                      budget=budget_bytes)
     best_grid = best.view(n_a, n_b, h, w)
     arg_grid = None if arg is None else arg.view(n_a, n_b, h, w)
     # one buffer each for the windows and the products, reused by every chunk: fresh large
@@ -259,15 +265,21 @@ def _check_grid(grid: tuple[int, int]) -> tuple[int, int]:
     return int(grid[0]), int(grid[1])
 
 
-def _check_radius(radius: int) -> None:
-    if int(radius) != radius or radius < 0:
+def _check_radius(radius: int) -> int:
+    try:
+        ok = int(radius) == radius and radius >= 0
+    except (TypeError, ValueError):
+        ok = False
+    if not ok or isinstance(radius, bool):
         raise ValueError(f"window radius must be a non-negative integer, got {radius!r}")
+    return int(radius)
 
 
 def _check_inputs(left: torch.Tensor, right: torch.Tensor, grid: tuple[int, int], radius: int,
-                  with_argmax: bool) -> tuple[int, int]:
+                  with_argmax: bool) -> tuple[int, int, int]:
+    """(h, w, radius) as ints, or a ValueError that names what does not fit."""
     h, w = _check_grid(grid)
-    _check_radius(radius)
+    radius = _check_radius(radius)
     if left.dim() != 3 or right.dim() != 3:
         raise ValueError(f"left and right must be (images, patches, channels), got shapes "
                          f"{tuple(left.shape)} and {tuple(right.shape)}")
@@ -280,4 +292,4 @@ def _check_inputs(left: torch.Tensor, right: torch.Tensor, grid: tuple[int, int]
         raise ValueError(f"left is on {left.device}, right on {right.device}")
     if with_argmax and h * w > _INT16_MAX + 1:
         raise ValueError(f"int16 argmax holds at most {_INT16_MAX + 1} patches per image, grid has {h * w}")
-    return h, w
+    return h, w, radius
