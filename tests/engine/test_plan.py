@@ -13,6 +13,7 @@ from codegraph_ad.engine.msm import msm_scores
 from codegraph_ad.engine.mutual import pair_minima, plan_minima, refine_minima
 from codegraph_ad.engine.plan import ReferencePlan, fixed_k_plan, planned_slots, screening_plan
 from codegraph_ad.features.extract import FeatureSet
+from codegraph_ad.features.lnamd import lnamd
 from codegraph_ad.methods import CoDeGraph, MuSc
 from codegraph_ad.methods.codegraph import graph_and_rescore
 from codegraph_ad.methods.first_pass import compute_first_pass
@@ -182,3 +183,60 @@ def test_screening_computes_fewer_pairs_for_both_methods() -> None:
     cg = CoDeGraph(degrees=(1,), screening_percent=40.0, **asdict(toy_graph())).fit_predict(feats)
     assert musc.diagnostics["image_pairs"] == cg.diagnostics["image_pairs"] < 24 * 23 // 2
     assert cg.diagnostics["subsets"][0]["references"]["plan"] == "screening"
+
+
+def _window_brute(x: torch.Tensor, grid: tuple[int, int], radius: int) -> torch.Tensor:
+    """(N, N, M) minima when patch m only meets patches within ``radius`` cells (Chebyshev)."""
+    h, w = grid
+    ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    ys, xs = ys.reshape(-1), xs.reshape(-1)
+    near = ((ys[:, None] - ys[None]).abs() <= radius) & ((xs[:, None] - xs[None]).abs() <= radius)
+    sim = torch.einsum("qmc,jpc->qjmp", x.double(), x.double()).masked_fill(~near, -float("inf"))
+    dist = torch.sqrt(torch.clamp(2 - 2 * sim.amax(dim=3), min=0))
+    dist[torch.arange(x.shape[0]), torch.arange(x.shape[0])] = float("inf")
+    return dist.float()
+
+
+@pytest.mark.parametrize("radius", [0, 1, 2, 9])
+def test_window_minima_on_exact_and_listed_plans_equal_the_brute_force(radius: int) -> None:
+    grid = (5, 6)
+    x = unit_features(10, 30, 12, seed=7)
+    want = _window_brute(x, grid, radius)
+    dense = plan_minima(x, None, with_argmin=True, window=radius, grid=grid)
+    assert torch.equal(torch.isinf(dense.dist), torch.isinf(want))
+    fin = torch.isfinite(want)
+    assert torch.allclose(dense.dist[fin], want[fin], atol=1e-5)
+    plan = fixed_k_plan(torch.randn(10, 4, generator=torch.Generator().manual_seed(7)), 4, 0.5, seed=0)
+    listed = plan_minima(x, plan, with_argmin=True, window=radius, grid=grid)
+    assert torch.allclose(listed.dist, _gather(want, plan.refs), atol=1e-5)
+    # the argmin is a patch inside the window that attains the minimum
+    ref_img = plan.refs[:, :, None].expand(-1, -1, 30)
+    chosen = x[ref_img, listed.argmin.long()]  # (N, K, M, C)
+    d = (x[:, None] - chosen).norm(dim=-1)
+    assert torch.allclose(d, listed.dist, atol=1e-5)
+    if radius >= 5:  # the window covers the grid: the unrestricted minima
+        assert torch.allclose(dense.dist[fin], pair_minima(x).dist[fin], atol=1e-5)
+
+
+def test_window_needs_the_patch_grid() -> None:
+    with pytest.raises(ValueError, match="grid"):
+        plan_minima(unit_features(4, 12, 8), None, window=1, grid=(5, 5))
+
+
+def test_estimators_with_a_window_score_like_the_window_minima() -> None:
+    feats, _ = _features(seed=3)
+    got = MuSc(degrees=(1,), window=1).fit_predict(feats)
+    want = sum(msm_scores(_window_brute(lnamd(feats.layers[:, li], (8, 8), 1), (8, 8), 1), 0.3)
+               for li in range(2)) / 2
+    assert torch.allclose(got.patch_scores, want, atol=1e-5)
+    cg = CoDeGraph(degrees=(1,), window=1, references=10, **asdict(toy_graph())).fit_predict(feats)
+    assert np.isfinite(cg.image_scores).all()
+
+
+def test_volumes_refuse_a_2d_window() -> None:
+    from codegraph_ad.config import RunConfig
+    from codegraph_ad.errors import ConfigError
+    from codegraph_ad.volumes.config import VolumeConfig
+
+    with pytest.raises(ConfigError, match="3D grid"):
+        VolumeConfig(run=RunConfig(engine=EngineConfig(window=2)))
