@@ -60,8 +60,9 @@ def spread(n: int, limit: int | None) -> list[int]:
     return sorted({int(round(x)) for x in np.linspace(0, n - 1, limit)})
 
 
-def estimator(method: str, size: int, percent: float, a: argparse.Namespace) -> MuSc | CoDeGraph:
-    engine = EngineConfig(precision=a.precision, threads=a.threads, screening_percent=percent)
+def estimator(method: str, size: int, percent: float, a: argparse.Namespace,
+              window: int | None = None) -> MuSc | CoDeGraph:
+    engine = EngineConfig(precision=a.precision, threads=a.threads, screening_percent=percent, window=window)
     cfg = RunConfig(method=method, features=FeatureConfig(image_size=size), msm=MSMConfig(MUSC_Q), engine=engine)
     return (MuSc if method == "musc" else CoDeGraph).from_config(cfg)
 
@@ -83,15 +84,15 @@ class Category:
         self.masks = eval_masks(self.samples, batch.original_sizes, EVAL_SIZE)
         self.size = size
 
-    def score(self, method: str, percent: float, a: argparse.Namespace) -> dict[str, Any]:
-        est = estimator(method, self.size, percent, a)
+    def score(self, method: str, percent: float, a: argparse.Namespace, window: int | None = None) -> dict[str, Any]:
+        est = estimator(method, self.size, percent, a, window)
         t0 = time.perf_counter()
         res = est.fit_predict(self.features)
         secs = time.perf_counter() - t0
         maps = eval_maps(res.patch_scores, res.grid, self.size, EVAL_SIZE)
         m = batch_metrics(res.image_scores, maps, self.masks, self.labels)
         diag = res.diagnostics or {}
-        return {"method": method, "percent": percent, "time_s": round(secs, 2),
+        return {"method": method, "percent": percent, "window": window, "time_s": round(secs, 2),
                 "ms_per_image": round(1000 * secs / len(self.labels), 1), "image": pct(m["image"]),
                 "pixel": pct(m["pixel"]), "pairs": pairs_computed(diag),
                 "exclusion_rate_pct": None if "exclusion_rate" not in diag else round(100 * diag["exclusion_rate"], 3)}

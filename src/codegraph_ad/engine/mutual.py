@@ -350,17 +350,24 @@ def _listed_chunk(ctx: _BlockContext, chunk: tuple[int, int]) -> list[SlotRows]:
     left, right, slot_ab, slot_ba = (t[s0:s1] for t in ctx.pairs)
     m, a = ctx.m, int(left[0])
     width = ctx.low.shape[1]
-    partners = ctx.low.view(-1, m, width)[right].reshape(-1, width)
+    lo, hi = int(right[0]), int(right[-1]) + 1
+    if hi - lo == s1 - s0:  # consecutive partners (always at one per block): a view, no copy
+        partners = ctx.low[lo * m : hi * m]
+    else:
+        partners = ctx.low.view(-1, m, width)[right].reshape(-1, width)
     sim = ctx.product.block(ctx.low[a * m : (a + 1) * m], ctx.product.right(partners)).view(m, s1 - s0, m)
     out = []
+    # reduce the whole block, then keep the directions the plan lists: cheaper than copying
+    # the block's listed columns out first
     fwd = torch.nonzero(slot_ab >= 0).flatten()  # a lists the partner: a -> partner
     if fwd.numel():
-        v, i = _reduce(sim if fwd.numel() == s1 - s0 else sim[:, fwd], 2, ctx.with_arg)  # (m, f)
-        out.append(SlotRows(torch.full((fwd.numel(),), a, device=sim.device), slot_ab[fwd], v.T, None if i is None else i.T))
+        v, i = _reduce(sim, 2, ctx.with_arg)  # (m, partners)
+        out.append(SlotRows(torch.full((fwd.numel(),), a, device=sim.device), slot_ab[fwd], v.T[fwd],
+                            None if i is None else i.T[fwd]))
     bwd = torch.nonzero(slot_ba >= 0).flatten()  # the partner lists a: partner -> a
     if bwd.numel():
-        v, i = _reduce(sim if bwd.numel() == s1 - s0 else sim[:, bwd], 0, ctx.with_arg)  # (b, m)
-        out.append(SlotRows(right[bwd], slot_ba[bwd], v, i))
+        v, i = _reduce(sim, 0, ctx.with_arg)  # (partners, m)
+        out.append(SlotRows(right[bwd], slot_ba[bwd], v[bwd], None if i is None else i[bwd]))
     return out
 
 
