@@ -190,7 +190,9 @@ def test_screen_drops_modes_whose_product_is_far_slower_or_missing(monkeypatch):
 
 def test_rscin_top_k_in_row_chunks_equals_the_full_sort(monkeypatch) -> None:
     """Memory linear in N: rows in chunks, only the k largest kept, ties by lower index."""
-    from codegraph_ad.engine import rscin as rscin_module
+    import importlib
+
+    rscin_module = importlib.import_module("codegraph_ad.engine.rscin")
 
     rng = np.random.default_rng(0)
     n = 40
