@@ -125,8 +125,11 @@ def features_for_batch(
     cannot be identified; see ``features.cache.CacheConfig``); True/False force it.
     stats: when given, receives ``features_cached`` / ``features_extracted`` counts.
     """
-    extractor = FeatureExtractor.from_config(config, backbone=backbone, cache=cache, cache_dir=cache_dir,
-                                             progress=progress)
+    extractor_cls = FeatureExtractor
+    if config.engine.backend == "ray":  # the backbone runs on the cluster's workers (docs/ray.md)
+        from codegraph_ad.engine.ray_features import RayFeatureExtractor as extractor_cls
+    extractor = extractor_cls.from_config(config, backbone=backbone, cache=cache, cache_dir=cache_dir,
+                                          progress=progress)
     return extractor.transform_batch(batch, stats)
 
 

@@ -122,6 +122,15 @@ class EngineConfig:
     window: int | None = documented(None, "match a patch only within this many grid cells of its position")
     device: Literal["cpu", "cuda", "auto"] = documented(
         "cpu", "where the engine runs: cpu, cuda, or auto (cuda when present)")
+    # Where the pair tasks and the feature extraction run (issue 25, docs/ray.md): this
+    # process, or a Ray cluster; the scores are the same bit for bit.
+    backend: Literal["local", "ray"] = documented(
+        "local", "where the pair tasks and feature extraction run: local (this process) or ray")
+    # None: start a Ray instance on this machine; "auto": join the cluster this machine belongs
+    # to (ray start --head / --address); or the head's host:port, or a ray:// client address.
+    # Read only with backend "ray" (each knob stays settable on its own, as every option is).
+    ray_address: str | None = documented(
+        None, "with --engine ray: the cluster to join (none: start one here; auto: the running cluster; host:port)")
 
     def __post_init__(self) -> None:
         _require(self.precision in ("fp32", "bf16", "int8", "fast"), "precision", self.precision,
@@ -131,6 +140,9 @@ class EngineConfig:
                  "in [0, 1]")
         _require(self.window is None or self.window >= 0, "window", self.window, ">= 0 or none")
         _require(self.device in ("cpu", "cuda", "auto"), "device", self.device, "one of cpu, cuda, auto")
+        _require(self.backend in ("local", "ray"), "backend", self.backend, "one of local, ray")
+        _require(self.ray_address is None or (isinstance(self.ray_address, str) and self.ray_address.strip() != ""),
+                 "ray_address", self.ray_address, "a non-empty address or none")
         _require(self.memory_budget_mb is None or self.memory_budget_mb > 0, "memory_budget_mb",
                  self.memory_budget_mb, "positive")
         _require(self.threads is None or self.threads >= 0, "threads", self.threads, ">= 0")

@@ -58,7 +58,8 @@ ALIASES: dict[tuple[type, str], tuple[str, ...]] = {
     (GraphConfig, "target_coverage"): ("--coverage",),
 }
 # Fields whose own name reads badly alone: their primary flag (the decision's --rule).
-PRIMARY_NAMES: dict[tuple[type, str], str] = {(DecisionConfig, "rule"): "--decision-rule"}
+PRIMARY_NAMES: dict[tuple[type, str], str] = {(DecisionConfig, "rule"): "--decision-rule",
+                                               (EngineConfig, "backend"): "--engine"}
 # Fields whose valid values are the names of an open registry rather than a fixed Literal.
 REGISTRY_CHOICES: dict[tuple[type, str], Registry] = {(RunConfig, "method"): METHODS,
                                                        (FeatureConfig, "backbone"): BACKBONES}

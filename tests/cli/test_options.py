@@ -29,6 +29,7 @@ SPECIAL = {
     "clip.checkpoint": "clip.pt",
     "clip.layers": (6, 12),
     "object_name": "bottle",
+    "engine.ray_address": "auto",
 }
 
 

@@ -23,7 +23,7 @@ import logging
 import os
 import struct
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -255,6 +255,18 @@ def open_cache(features: FeatureConfig, cache: CacheConfig, backbone: Any = None
     return FeatureCache(root, cache_key_fields(features, backbone, runtime))
 
 
+ChunkRunner = Callable[[Callable[[int], np.ndarray], list[list[int]]], Iterable[tuple[list[int], FeatureSet]]]
+"""``run(load, chunks)`` -> ``(chunk, its features)`` per chunk of image indices, in any order."""
+
+
+def _local_chunks(backbone: Any) -> ChunkRunner:
+    def run(load: Callable[[int], np.ndarray], chunks: list[list[int]]) -> Iterator[tuple[list[int], FeatureSet]]:
+        for chunk in chunks:
+            yield chunk, extract_features(backbone, lambda j: load(chunk[j]), len(chunk), len(chunk), progress=False)
+
+    return run
+
+
 def cached_features(
     store: FeatureCache,
     hashes: Sequence[str],
@@ -262,12 +274,15 @@ def cached_features(
     get_backbone: Callable[[], Any],
     batch_size: int = 8,
     progress: bool | Progress = True,
+    run_chunks: ChunkRunner | None = None,
 ) -> FeatureSet:
     """Features of images ``0..len(hashes)-1``, extracting only those the cache lacks.
 
     Missing images (byte-identical files once) go through the backbone ``batch_size`` at a
-    time and each batch is stored before the next starts, so an interrupted run keeps
+    time and each batch is stored as soon as it is done, so an interrupted run keeps
     what it finished. ``get_backbone`` is called only when something is missing.
+    run_chunks: where the chunks run (None: here, in order, with ``get_backbone()``; the Ray
+    extractor runs them on a cluster and hands back the same features).
     """
     if not hashes:
         raise ValueError("no images to extract features from")
@@ -284,11 +299,10 @@ def cached_features(
     missing = [i for h, i in first_index.items() if h not in found]
     store.stats.hits += len(first_index) - len(missing)
     if missing:
-        backbone = get_backbone()
+        chunks = [missing[start:start + batch_size] for start in range(0, len(missing), batch_size)]
+        run = run_chunks if run_chunks is not None else _local_chunks(get_backbone())
         with Progress.of(progress).stage("features", len(missing), "img") as bar:
-            for start in range(0, len(missing), batch_size):
-                chunk = missing[start:start + batch_size]
-                fs = extract_features(backbone, lambda j: load(chunk[j]), len(chunk), len(chunk), progress=False)
+            for chunk, fs in run(load, chunks):
                 store.stats.backbone_calls += 1
                 for j, i in enumerate(chunk):
                     entry = (fs.layers[j].numpy(), fs.cls[j].numpy(), fs.grid)

@@ -10,7 +10,7 @@ of ``features.cache``. ``api.detect`` / ``evaluate`` extract through it.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from PIL import Image
 
 from codegraph_ad.config import FeatureConfig, RunConfig
 from codegraph_ad.errors import InputError
+from codegraph_ad.features.cache import ChunkRunner
 from codegraph_ad.features.extract import FeatureSet, extract_features
 from codegraph_ad.io.batch import ImageBatch, load_batch
 from codegraph_ad.io.images import discover_images
@@ -125,10 +126,18 @@ class FeatureExtractor(FlatParams):
         arrays = _as_rgb_list(images)
         if not arrays:
             raise InputError("no images to extract features from")
-        return extract_features(self.backbone_model(), lambda i: arrays[i], len(arrays),
-                                self.config.batch_size, self.progress)
+        return self._extract(lambda i: arrays[i], len(arrays))
 
     __call__ = transform
+
+    def _extract(self, load: Callable[[int], np.ndarray], n: int) -> FeatureSet:
+        """Features of images ``load(0..n-1)``, no cache (a hook: the Ray extractor of
+        engine/ray_features.py runs the same chunks on a cluster)."""
+        return extract_features(self.backbone_model(), load, n, self.config.batch_size, self.progress)
+
+    def _chunk_runner(self) -> ChunkRunner | None:
+        """How the images the cache lacks are extracted (None: here, chunk after chunk)."""
+        return None
 
     def read(self, images: PathLike | Sequence[PathLike]) -> ImageBatch:
         """Decode and resize image files (a folder: every image below it) to ``image_size``."""
@@ -153,14 +162,13 @@ class FeatureExtractor(FlatParams):
         given = None if isinstance(self.backbone, str) else self.backbone
         cache_cfg = CacheConfig(self.cache, Path(self.cache_dir) if self.cache_dir is not None else None)
         if not cache_cfg.active(given is not None) or len(batch.hashes) != len(batch):
-            feats = extract_features(self.backbone_model(), lambda i: batch.resized[i], len(batch),
-                                     cfg.batch_size, self.progress)
+            feats = self._extract(lambda i: batch.resized[i], len(batch))
             if stats is not None:
                 stats.update(features_cached=0, features_extracted=len(batch))
             return feats
         store = open_cache(cfg, cache_cfg, given, self.runtime())
         feats = cached_features(store, batch.hashes, lambda i: batch.resized[i], self.backbone_model,
-                                cfg.batch_size, self.progress)
+                                cfg.batch_size, self.progress, self._chunk_runner())
         if stats is not None:
             stats.update(store.stats.as_timings())
         return feats

@@ -17,6 +17,7 @@ from codegraph_ad.engine.msm import msm_scores
 from codegraph_ad.engine.device import resolve_device
 from codegraph_ad.engine.mutual import PairMinima, RefinedMinima, plan_minima, refined_entries
 from codegraph_ad.engine.plan import ReferencePlan
+from codegraph_ad.engine.ray_executor import executor_for
 from codegraph_ad.features.extract import FeatureSet
 from codegraph_ad.features.lnamd import lnamd
 from codegraph_ad.methods.base import budget_mb, reference_plan
@@ -117,5 +118,6 @@ def compute_first_pass(features: FeatureSet, lnamd_cfg: LNAMDConfig, engine: Eng
                     desc=f"first pass layer {li + 1} r={r}",
                     window=engine.window,
                     grid=features.grid,
+                    executor=executor_for(engine),
                 )
     return FirstPass(features, tuple(lnamd_cfg.degrees), minima, plan, budget_mb(engine))

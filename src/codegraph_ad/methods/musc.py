@@ -11,6 +11,7 @@ from codegraph_ad.engine.msm import msm_scores
 from codegraph_ad.engine.device import resolve_device
 from codegraph_ad.engine.mutual import plan_minima
 from codegraph_ad.engine.plan import ReferencePlan
+from codegraph_ad.engine.ray_executor import executor_for
 from codegraph_ad.features.extract import FeatureSet
 from codegraph_ad.methods.base import (
     ScoreResult,
@@ -90,6 +91,7 @@ class MuSc(BatchEstimator):
                 desc=f"scoring layer {li + 1} r={r}",
                 window=engine.window,
                 grid=features.grid,
+                executor=executor_for(engine),
             )
             s = msm_scores(minima.dist, msm_cfg.q, refs=plan.refs)
             total = s if total is None else total + s
