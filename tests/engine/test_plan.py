@@ -236,7 +236,8 @@ def test_estimators_with_a_window_score_like_the_window_minima() -> None:
 def test_volumes_refuse_a_2d_window() -> None:
     from codegraph_ad.config import RunConfig
     from codegraph_ad.errors import ConfigError
-    from codegraph_ad.volumes.config import VolumeConfig
+    from codegraph_ad.volumes.scoring import score_volume_features
 
+    feats, _ = _features()
     with pytest.raises(ConfigError, match="3D grid"):
-        VolumeConfig(run=RunConfig(engine=EngineConfig(window=2)))
+        score_volume_features(feats, np.ones((24, 64), dtype=bool), RunConfig(engine=EngineConfig(window=2)))

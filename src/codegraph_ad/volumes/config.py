@@ -128,11 +128,6 @@ class VolumeConfig:
             raise ConfigError(f"patient_min_share must be in [0, 1] or None, got {self.patient_min_share}")
         if self.patient_baseline not in ("none", "position-median"):
             raise ConfigError(f"patient_baseline must be 'none' or 'position-median', got {self.patient_baseline!r}")
-        if self.run.engine.window is not None:
-            # the tokens lie on a 3D grid flattened to (g, g*g): a 2D window over it would
-            # pair cubes that are far apart in depth
-            raise ConfigError("--window restricts matches on a 2D patch grid; volume tokens lie on a 3D grid, "
-                              "for which no window is implemented yet: leave --window unset for volumes")
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import torch
 
 from codegraph_ad.config import RunConfig
 from codegraph_ad.engine.threads import thread_budget
+from codegraph_ad.errors import ConfigError
 from codegraph_ad.features.extract import FeatureSet
 from codegraph_ad.methods import make_method
 from codegraph_ad.methods.base import ScoreResult, finish_image_scores
@@ -82,6 +83,11 @@ def score_volume_features(
     position_baseline: the image score is the largest excess over the batch median at the
     same cube position (``patient_map``); the maps are not changed.
     """
+    if config.engine.window is not None:
+        # the tokens lie on a 3D grid flattened to (g, g*g): a 2D window over it would pair
+        # cubes that are far apart in depth
+        raise ConfigError("--window restricts matches on a 2D patch grid; volume tokens lie on a 3D grid, "
+                          "for which no window is implemented yet: leave --window unset for volumes")
     if any(r != 1 for r in config.lnamd.degrees):
         raise ValueError(
             "volumes use LNAMD degrees (1,) only (the 2D pooling does not apply to a 3D grid), "
