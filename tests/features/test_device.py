@@ -97,3 +97,13 @@ def test_cached_features_are_keyed_by_runtime(tmp_path: Path, monkeypatch: pytes
     keys = [json.loads(p.read_text()) for p in sorted(cache.glob("*/key.json"))]
     assert len(keys) == 2  # ... but the two runs never share entries
     assert sorted(str(k.get("runtime")) for k in keys) == ["None", str({"device": "cpu", "precision": "bf16"})]
+
+
+def test_lnamd_in_image_chunks_equals_one_pass(monkeypatch) -> None:
+    import importlib
+
+    module = importlib.import_module("codegraph_ad.features.lnamd")
+    x = torch.randn(7, 12, 5, generator=torch.Generator().manual_seed(0))
+    whole = module.lnamd(x, (3, 4), 3)
+    monkeypatch.setattr(module, "_CHUNK_BYTES", 2 * 12 * 5 * 4)  # two images per chunk
+    assert torch.equal(module.lnamd(x, (3, 4), 3), whole)

@@ -69,3 +69,23 @@ def test_rejects_bad_input():
         mutual_similarity_vectors([bad])
     with pytest.raises(ValueError, match="max_rank"):
         mutual_similarity_vectors([np.ones((4, 4, 3))], max_rank=4)
+
+
+def test_query_chunks_give_the_same_vectors(monkeypatch) -> None:
+    """Rows of queries are sorted a few at a time (bounded temporaries): same result."""
+    import importlib
+
+    module = importlib.import_module("codegraph_ad.graph.similarity_vectors")
+    rng = np.random.default_rng(3)
+    mins = [rng.random((9, 9, 5)).astype(np.float32) for _ in range(2)]
+    whole = module.mutual_similarity_vectors(mins, max_rank=4)
+    monkeypatch.setattr(module, "_CHUNK_ENTRIES", 2 * 5 * 9)  # two query images per chunk
+    chunked = module.mutual_similarity_vectors(mins, max_rank=4)
+    assert np.array_equal(whole.sorted_per_layer, chunked.sorted_per_layer)
+    assert np.array_equal(whole.rank_images, chunked.rank_images)
+    refs = np.sort(np.stack([rng.choice([j for j in range(9) if j != q], 4, replace=False) for q in range(9)]), axis=1)
+    listed = [m[np.arange(9)[:, None], refs] for m in mins]
+    a = module.mutual_similarity_vectors(listed, max_rank=3, refs=refs)
+    monkeypatch.setattr(module, "_CHUNK_ENTRIES", 10**9)
+    b = module.mutual_similarity_vectors(listed, max_rank=3, refs=refs)
+    assert np.array_equal(a.rank_images, b.rank_images) and np.array_equal(a.dbar, b.dbar)

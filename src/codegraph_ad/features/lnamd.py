@@ -27,9 +27,24 @@ def lnamd(tokens: torch.Tensor, grid: tuple[int, int], r: int,
     h, w = grid
     if h * w != m:
         raise ValueError(f"grid {grid} does not match {m} tokens")
+    # every step is per image: chunks of images bound the temporaries (four copies of the
+    # batch otherwise: 1.6 GB at N = 1,000, M = 256) without changing a value
+    out = torch.empty((b, m, c), dtype=torch.float32, device=tokens.device)
+    step = max(1, _CHUNK_BYTES // max(1, 4 * m * c))
+    for s in range(0, b, step):
+        out[s : s + step] = _aggregate(tokens[s : s + step], h, w, r)
+    return out
+
+
+# Images aggregated at a time: 64 MB of fp32 tokens per temporary.
+_CHUNK_BYTES = 64 * 1024 * 1024
+
+
+def _aggregate(tokens: torch.Tensor, h: int, w: int, r: int) -> torch.Tensor:
+    b, m, c = tokens.shape
     x = tokens.float().transpose(1, 2).reshape(b, c, h, w)
     x = F.layer_norm(x, x.shape[1:])
     if r > 1:
         x = F.avg_pool2d(x, kernel_size=r, stride=1, padding=r // 2, count_include_pad=True)
     x = x.reshape(b, c, m).transpose(1, 2)
-    return F.normalize(x, dim=-1).contiguous()
+    return F.normalize(x, dim=-1)

@@ -43,6 +43,10 @@ class MutualSimilarity:
         return int(self.dbar.shape[2])
 
 
+# Entries (query patch x reference) sorted at a time.
+_CHUNK_ENTRIES = 16 * 1024 * 1024
+
+
 def _index_dtype(n_images: int) -> type:
     """Image indices fit int16 for any realistic batch; halves the largest array here."""
     return np.int16 if n_images < 2**15 else np.int32
@@ -93,26 +97,31 @@ def mutual_similarity_vectors(
 
     sorted_pl = np.empty((n_layers, n, m, r), dtype=np.float32)
     rank_img = np.empty((n_layers, n, m, r), dtype=_index_dtype(n))
-    diag = np.arange(n)
     slot_ids = None if refs is None else np.asarray(refs)[:, None, :]  # (N, 1, K)
+    # rows of query images at a time: the sort's copies and int64 indices stay ~64 MB each
+    step = max(1, _CHUNK_ENTRIES // max(1, m * np.shape(mins_per_layer[0])[1]))
     for l, mins in enumerate(mins_per_layer):
-        # (N, M, S): the per-image distances of one patch are contiguous for the sort.
-        a = np.ascontiguousarray(np.moveaxis(np.asarray(mins, dtype=np.float32), 2, 1))
-        if np.isnan(a).any():
-            raise ValueError(f"mins_per_layer[{l}] contains NaN")
-        if refs is None:
-            a[diag, :, diag] = np.inf
-        if r < n_valid:
-            part = np.argpartition(a, r - 1, axis=-1)[..., :r]
-            vals = np.take_along_axis(a, part, axis=-1)
-            order = np.argsort(vals, axis=-1, kind="stable")
-            idx = np.take_along_axis(part, order, axis=-1)
-            vals = np.take_along_axis(vals, order, axis=-1)
-        else:
-            idx = np.argsort(a, axis=-1, kind="stable")[..., :r]
-            vals = np.take_along_axis(a, idx, axis=-1)
-        sorted_pl[l] = vals
-        rank_img[l] = idx if slot_ids is None else np.take_along_axis(np.broadcast_to(slot_ids, a.shape), idx, axis=-1)
-        del a
+        for q0 in range(0, n, step):
+            q1 = min(q0 + step, n)
+            # (rows, M, S): the per-image distances of one patch are contiguous for the sort.
+            a = np.ascontiguousarray(np.moveaxis(np.asarray(mins[q0:q1], dtype=np.float32), 2, 1))
+            if np.isnan(a).any():
+                raise ValueError(f"mins_per_layer[{l}] contains NaN")
+            if refs is None:
+                rows = np.arange(q1 - q0)
+                a[rows, :, rows + q0] = np.inf
+            if r < n_valid:
+                part = np.argpartition(a, r - 1, axis=-1)[..., :r]
+                vals = np.take_along_axis(a, part, axis=-1)
+                order = np.argsort(vals, axis=-1, kind="stable")
+                idx = np.take_along_axis(part, order, axis=-1)
+                vals = np.take_along_axis(vals, order, axis=-1)
+            else:
+                idx = np.argsort(a, axis=-1, kind="stable")[..., :r]
+                vals = np.take_along_axis(a, idx, axis=-1)
+            sorted_pl[l, q0:q1] = vals
+            rank_img[l, q0:q1] = idx if slot_ids is None else np.take_along_axis(
+                np.broadcast_to(slot_ids[q0:q1], a.shape), idx, axis=-1)
+            del a
     dbar = sorted_pl.mean(axis=0, dtype=np.float64).astype(np.float32)
     return MutualSimilarity(sorted_per_layer=sorted_pl, rank_images=rank_img, dbar=dbar)
