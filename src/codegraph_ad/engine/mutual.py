@@ -17,6 +17,7 @@ from codegraph_ad.engine.autotune import fastest_reduced_precision
 from codegraph_ad.engine.device import block_cap_bytes, fp32_matmul
 from codegraph_ad.engine.executor import LOCAL, Executor, SlotRows
 from codegraph_ad.engine.plan import ReferencePlan
+from codegraph_ad.engine.window import window_block
 from codegraph_ad.engine.products import PRECISIONS, make_product
 from codegraph_ad.progress import Progress
 
@@ -404,8 +405,6 @@ def _window_minima(feats: torch.Tensor, plan: ReferencePlan, budget_mb: float, w
 
 
 def _window_task(ctx: _WindowContext, task: tuple[int, int]) -> list[SlotRows]:
-    from codegraph_ad.engine.window import window_block
-
     q0, q1 = task
     right = ctx.feats if ctx.refs is None else ctx.feats[ctx.refs[q0]]
     best, arg = window_block(ctx.feats[q0:q1], right, ctx.grid, ctx.radius, with_argmax=ctx.with_arg,
