@@ -209,3 +209,22 @@ def test_rscin_top_k_in_row_chunks_equals_the_full_sort(monkeypatch) -> None:
         want += (w * norm[idx]).sum(axis=1)
     monkeypatch.setattr(rscin_module, "_ROW_BYTES", 8 * n * 3)  # three rows at a time
     assert np.allclose(rscin_module.rscin(scores, cls, (1, 2, 3)), want / 3, atol=1e-12)
+
+
+@pytest.mark.parametrize("m,dtype", [(256, torch.uint8), (257, torch.int16)])
+def test_argmins_use_the_narrowest_type_and_reach_every_patch(m, dtype):
+    # M = 256 stores uint8: indices 128..255 must come back unsigned (an int8 would wrap)
+    x = unit_features(3, m, 8, seed=7)
+    got = pair_minima(x, with_argmin=True)
+    assert got.argmin.dtype == dtype
+    sim = torch.einsum("qmc,jpc->qjmp", x, x)
+    want = sim.argmax(dim=3)
+    off = ~torch.eye(3, dtype=torch.bool)
+    assert torch.equal(got.argmin.long()[off], want[off])
+    assert int(got.argmin.long()[off].max()) > 127
+    # the refinement reads them as indices, not as a mask
+    excluded = torch.zeros(3, m, dtype=torch.bool)
+    excluded[1, 200:] = True
+    refined = refine_minima(x, got, excluded)
+    ref = torch.cdist(x[0].double(), x[1][:200].double()).min(dim=1).values
+    assert torch.allclose(refined[0, 1].double(), ref, atol=1e-5)

@@ -89,3 +89,26 @@ def test_query_chunks_give_the_same_vectors(monkeypatch) -> None:
     monkeypatch.setattr(module, "_CHUNK_ENTRIES", 10**9)
     b = module.mutual_similarity_vectors(listed, max_rank=3, refs=refs)
     assert np.array_equal(a.rank_images, b.rank_images) and np.array_equal(a.dbar, b.dbar)
+
+
+@pytest.mark.parametrize("with_refs", [False, True])
+def test_layer_mean_without_the_per_layer_array_is_bit_identical(monkeypatch, with_refs) -> None:
+    """The graph stages keep only the layer mean and rank images; the mean taken chunk by
+    chunk must equal the float64 mean of the stacked per-layer vectors exactly."""
+    import importlib
+
+    module = importlib.import_module("codegraph_ad.graph.similarity_vectors")
+    rng = np.random.default_rng(11)
+    n, m, layers = 10, 7, 4
+    mins = [rng.random((n, n, m)).astype(np.float32) for _ in range(layers)]
+    refs = None
+    if with_refs:
+        refs = np.sort(np.stack([rng.choice([j for j in range(n) if j != q], 6, replace=False)
+                                 for q in range(n)]), axis=1)
+        mins = [x[np.arange(n)[:, None], refs] for x in mins]
+    monkeypatch.setattr(module, "_CHUNK_ENTRIES", 3 * m * mins[0].shape[1])  # 3 queries per chunk
+    kept = module.mutual_similarity_vectors(mins, max_rank=5, refs=refs)
+    lean = module.mutual_similarity_vectors(mins, max_rank=5, refs=refs, keep_per_layer=False)
+    assert lean.sorted_per_layer is None
+    assert np.array_equal(lean.dbar, kept.sorted_per_layer.mean(axis=0, dtype=np.float64).astype(np.float32))
+    assert np.array_equal(lean.dbar, kept.dbar) and np.array_equal(lean.rank_images, kept.rank_images)

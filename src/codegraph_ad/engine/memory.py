@@ -28,6 +28,11 @@ def default_budget_mb() -> float:
     return 0.7 * machine_memory_mb()
 
 
+def argmin_bytes(m: int) -> int:
+    """Bytes per stored argmin (engine/mutual.py: argmin_dtype)."""
+    return 1 if m <= 256 else (2 if m <= 32768 else 4)
+
+
 @dataclass(frozen=True)
 class MemoryEstimate:
     """Peak bytes of the large arrays of a run, by part (MB)."""
@@ -61,13 +66,15 @@ def estimate_memory(n: int, m: int, c: int, n_layers: int, n_degrees: int, metho
     features = n * n_layers * m * c * feature_bytes
     pair = ns * s * m
     k = max(1, math.ceil(0.3 * (population - 1)))
-    per_map = ns * m * c * _F32 + pair * (_F32 + 2) + 2 * pair * _F32 + ns * k * m * (_F32 + 8) + block_mb * 1e6
+    arg = argmin_bytes(m)
+    per_map = ns * m * c * _F32 + pair * (_F32 + arg) + 2 * pair * _F32 + ns * k * m * (_F32 + 8) + block_mb * 1e6
     stored = graph = 0.0
     if method == "codegraph":
         maps = n_layers * n_degrees
-        stored = maps * pair * (_F32 + 2)  # first pass kept whole
+        stored = maps * pair * (_F32 + arg)  # first pass kept whole
         kk = max(2, math.ceil(k_fraction * population))
-        graph = n_layers * ns * m * kk * (_F32 + 2) * 2  # sorted vectors, rank images, temporaries
+        # rank images (int16) per layer; layer-mean vectors, endurance ratios and their sort
+        graph = ns * m * kk * (n_layers * 2 + 3 * _F32)
     return MemoryEstimate(features / 1e6, per_map / 1e6, stored / 1e6, graph / 1e6)
 
 

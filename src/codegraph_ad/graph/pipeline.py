@@ -62,7 +62,7 @@ def run_graph_stages(
     # k_fraction applies to the population each image is compared with: N exact, K + 1 listed
     population = n if refs is None else int(np.shape(refs)[1]) + 1
     k = reference_rank(population, config.k_fraction)
-    sim = mutual_similarity_vectors(mins_per_layer, max_rank=k, refs=refs)
+    sim = mutual_similarity_vectors(mins_per_layer, max_rank=k, refs=refs, keep_per_layer=keep_similarity)
     zeta = endurance_ratios(sim.dbar, k, config.alpha)
     links = select_links(
         zeta,

@@ -20,13 +20,13 @@ class MutualSimilarity:
     """Sorted per-image minima of every patch, truncated to R ranks.
 
     sorted_per_layer: (L, N, M, R) float32, ``[l, q, m, i]`` = d_l^(i+1)(x) for patch m of
-        image q (ascending in i; the image itself is never among them).
+        image q (ascending in i; the image itself is never among them); None when not kept.
     rank_images: (L, N, M, R) integer (int16 when N < 2**15, else int32), the image C_l^(i+1)(x).
     dbar: (N, M, R) float32, the rank-wise mean over layers (non-decreasing in i, because
         each layer's vector is).
     """
 
-    sorted_per_layer: np.ndarray
+    sorted_per_layer: np.ndarray | None
     rank_images: np.ndarray
     dbar: np.ndarray
 
@@ -44,7 +44,7 @@ class MutualSimilarity:
 
 
 # Entries (query patch x reference) sorted at a time.
-_CHUNK_ENTRIES = 16 * 1024 * 1024
+_CHUNK_ENTRIES = 4 * 1024 * 1024
 
 
 def _index_dtype(n_images: int) -> type:
@@ -77,7 +77,8 @@ def validate_minima(mins_per_layer: Sequence[np.ndarray], refs: np.ndarray | Non
 
 
 def mutual_similarity_vectors(
-    mins_per_layer: Sequence[np.ndarray], max_rank: int | None = None, refs: np.ndarray | None = None
+    mins_per_layer: Sequence[np.ndarray], max_rank: int | None = None, refs: np.ndarray | None = None,
+    keep_per_layer: bool = True,
 ) -> MutualSimilarity:
     """Sort each patch's per-image minima, keeping the first ``max_rank`` ranks.
 
@@ -87,7 +88,9 @@ def mutual_similarity_vectors(
     K instead of N - 1. The dense diagonal ``[q, q, :]`` is ignored (treated as +inf)
     whatever it holds, so a caller that forgot to mask it cannot make an image its own
     nearest neighbour. NaN is rejected. Ties are broken deterministically by the lower
-    image index.
+    image index. keep_per_layer=False leaves ``sorted_per_layer`` None: the graph stages read
+    only the layer mean and the rank images, and the per-layer array is the largest here
+    (200 MB at N = 1,000, M = 256, R = 51).
     """
     n_layers, n, m = validate_minima(mins_per_layer, refs)
     n_valid = n - 1 if refs is None else int(np.shape(refs)[1])
@@ -95,33 +98,45 @@ def mutual_similarity_vectors(
     if not 1 <= r <= n_valid:
         raise ValueError(f"max_rank must be in [1, {n_valid}] (the references per image), got {max_rank}")
 
-    sorted_pl = np.empty((n_layers, n, m, r), dtype=np.float32)
+    sorted_pl = np.empty((n_layers, n, m, r), dtype=np.float32) if keep_per_layer else None
     rank_img = np.empty((n_layers, n, m, r), dtype=_index_dtype(n))
+    dbar = np.empty((n, m, r), dtype=np.float32)
     slot_ids = None if refs is None else np.asarray(refs)[:, None, :]  # (N, 1, K)
-    # rows of query images at a time: the sort's copies and int64 indices stay ~64 MB each
+    # rows of query images at a time, every layer of them before the next rows: the sort's
+    # copies and int64 indices stay ~16 MB each, and the layer mean is taken per chunk, so no
+    # (L, N, M, R) float array is held unless the caller asks for it
     step = max(1, _CHUNK_ENTRIES // max(1, m * np.shape(mins_per_layer[0])[1]))
-    for l, mins in enumerate(mins_per_layer):
-        for q0 in range(0, n, step):
-            q1 = min(q0 + step, n)
-            # (rows, M, S): the per-image distances of one patch are contiguous for the sort.
-            a = np.ascontiguousarray(np.moveaxis(np.asarray(mins[q0:q1], dtype=np.float32), 2, 1))
-            if np.isnan(a).any():
-                raise ValueError(f"mins_per_layer[{l}] contains NaN")
-            if refs is None:
-                rows = np.arange(q1 - q0)
-                a[rows, :, rows + q0] = np.inf
-            if r < n_valid:
-                part = np.argpartition(a, r - 1, axis=-1)[..., :r]
-                vals = np.take_along_axis(a, part, axis=-1)
-                order = np.argsort(vals, axis=-1, kind="stable")
-                idx = np.take_along_axis(part, order, axis=-1)
-                vals = np.take_along_axis(vals, order, axis=-1)
-            else:
-                idx = np.argsort(a, axis=-1, kind="stable")[..., :r]
-                vals = np.take_along_axis(a, idx, axis=-1)
-            sorted_pl[l, q0:q1] = vals
+    for q0 in range(0, n, step):
+        q1 = min(q0 + step, n)
+        total = None
+        for l, mins in enumerate(mins_per_layer):
+            vals, idx = _sorted_rows(mins, l, q0, q1, r, n_valid, refs is None)
+            if sorted_pl is not None:
+                sorted_pl[l, q0:q1] = vals
             rank_img[l, q0:q1] = idx if slot_ids is None else np.take_along_axis(
-                np.broadcast_to(slot_ids[q0:q1], a.shape), idx, axis=-1)
-            del a
-    dbar = sorted_pl.mean(axis=0, dtype=np.float64).astype(np.float32)
+                np.broadcast_to(slot_ids[q0:q1], (q1 - q0, m, slot_ids.shape[2])), idx, axis=-1)
+            # float64 sum in layer order, then / L: the same values as mean(axis=0, dtype=float64)
+            total = vals.astype(np.float64) if total is None else np.add(total, vals, out=total)
+            del vals, idx
+        dbar[q0:q1] = (total / n_layers).astype(np.float32)
     return MutualSimilarity(sorted_per_layer=sorted_pl, rank_images=rank_img, dbar=dbar)
+
+
+def _sorted_rows(mins: np.ndarray, layer: int, q0: int, q1: int, r: int, n_valid: int,
+                 dense: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The r smallest per-image minima of query rows q0:q1, ascending, with their slots."""
+    # (rows, M, S): the per-image distances of one patch are contiguous for the sort.
+    a = np.ascontiguousarray(np.moveaxis(np.asarray(mins[q0:q1], dtype=np.float32), 2, 1))
+    if np.isnan(a).any():
+        raise ValueError(f"mins_per_layer[{layer}] contains NaN")
+    if dense:
+        rows = np.arange(q1 - q0)
+        a[rows, :, rows + q0] = np.inf
+    if r < n_valid:
+        part = np.argpartition(a, r - 1, axis=-1)[..., :r]
+        vals = np.take_along_axis(a, part, axis=-1)
+        order = np.argsort(vals, axis=-1, kind="stable")
+        idx = np.take_along_axis(part, order, axis=-1)
+        return np.take_along_axis(vals, order, axis=-1), idx
+    idx = np.argsort(a, axis=-1, kind="stable")[..., :r]
+    return np.take_along_axis(a, idx, axis=-1), idx
