@@ -34,7 +34,7 @@ RANKS: dict[str, int] = {
     "io": 1,
     "datasets": 2, "backbones": 2,
     "features": 3,
-    "engine": 4, "metrics": 4, "decision": 4,
+    "engine": 4, "metrics": 4, "decision": 4, "pixel_decision": 4,
     "graph": 5,
     "methods": 6,
     "evaluation": 7,

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from codegraph_ad._version import __version__
-from codegraph_ad.config import RunConfig, config_to_dict
+from codegraph_ad.config import PseudoMaskConfig, RunConfig, config_to_dict
 from codegraph_ad.datasets.base import LabelledSample
 from codegraph_ad.datasets.mvtec import read_mvtec_category
 from codegraph_ad.decision import Decision, decide
@@ -43,6 +43,7 @@ from codegraph_ad.io.run_folder import (
 )
 from codegraph_ad.methods import make_method
 from codegraph_ad.methods.base import ScoreResult, check_batch_size
+from codegraph_ad.pixel_decision import PixelDecision, batch_fit, fit_threshold, map_sample
 from codegraph_ad.progress import Progress
 
 
@@ -63,6 +64,9 @@ class RunResult:
     # (RunConfig.reference); write_run drops them once written
     features: FeatureSet | None = field(default=None, repr=False)
     decision: Decision | None = None  # the per-image flags; drawn from the scores when not given
+    # the threshold of the flagged images' masks: fitted on the batch's maps when the run is
+    # written (None until then, and for runs written without masks), or given (``score``)
+    pixel_decision: PixelDecision | None = None
 
     def __post_init__(self) -> None:
         if self.decision is None:
@@ -172,6 +176,7 @@ def _run(
     cache: bool | None = None,
     cache_dir: str | Path | None = None,
     keep_features: bool = False,
+    masks: bool = True,
 ) -> RunResult:
     """keep_features: hand the features to the caller's write_run (evaluate writes itself)."""
     check_batch_size(len(paths))
@@ -195,52 +200,85 @@ def _run(
                 keep = {p: mp for p, mp in zip(paths, mask_paths)}
                 mask_paths = [keep[p] for p in batch.paths]
             with RunWriter.replace(out) as writer:
-                write_run(result, writer, mask_paths, overlays, progress)
+                write_run(result, writer, mask_paths, overlays, progress, masks=masks)
     return result
 
 
 def write_run(result: RunResult, out: Path | RunWriter, mask_paths=None, overlays: bool = True,
               progress: bool | Progress = True, extra_rows: list[dict[str, Any]] | None = None,
-              report: bool = True) -> None:
+              report: bool = True, masks: bool = True) -> None:
     """Write every output, then the manifest last: its presence marks a complete run.
 
     progress: the run's Progress (one "writing" bar: the maps, then the rest) or a bool.
+    mask_paths: ground-truth mask files per image, outlined on the overlays (evaluate).
+    masks: write ``masks/<name>.png`` for every flagged image, cut at
+    ``result.pixel_decision`` or, when that is None, at a threshold fitted on the batch's
+    maps (stored in ``result.pixel_decision`` and scores.json).
 
     out: a ``RunWriter`` (from ``RunWriter.replace``), or a folder, whose earlier outputs
     are then replaced all-or-nothing.
     """
     if not isinstance(out, RunWriter):
         with RunWriter.replace(Path(out)) as writer:
-            write_run(result, writer, mask_paths, overlays, progress, extra_rows, report)
+            write_run(result, writer, mask_paths, overlays, progress, extra_rows, report, masks)
         return
     with Progress.of(progress).stage("writing", len(result.names) + 1, "files") as bar:
-        _write_outputs(result, out, mask_paths, overlays, extra_rows, report, bar)
+        _write_outputs(result, out, mask_paths, overlays, extra_rows, report, bar, masks)
+
+
+def _write_masks(result: RunResult, writer: RunWriter, samples: list[np.ndarray],
+                 config: PseudoMaskConfig) -> PixelDecision:
+    """The flagged images' masks, at the given pixel threshold or one fitted on ``samples``
+    (``map_sample`` of every map, as ``codegraph-ad pseudomask`` draws them from the folder).
+
+    Maps are upsampled again rather than held: the flagged images of a batch of camera
+    images would not fit in memory, and the upsampling is deterministic.
+    """
+    pixel = result.pixel_decision
+    if pixel is None:
+        pixel = PixelDecision(fit_threshold(np.concatenate(samples), config), config, "batch")
+    s = result.scores
+    for i in np.flatnonzero(result.decision.anomalous):
+        amap = upsample_map(s.patch_scores[i], s.grid, result.original_sizes[i])
+        writer.mask(result.names[i], pixel.mask(amap))
+    return pixel
 
 
 def _write_outputs(result: RunResult, writer: RunWriter, mask_paths, overlays: bool,
-                   extra_rows: list[dict[str, Any]] | None, report: bool, bar: Progress) -> None:
+                   extra_rows: list[dict[str, Any]] | None, report: bool, bar: Progress, masks: bool) -> None:
     """write_run's body: maps and overlays one image at a time (a unit of ``bar`` each),
-    then scores, arrays, graph files, the manifest and report.html (the last unit)."""
+    then the masks, scores, arrays, graph files, the manifest and report.html (the last unit)."""
     from codegraph_ad.graph.groups import repeated_defect_groups
     from codegraph_ad.report.overlay import file_overlay, shared_scale
 
     t0 = time.perf_counter()
     s = result.scores
     scale = shared_scale(s.patch_scores.numpy())
-    for i in range(len(result.names)):
+    n = len(result.names)
+    fit_here = masks and result.pixel_decision is None
+    pixel_config = PseudoMaskConfig()  # the pseudo-mask defaults; `codegraph-ad pseudomask` tunes them
+    samples: list[np.ndarray] = []
+    for i in range(n):
         amap = upsample_map(s.patch_scores[i], s.grid, result.original_sizes[i])
         writer.map(result.names[i], amap)
+        if fit_here:
+            samples.append(map_sample(amap, i, n, pixel_config))
         if overlays:
-            masks = mask_paths[i] if mask_paths is not None else ()
-            writer.overlay(result.names[i], file_overlay(result.paths[i], amap, scale, masks))
+            truth = mask_paths[i] if mask_paths is not None else ()
+            writer.overlay(result.names[i], file_overlay(result.paths[i], amap, scale, truth))
         bar.advance()
+    if masks:
+        result.pixel_decision = _write_masks(result, writer, samples, pixel_config)
     rows = result.score_rows()
     if extra_rows is not None:
         for r, e in zip(rows, extra_rows):
             r.extra.update(e)
     meta = {"config": config_to_dict(result.config), "versions": versions(), "timings": result.timings,
             "skipped": [{"path": str(p), "reason": why} for p, why in result.skipped],
-            "decision": result.decision.to_dict(), "diagnostics": s.diagnostics}
+            "decision": result.decision.to_dict()}
+    if masks:
+        meta["pixel_decision"] = result.pixel_decision.to_dict()
+    meta["diagnostics"] = s.diagnostics
     writer.scores(rows, meta, repeated_defect_groups(s.diagnostics, result.names))
     writer.array(PATCH_SCORES, s.patch_scores.numpy().astype(np.float32))
     if s.excluded is not None:
@@ -287,6 +325,7 @@ def detect(
     cache: bool | None = None,
     cache_dir: str | Path | None = None,
     root: str | Path | None = None,
+    masks: bool = True,
 ) -> RunResult:
     """Score every image of a folder (recursive) or of a list of files as one batch.
 
@@ -295,12 +334,13 @@ def detect(
     ``~/.cache/codegraph-ad/features``). Reruns extract only images not seen before.
     root: for a list of files, the folder the output names are relative to (default: the
     bare file names); replaying a run from its run.json needs it to name the images alike.
+    masks: write ``masks/<name>.png`` for every flagged image (docs/decisions.md).
     """
     if isinstance(inputs, (str, Path)) and Path(inputs).is_file():  # a batch method needs a batch
         raise InputError(f"{inputs}: is a file; detect scores a folder of images (or a list of files) as one batch")
     paths, root = resolve_inputs(inputs, root)
     return _run(paths, root, out_dir, config, overwrite, on_error, progress, overlays, backbone,
-                cache=cache, cache_dir=cache_dir)
+                cache=cache, cache_dir=cache_dir, masks=masks)
 
 
 def evaluate(
@@ -315,10 +355,12 @@ def evaluate(
     samples: list[LabelledSample] | None = None,
     cache: bool | None = None,
     cache_dir: str | Path | None = None,
+    masks: bool = True,
 ) -> EvaluationResult:
     """Run on an MVTec-layout category and compute image and pixel metrics against its labels.
 
-    An occupied ``out_dir`` is refused before any computing; cache options as in ``detect``.
+    An occupied ``out_dir`` is refused before any computing; cache and mask options as in
+    ``detect`` (the masks are the run's own, not the ground truth the metrics use).
     """
     from codegraph_ad.evaluation import batch_metrics, eval_maps, eval_masks
 
@@ -334,8 +376,8 @@ def evaluate(
         labels = np.array([s.label for s in samples])
         sc = run.scores
         maps = eval_maps(sc.patch_scores, sc.grid, config.features.image_size, eval_size)
-        masks = eval_masks(samples, run.original_sizes, eval_size)
-        metrics: dict[str, Any] = {**batch_metrics(sc.image_scores, maps, masks, labels), "eval_size": eval_size}
+        truth = eval_masks(samples, run.original_sizes, eval_size)
+        metrics: dict[str, Any] = {**batch_metrics(sc.image_scores, maps, truth, labels), "eval_size": eval_size}
         run.timings["metrics_s"] = time.perf_counter() - t0
         metrics["timings"] = run.timings
         if out is not None:
@@ -345,7 +387,7 @@ def evaluate(
             with RunWriter.replace(out) as writer:
                 # metrics.json before write_run, whose manifest must be the last file written.
                 writer.json(METRICS, {"metrics": metrics, "config": config_to_dict(config), "versions": versions()})
-                write_run(run, writer, mask_paths, overlays, progress, extra_rows=extra)
+                write_run(run, writer, mask_paths, overlays, progress, extra_rows=extra, masks=masks)
     return EvaluationResult(run, metrics)
 
 
@@ -388,6 +430,24 @@ def _reference_decision(folder: Any, config: RunConfig, new_scores: np.ndarray) 
     return _replace(ref, anomalous=np.asarray(new_scores, dtype=np.float64) > ref.threshold)
 
 
+def _reference_pixel_decision(folder: RunFolder) -> PixelDecision:
+    """The pixel threshold new images' masks are cut at: the one the reference run stored,
+    else one fitted on its maps (a run written before masks, or with ``--no-masks``), as
+    ``codegraph-ad pseudomask`` would fit it. A few new images are no batch to fit on."""
+    from dataclasses import replace as _replace
+
+    stored = folder.pixel_decision
+    if stored is not None:
+        try:
+            return _replace(PixelDecision.from_dict(stored), source="reference")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"{folder.root}: malformed pixel_decision in scores.json "
+                             f"({exc.__class__.__name__}: {exc})") from exc
+    config = PseudoMaskConfig()
+    fit = batch_fit((folder.load_map(i) for i in range(len(folder))), len(folder), config)
+    return PixelDecision(fit, config, "reference")
+
+
 def score_new(
     run_dir: str | Path,
     images: str | Path | Sequence[str | Path],
@@ -399,6 +459,7 @@ def score_new(
     cache: bool | None = None,
     cache_dir: str | Path | None = None,
     root: str | Path | None = None,
+    masks: bool = True,
 ) -> RunResult:
     """Score new images against a finished run without recomputing its batch.
 
@@ -406,7 +467,9 @@ def score_new(
     scored against the reference set the run stored (``reference.npz``: its images' features,
     minus the patches CoDeGraph excluded) with the run's configuration and backbone
     (methods/reference.py). ``out_dir`` gets the outputs of ``detect``: maps, overlays,
-    scores.csv/json, report.html and run.json. Cache options and ``root`` as in ``detect``.
+    scores.csv/json, report.html and run.json; with ``masks``, the masks of the flagged new
+    images, cut at the run's pixel threshold (as their flags use its image threshold). Cache
+    options and ``root`` as in ``detect``.
     """
     from dataclasses import replace
 
@@ -418,6 +481,7 @@ def score_new(
     reference = ReferenceSet.from_run(folder)
     config = reference.config
     _check_reference_backbone(folder, config)
+    pixel = _reference_pixel_decision(folder) if masks and out_dir is not None else None
     paths, root = resolve_inputs(images, root)
     timings: dict[str, float] = {}
     with output_folder(out_dir, overwrite) as out:
@@ -431,8 +495,9 @@ def score_new(
         stored = replace(config, reference=replace(config.reference, store_reference=False))
         result = RunResult(batch.names, batch.paths, scores, stored, timings, batch.original_sizes, out,
                            batch.skipped, folder.backbone,
-                           decision=_reference_decision(folder, config, scores.image_scores))
+                           decision=_reference_decision(folder, config, scores.image_scores),
+                           pixel_decision=pixel)
         if out is not None:
             with RunWriter.replace(out) as writer:
-                write_run(result, writer, None, overlays, progress)
+                write_run(result, writer, None, overlays, progress, masks=masks)
     return result

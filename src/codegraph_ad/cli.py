@@ -80,7 +80,7 @@ def cmd_detect(a: argparse.Namespace) -> int:
     result = detect(inputs, a.out, config_from_args(a), overwrite=a.overwrite,
                     on_error="skip" if a.skip_bad else "stop", progress=not a.quiet,
                     overlays=not a.no_overlays, cache=False if a.no_cache else None, cache_dir=a.cache_dir,
-                    root=root)
+                    root=root, masks=not a.no_masks)
     print_detect_summary(result, time.perf_counter() - t0)
     return 0
 
@@ -91,7 +91,7 @@ def cmd_score(a: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     result = score_new(a.run_dir, a.images, a.out, overwrite=a.overwrite, on_error="skip" if a.skip_bad else "stop",
                        progress=not a.quiet, overlays=not a.no_overlays,
-                       cache=False if a.no_cache else None, cache_dir=a.cache_dir)
+                       cache=False if a.no_cache else None, cache_dir=a.cache_dir, masks=not a.no_masks)
     print_score_rows(result.table(), limit=TOP_SCORES)
     print(f"scored against the {result.scores.diagnostics['reference']['images']} images of {a.run_dir}")
     print_flags(None if result.decision is None else result.decision.to_dict())
@@ -106,7 +106,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     res = evaluate(a.category_dir, a.out, config_from_args(a), eval_size=a.eval_size, overwrite=a.overwrite,
                    progress=not a.quiet, overlays=not a.no_overlays,
-                   cache=False if a.no_cache else None, cache_dir=a.cache_dir)
+                   cache=False if a.no_cache else None, cache_dir=a.cache_dir, masks=not a.no_masks)
     print(format_metrics_table(res.metrics))
     print_flags(res.run.decision.to_dict())
     print_repeated_defects(res.run.scores.diagnostics, res.run.names)
@@ -126,7 +126,8 @@ def cmd_demo(a: argparse.Namespace) -> int:
     print(f"wrote demo images to {folder} (3 with synthetic defects: defect_*.png)")
     cfg = config_from_args(a)
     t0 = time.perf_counter()
-    result = detect(folder, a.out / "run", cfg, overwrite=True, progress=not a.quiet, overlays=not a.no_overlays)
+    result = detect(folder, a.out / "run", cfg, overwrite=True, progress=not a.quiet, overlays=not a.no_overlays,
+                    masks=not a.no_masks)
     print_detect_summary(result, time.perf_counter() - t0)
     return 0
 
@@ -150,6 +151,12 @@ def cmd_methods(a: argparse.Namespace) -> int:
     return 0
 
 
+def add_masks_option(p: argparse.ArgumentParser) -> None:
+    """``--no-masks``, beside ``--no-overlays``: the image commands write a mask per flagged image."""
+    p.add_argument("--no-masks", action="store_true",
+                   help="skip masks/<name>.png, the pixels of each flagged image above the pixel threshold")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="codegraph-ad", description=__doc__)
     parser.add_argument("--version", action="store_true", help="print the version and exit")
@@ -160,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="images to score (recursive); optional with --config RUN_DIR/run.json, which replays that run")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable files with a warning instead of stopping")
     add_run_options(p)
+    add_masks_option(p)
     p.set_defaults(func=cmd_detect)
 
     p = sub.add_parser("score", help="score new images against a finished detect run, without recomputing it")
@@ -167,16 +175,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", type=Path, help="new images to score (a folder, recursive, or one file)")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable files with a warning instead of stopping")
     add_output_options(p)  # the run's own configuration and backbone are used
+    add_masks_option(p)
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("evaluate", help="run on an MVTec-layout category and compute metrics")
     p.add_argument("category_dir", type=Path)
     p.add_argument("--eval-size", type=int, default=256, help="pixel metrics resolution")
     add_run_options(p)
+    add_masks_option(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("demo", help="generate demo images and run detect on them")
     add_run_options(p)
+    add_masks_option(p)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("backbones", help="list the known backbones")

@@ -56,6 +56,7 @@ def test_reads_an_evaluate_run_of_0_1_0():
     amap = run.load_map(3)
     assert amap.shape == (32, 32) and amap.dtype == np.float32
     assert run.map_path(3) == run.root / "maps" / "spot__001.npy"
+    assert run.pixel_decision is None and not run.mask_file("spot__001").exists()  # masks came later
 
 
 def test_reads_a_codegraph_run_of_0_1_0():
@@ -129,9 +130,24 @@ def test_a_failed_write_removes_what_it_wrote_and_keeps_other_files(tmp_path):
     with pytest.raises(RuntimeError):
         with RunWriter.replace(tmp_path) as w:
             w.map("a", np.zeros((2, 2)))
+            w.mask("a", np.eye(2, dtype=bool))
             w.scores([ScoreRow("a", "a.png", 1.0)], {})
             raise RuntimeError("stopped")
     assert _files(tmp_path) == {"notes.txt"} and not has_outputs(tmp_path)
+
+
+def test_masks_are_0_255_pngs_and_outputs_of_the_run(tmp_path):
+    mask = np.zeros((3, 4), dtype=bool)
+    mask[1, 2:] = True
+    with RunWriter.replace(tmp_path) as w:
+        w.mask("a", mask)
+    png = np.asarray(Image.open(tmp_path / "masks" / "a.png"))
+    assert png.dtype == np.uint8 and png.shape == (3, 4)
+    np.testing.assert_array_equal(png, np.where(mask, 255, 0))
+    assert has_outputs(tmp_path)  # a folder holding masks alone is another run's
+    with RunWriter.replace(tmp_path):
+        pass
+    assert not (tmp_path / "masks").exists() and not has_outputs(tmp_path)
 
 
 def _images(folder: Path, n: int, seed: int = 0) -> Path:

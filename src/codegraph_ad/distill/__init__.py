@@ -10,19 +10,19 @@ The trainable CLIP-based models (APRIL-GAN-style adapter, AnomalyCLIP-style prom
 imported only when used. See docs/distill.md.
 """
 
+from codegraph_ad.config import PseudoMaskConfig
 from codegraph_ad.distill.config import (
     DistillConfig,
     HeadConfig,
     LossConfig,
-    PseudoMaskConfig,
     TextModelConfig,
     TrainConfig,
 )
 from codegraph_ad.distill.detector import DistilledDetector, load_detector
 from codegraph_ad.distill.distill_head import TrainingReport, train_patch_head
 from codegraph_ad.distill.predict import PredictResult, predict_images
-from codegraph_ad.distill.pseudomask import ThresholdFit, fit_threshold, pseudo_masks
 from codegraph_ad.distill.pseudomask_run import write_pseudomasks
+from codegraph_ad.pixel_decision import ThresholdFit, fit_threshold, pseudo_masks
 
 __all__ = [
     "DistillConfig",

@@ -7,11 +7,10 @@ from dataclasses import fields, replace
 from pathlib import Path
 
 from codegraph_ad.backbones.clip import ClipConfig
-from codegraph_ad.config import FeatureConfig, config_from_dict
+from codegraph_ad.config import FeatureConfig, PseudoMaskConfig, config_from_dict
 from codegraph_ad.distill.config import (
     DistillCommandConfig,
     LossConfig,
-    PseudoMaskConfig,
     TrainConfig,
     WinClipCommandConfig,
 )

@@ -11,53 +11,12 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from codegraph_ad.backbones.clip import ClipConfig
-from codegraph_ad.config import FeatureConfig, documented
-from codegraph_ad.errors import ConfigError
+# PseudoMaskConfig lives in codegraph_ad.config (every default there; detect's masks use it
+# too, below this layer); it is imported here for the command configs and for users.
+from codegraph_ad.config import FeatureConfig, PseudoMaskConfig, documented
 from codegraph_ad.methods.winclip import WinClipConfig
 
-FitScope = Literal["image", "batch"]
 DistillModel = Literal["head", "aprilgan", "anomalyclip"]
-
-
-@dataclass(frozen=True)
-class PseudoMaskConfig:
-    """Truncated Gaussian-mixture thresholding of anomaly maps (SPEC section 10).
-
-    q: scores above the q-quantile are left out of the fit so that the (few) anomalous pixels
-        do not widen the normal component [reconstructed, 0.95].
-    beta: tail probability of each component: t_k = mu_k + z_(1-beta) sigma_k
-        [reconstructed, 0.01].
-    scope: "batch" (default) pools the maps of the run and fits one threshold for all of them;
-        "image" fits one mixture per anomaly map (the thesis's formulation). Per image, every
-        normal image gets its own top few percent of pixels flagged, and a large defect widens
-        its own map's mixture: on MVTec bottle at 224 px (benchmarks/results/
-        distill_pseudomask.json) pixel F1 was 39.0 per image vs 72.6 per batch, image-level
-        agreement 69 % vs 95 %, with the same q and beta.
-    max_components: the BIC chooses among 1..max_components (the thesis uses 1 or 2).
-    max_fit_samples: pixels drawn (seeded, without replacement) for the fit; the maps are
-        bilinear upsamplings of a patch grid, so a subsample loses nothing and keeps the fit
-        in milliseconds at camera resolution.
-    """
-
-    q: float = documented(0.95, "truncation quantile of the mixture fit, in (0, 1]")
-    beta: float = documented(0.01, "tail probability per component: mu + z(1-beta) sigma, in (0, 1)")
-    scope: FitScope = documented("batch", "fit one mixture for the whole run (batch) or one per map (image)")
-    max_components: int = documented(2, "largest number of mixture components the BIC chooses from (>= 1)")
-    max_fit_samples: int = documented(20_000, "pixels drawn for the fit (>= 10)")
-    seed: int = documented(0, "seed of the pixel subsample")
-
-    def validate(self) -> PseudoMaskConfig:
-        if not 0.0 < self.q <= 1.0:
-            raise ConfigError(f"pseudo-mask q must be in (0, 1], got {self.q}")
-        if not 0.0 < self.beta < 1.0:
-            raise ConfigError(f"pseudo-mask beta must be in (0, 1), got {self.beta}")
-        if self.scope not in ("image", "batch"):
-            raise ConfigError(f"pseudo-mask scope must be 'image' or 'batch', got {self.scope!r}")
-        if self.max_components < 1:
-            raise ConfigError(f"max_components must be >= 1, got {self.max_components}")
-        if self.max_fit_samples < 10:
-            raise ConfigError(f"max_fit_samples must be >= 10, got {self.max_fit_samples}")
-        return self
 
 
 @dataclass(frozen=True)

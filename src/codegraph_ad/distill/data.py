@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from codegraph_ad.backbones.base import Backbone
-from codegraph_ad.distill.config import PseudoMaskConfig
+from codegraph_ad.config import PseudoMaskConfig
 from codegraph_ad.distill.layout import find_mask
 from codegraph_ad.distill.pseudomask_run import batch_threshold, run_mask
 from codegraph_ad.distill.targets import grid_target, load_grid_target

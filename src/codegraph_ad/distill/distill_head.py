@@ -9,7 +9,8 @@ from typing import Any
 
 import torch
 
-from codegraph_ad.distill.config import DistillConfig, PseudoMaskConfig
+from codegraph_ad.config import PseudoMaskConfig
+from codegraph_ad.distill.config import DistillConfig
 from codegraph_ad.distill.data import image_features, training_set
 from codegraph_ad.distill.detector import DistilledDetector, load_feature_backbone
 from codegraph_ad.distill.head import PatchHead, head_inputs

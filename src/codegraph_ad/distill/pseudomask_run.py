@@ -14,12 +14,13 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from codegraph_ad.distill.config import PseudoMaskConfig
+from codegraph_ad.config import PseudoMaskConfig
 from codegraph_ad.distill.layout import mask_relpaths
-from codegraph_ad.distill.pseudomask import ThresholdFit, fit_threshold, pooled_sample
 from codegraph_ad.errors import InputError
 from codegraph_ad.io.atomic import write_json, write_png
+from codegraph_ad.io.masks import mask_png
 from codegraph_ad.io.run_folder import RunFolder, read_run_folder
+from codegraph_ad.pixel_decision import ThresholdFit, fit_threshold, map_sample
 
 SUMMARY = "pseudomasks.json"
 
@@ -39,16 +40,15 @@ class PseudoMaskSummary:
 
 
 def mask_to_png(mask: np.ndarray) -> Image.Image:
-    """Bool ``(H, W)`` -> 8-bit PNG with values 0/255, as MVTec's ground truth."""
-    return Image.fromarray(np.where(mask, 255, 0).astype(np.uint8))
+    """Bool ``(H, W)`` -> 8-bit PNG with values 0/255, as MVTec's ground truth (``io.masks.mask_png``)."""
+    return mask_png(mask)
 
 
 def batch_threshold(run: RunFolder, config: PseudoMaskConfig, progress: bool = False) -> ThresholdFit | None:
     """The shared fit of ``scope='batch'`` (an even sample of every map), else None."""
     if config.scope != "batch":
         return None
-    per_map = max(1, config.max_fit_samples // len(run))
-    samples = [pooled_sample([run.load_map(i)], per_map, config.seed + i)
+    samples = [map_sample(run.load_map(i), i, len(run), config)
                for i in tqdm(range(len(run)), desc="sampling maps", disable=not progress, leave=False)]
     return fit_threshold(np.concatenate(samples), config)
 

@@ -12,6 +12,8 @@ bottom of the package (rank 1), so that every area computes the same masks the s
 * Grid shares: images are squashed to a square before the backbone, so patch ``(i, j)``
   covers cell ``(i, j)`` of an even partition of the whole original image; adaptive average
   pooling of the full-size mask gives each cell's covered share.
+* Writing: a bool mask is stored as MVTec stores its ground truth, an 8-bit PNG of 0 and 255
+  (``mask_png``), so the masks a run or ``pseudomask`` writes read back with ``load_mask``.
 """
 
 from __future__ import annotations
@@ -106,3 +108,8 @@ def grid_shares(masks: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
     t = torch.from_numpy(arr.reshape(-1, *arr.shape[-2:]))[:, None]
     out = F.adaptive_avg_pool2d(t, (int(grid[0]), int(grid[1])))[:, 0].reshape(t.shape[0], -1).numpy()
     return out[0] if arr.ndim == 2 else out
+
+
+def mask_png(mask: np.ndarray) -> Image.Image:
+    """Bool ``(H, W)`` -> 8-bit image of 0 (normal) and 255 (anomalous), MVTec's encoding."""
+    return Image.fromarray(np.where(np.asarray(mask, dtype=bool), 255, 0).astype(np.uint8))

@@ -5,8 +5,10 @@ files, named here once::
 
     run.json            the manifest (``Manifest``), written LAST: its presence marks a finished run
     scores.csv/.json    one row per input (``ScoreRow``, with the ``anomalous`` flag); scores.json
-                        adds the run's meta (``decision``: threshold, rule, false-alarm rate)
+                        adds the run's meta (``decision``: threshold, rule, false-alarm rate;
+                        ``pixel_decision``: the threshold the masks were cut with)
     maps/               per input anomaly map (.npy for images, .nii.gz for volumes)
+    masks/              image runs: a 0/255 PNG of ``map > pixel threshold`` per flagged image
     overlays/ mosaics/  per input pictures (drawn by report/ or volumes/, handed in as images)
     patch_scores.npy, excluded.npy, token_scores.npy, solid.npy, metrics.json
     reference.npz       the batch's backbone features, for scoring new images later (``score``)
@@ -39,6 +41,7 @@ import torch.nn.functional as F
 
 from codegraph_ad.errors import InputError
 from codegraph_ad.io.atomic import atomic_write, write_json, write_npy, write_png, write_text
+from codegraph_ad.io.masks import mask_png
 
 MANIFEST = "run.json"
 SCORES_CSV = "scores.csv"
@@ -51,6 +54,7 @@ METRICS = "metrics.json"
 REPORT = "report.html"
 GRAPH_PNG = "graph.png"
 MAPS = "maps"
+MASKS = "masks"  # binary masks of the flagged images (pixel_decision.py); none in older folders
 OVERLAYS = "overlays"
 MOSAICS = "mosaics"
 EXCLUDED_DIR = "excluded"
@@ -65,6 +69,7 @@ OUTPUT_FILES = (SCORES_CSV, SCORES_JSON, PATCH_SCORES, EXCLUDED, TOKEN_SCORES, S
                 REFERENCE)
 OUTPUT_DIRS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (MAPS, (".npy", ".nii.gz")),
+    (MASKS, (".png",)),
     (OVERLAYS, (".png",)),
     (MOSAICS, (".png",)),
     (REPORT_ASSETS, (".js",)),
@@ -310,6 +315,10 @@ class RunWriter:
         """``maps/<name>.npy``: the float32 anomaly map at input resolution."""
         write_npy(self.root / MAPS / f"{name}.npy", np.asarray(amap, dtype=np.float32))
 
+    def mask(self, name: str, mask: np.ndarray) -> None:
+        """``masks/<name>.png``: a bool ``(H, W)`` mask as 0/255 (MVTec's ground-truth encoding)."""
+        write_png(self.root / MASKS / f"{name}.png", mask_png(mask))
+
     def overlay(self, name: str, image: Any) -> None:
         """``overlays/<name>.png`` from a PIL image drawn by the caller."""
         write_png(self.root / OVERLAYS / f"{name}.png", image)
@@ -441,6 +450,13 @@ class RunFolder:
         return stored if isinstance(stored, dict) else None
 
     @property
+    def pixel_decision(self) -> dict[str, Any] | None:
+        """scores.json's ``pixel_decision`` (the masks' threshold, its fit and settings); None
+        for runs that wrote no masks (``--no-masks``, volumes, ``predict``, older versions)."""
+        stored = self.scores.get("pixel_decision")
+        return stored if isinstance(stored, dict) else None
+
+    @property
     def stored_repeated_defect_groups(self) -> list[dict[str, Any]] | None:
         """scores.json's ``repeated_defect_groups``; None when the run did not store them
         (0.1.0 folders: derive them from ``scores['diagnostics']`` with graph.groups)."""
@@ -504,6 +520,10 @@ class RunFolder:
 
     def overlay_file(self, name: str) -> Path:
         return self.root / OVERLAYS / f"{name}.png"
+
+    def mask_file(self, name: str) -> Path:
+        """Where the mask of image ``name`` is; only flagged images of runs with masks have one."""
+        return self.root / MASKS / f"{name}.png"
 
     def map_path(self, i: int) -> Path:
         return self.map_file(self.names[i])

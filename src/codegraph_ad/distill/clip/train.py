@@ -15,7 +15,8 @@ from codegraph_ad.distill.clip.detector import (
     layer_tokens,
 )
 from codegraph_ad.backbones.clip import ClipBundle, load_clip
-from codegraph_ad.distill.config import PseudoMaskConfig, TextModelConfig
+from codegraph_ad.config import PseudoMaskConfig
+from codegraph_ad.distill.config import TextModelConfig
 from codegraph_ad.distill.data import training_set
 from codegraph_ad.distill.distill_head import TrainingReport
 from codegraph_ad.distill.model_file import ModelFile, save_model
