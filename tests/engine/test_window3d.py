@@ -209,3 +209,56 @@ def test_staggered_needs_two_cells_per_axis():
     with pytest.raises(ValueError, match="at least 2"):
         Lattice3D((1, 3, 3), True)
 
+
+# -- the engine: plan_minima on a 3D lattice, every reference plan ------------------------
+
+
+def _window_minima_brute(x: torch.Tensor, lattice: Lattice3D, radius: int) -> torch.Tensor:
+    """(N, N, M) minima of the exact plan when token m only meets tokens within ``radius`` cells."""
+    sim = torch.einsum("qmc,jpc->qjmp", x.double(), x.double()).masked_fill(~window_mask(lattice, radius),
+                                                                           -float("inf"))
+    dist = torch.sqrt(torch.clamp(2 - 2 * sim.amax(dim=3), min=0))
+    dist[torch.arange(x.shape[0]), torch.arange(x.shape[0])] = float("inf")
+    return dist.float()
+
+
+@pytest.mark.parametrize("lattice", [Lattice3D((4, 4, 4)), Lattice3D((3, 4, 4), True)], ids=str)
+@pytest.mark.parametrize("radius", [0, 1, 3])
+def test_plan_minima_with_a_3d_window_equal_the_brute_force(lattice, radius):
+    from codegraph_ad.engine.mutual import argmin_dtype, pair_minima, plan_minima
+    from codegraph_ad.engine.plan import fixed_k_plan, screening_plan
+
+    m = lattice.n_tokens
+    x = unit_features(8, m, 12, seed=21)
+    want = _window_minima_brute(x, lattice, radius)
+    fin = torch.isfinite(want)
+    dense = plan_minima(x, None, with_argmin=True, window=radius, grid=lattice)
+    assert torch.equal(torch.isinf(dense.dist), torch.isinf(want))
+    assert torch.allclose(dense.dist[fin], want[fin], atol=1e-5)
+    assert dense.argmin.dtype == argmin_dtype(m)
+    g = torch.Generator().manual_seed(21)
+    for plan in (fixed_k_plan(torch.randn(8, 4, generator=g), 3, 0.5, seed=0),
+                 screening_plan(torch.randn(8, 4, generator=g), 50.0)):
+        listed = plan_minima(x, plan, with_argmin=True, window=radius, grid=lattice)
+        expect = torch.gather(want, 1, plan.refs.unsqueeze(2).expand(-1, -1, m))
+        assert torch.allclose(listed.dist, expect, atol=1e-5)
+        # the argmin is a token inside the window that attains the minimum
+        chosen = x[plan.refs[:, :, None].expand(-1, -1, m), listed.argmin.long()]
+        assert torch.allclose((x[:, None] - chosen).norm(dim=-1), listed.dist, atol=1e-5)
+        assert bool(window_mask(lattice, radius)[torch.arange(m), listed.argmin.long()].all())
+    if radius >= max(lattice.shape) - 1:  # the window covers the lattice: the unrestricted minima
+        assert torch.allclose(dense.dist[fin], pair_minima(x).dist[fin], atol=1e-5)
+
+
+def test_a_3d_tuple_grid_is_the_cubic_lattice_and_must_hold_the_tokens():
+    from codegraph_ad.engine.mutual import plan_minima
+
+    x = unit_features(4, 27, 8, seed=22)
+    by_tuple = plan_minima(x, None, window=1, grid=(3, 3, 3))
+    by_lattice = plan_minima(x, None, window=1, grid=Lattice3D((3, 3, 3)))
+    assert torch.equal(by_tuple.dist, by_lattice.dist)
+    with pytest.raises(ValueError, match="holds 35"):
+        plan_minima(x, None, window=1, grid=Lattice3D((3, 3, 3), True))
+    # the flattened (3, 9) layout is a 2D grid: accepted, but it is a different window
+    flat = plan_minima(x, None, window=1, grid=(3, 9))
+    assert not torch.allclose(flat.dist, by_tuple.dist)
