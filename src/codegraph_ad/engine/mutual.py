@@ -18,6 +18,7 @@ from codegraph_ad.engine.device import block_cap_bytes, fp32_matmul
 from codegraph_ad.engine.executor import LOCAL, Executor, SlotRows
 from codegraph_ad.engine.plan import ReferencePlan
 from codegraph_ad.engine.window import window_block
+from codegraph_ad.engine.window3d import Lattice3D, as_lattice, window_block_3d
 from codegraph_ad.engine.products import PRECISIONS, make_product
 from codegraph_ad.progress import Progress
 
@@ -303,7 +304,7 @@ def plan_minima(
     progress: bool | Progress = False,
     desc: str = "mutual scoring",
     window: int | None = None,
-    grid: tuple[int, int] | None = None,
+    grid: tuple[int, int] | tuple[int, int, int] | Lattice3D | None = None,
     executor: Executor | None = None,
 ) -> PairMinima:
     """Nearest-patch distances for the image pairs of ``plan`` (None: the exact plan).
@@ -311,7 +312,8 @@ def plan_minima(
     The exact plan is the dense block product of ``pair_minima``; a screened or fixed-K plan
     multiplies only its listed pairs, each unordered pair once for both directions, so the
     cost is (pairs listed) x M^2 C instead of N^2 M^2 C. ``window``: a patch meets only the
-    patches within that many grid cells of its own position (``grid`` = patch grid), fp32.
+    patches within that many grid cells of its own position, fp32; ``grid`` = the patch grid
+    ``(h, w)``, or for volume tokens their 3D lattice (a ``(d, h, w)`` tuple or a Lattice3D).
     executor: where the pair tasks run (engine/executor.py; None: this process).
     """
     n = feats.shape[0]
@@ -319,8 +321,7 @@ def plan_minima(
     if plan.n_images != n:
         raise ValueError(f"the plan is for {plan.n_images} images, the features hold {n}")
     if window is not None:
-        if grid is None or grid[0] * grid[1] != feats.shape[1]:
-            raise ValueError(f"a window needs the patch grid of the {feats.shape[1]} patches, got {grid}")
+        grid = _window_grid(grid, feats.shape[1])
         return _window_minima(feats, plan, budget_mb, with_argmin, progress, desc, window, grid, executor)
     if plan.dense:
         return pair_minima(feats, budget_mb, precision, with_argmin, progress, desc, executor)
@@ -381,18 +382,39 @@ def _listed_chunk(ctx: _BlockContext, chunk: tuple[int, int]) -> list[SlotRows]:
     return out
 
 
+def _window_grid(grid: tuple[int, ...] | Lattice3D | None, m: int) -> tuple[int, int] | Lattice3D:
+    """The positions a window measures: a 2D patch grid, or a 3D lattice (3-tuples become the
+    cubic grid alone); a ValueError where they do not hold the M patches."""
+    if grid is not None and (isinstance(grid, Lattice3D) or len(grid) == 3):
+        lattice = as_lattice(grid)  # type: ignore[arg-type]
+        if lattice.n_tokens != m:
+            raise ValueError(f"a window needs the grid of the {m} patches, the lattice {lattice} holds "
+                             f"{lattice.n_tokens}")
+        return lattice
+    if grid is None or len(grid) != 2 or grid[0] * grid[1] != m:
+        raise ValueError(f"a window needs the patch grid of the {m} patches, got {grid}")
+    return (int(grid[0]), int(grid[1]))
+
+
+# Query volumes per task of the exact plan with a 3D window. Its products are per token
+# position, (queries x C) x (C x references): with one query they stream the references at
+# memory speed. Measured (g = 16, C = 384, 32 references, r = 1, 1 thread): 1.04 s per query
+# volume one at a time, 0.26 s in blocks of 8. The kernel chunks its temporaries itself.
+_LATTICE_QUERY_BLOCK = 8
+
+
 @dataclass
 class _WindowContext:
     feats: torch.Tensor  # (N, M, C) unit features, fp32
     refs: torch.Tensor | None
-    grid: tuple[int, int]
+    grid: tuple[int, int] | Lattice3D  # a 3D lattice takes the volume kernel
     radius: int
     with_arg: bool
     budget_bytes: int
 
 
 def _window_minima(feats: torch.Tensor, plan: ReferencePlan, budget_mb: float, with_argmin: bool,
-                   progress: bool | Progress, desc: str, radius: int, grid: tuple[int, int],
+                   progress: bool | Progress, desc: str, radius: int, grid: tuple[int, int] | Lattice3D,
                    executor: Executor | None = None) -> PairMinima:
     """Position-restricted minima: each query block against its slots' images, in fp32."""
     n, m, _ = feats.shape
@@ -400,7 +422,12 @@ def _window_minima(feats: torch.Tensor, plan: ReferencePlan, budget_mb: float, w
     best_sim = torch.full((n, plan.n_slots, m), -2.0, dtype=torch.float32, device=feats.device)
     best_arg = torch.zeros((n, plan.n_slots, m), dtype=argmin_dtype(m), device=feats.device) if with_argmin else None
     # the exact plan: blocks of queries against every image; a list plan: one query against its list
-    step = max(1, min(n, images_per_block(m, budget_mb, device=feats.device))) if plan.dense else 1
+    step = 1
+    if plan.dense:
+        step = images_per_block(m, budget_mb, device=feats.device)
+        if isinstance(grid, Lattice3D):  # the 3D kernel's small products gain rows with each query
+            step = max(step, _LATTICE_QUERY_BLOCK)
+        step = max(1, min(n, step))
     tasks = [(q0, min(q0 + step, n)) for q0 in range(0, n, step)]
     refs = None if plan.refs is None else plan.refs.to(feats.device)
     ctx = _WindowContext(feats, refs, grid, radius, with_argmin,
@@ -416,8 +443,9 @@ def _window_minima(feats: torch.Tensor, plan: ReferencePlan, budget_mb: float, w
 def _window_task(ctx: _WindowContext, task: tuple[int, int]) -> list[SlotRows]:
     q0, q1 = task
     right = ctx.feats if ctx.refs is None else ctx.feats[ctx.refs[q0]]
-    best, arg = window_block(ctx.feats[q0:q1], right, ctx.grid, ctx.radius, with_argmax=ctx.with_arg,
-                             budget_bytes=ctx.budget_bytes)
+    kernel = window_block_3d if isinstance(ctx.grid, Lattice3D) else window_block
+    best, arg = kernel(ctx.feats[q0:q1], right, ctx.grid, ctx.radius, with_argmax=ctx.with_arg,
+                       budget_bytes=ctx.budget_bytes)
     bq, k, m = best.shape
     dev = best.device
     return [SlotRows(torch.arange(q0, q1, device=dev).repeat_interleave(k), torch.arange(k, device=dev).repeat(bq),

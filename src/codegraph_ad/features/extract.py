@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -13,6 +13,9 @@ from codegraph_ad.backbones.base import Backbone
 from codegraph_ad.errors import InputError
 from codegraph_ad.features.preprocess import to_model_input
 from codegraph_ad.progress import Progress
+
+if TYPE_CHECKING:  # the engine imports this module; the lattice is only carried here
+    from codegraph_ad.engine.window3d import Lattice3D
 
 
 @dataclass
@@ -23,11 +26,14 @@ class FeatureSet:
     cls: ``(N, C_cls)`` float32 [CLS] vectors, or None for tokens without one (only RsCIN,
         [CLS] screening and the content-keyed subset division read it, and they say so).
     grid: ``(h, w)`` patch grid, h * w = M.
+    lattice: for volume tokens, their 3D positions (``grid`` is then the flattened layout the
+        2D code reads); ``--window`` measures distances on it. None for images.
     """
 
     layers: torch.Tensor
     cls: torch.Tensor | None
     grid: tuple[int, int]
+    lattice: Lattice3D | None = None
 
     @classmethod
     def from_arrays(cls, layers: Any, grid: tuple[int, int] | None = None, cls_tokens: Any = None) -> "FeatureSet":
@@ -64,13 +70,18 @@ class FeatureSet:
     def n_images(self) -> int:
         return int(self.layers.shape[0])
 
+    @property
+    def window_grid(self) -> tuple[int, int] | Lattice3D:
+        """The positions ``--window`` measures: the 3D lattice of volume tokens, else the patch grid."""
+        return self.lattice if self.lattice is not None else self.grid
+
     def subset(self, index: Sequence[int] | torch.Tensor) -> "FeatureSet":
         """The images ``index``; the whole set in order is returned as is, not copied (at
         N = 500, M = 1024 the copy alone was 3 GB of a run's peak)."""
         idx = torch.as_tensor(index, dtype=torch.long)
         if idx.numel() == self.n_images and bool((idx == torch.arange(self.n_images)).all()):
             return self
-        return FeatureSet(self.layers[idx], None if self.cls is None else self.cls[idx], self.grid)
+        return FeatureSet(self.layers[idx], None if self.cls is None else self.cls[idx], self.grid, self.lattice)
 
 
 def _as_float32(value: Any, what: str) -> torch.Tensor:

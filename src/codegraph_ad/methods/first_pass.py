@@ -117,7 +117,7 @@ def compute_first_pass(features: FeatureSet, lnamd_cfg: LNAMDConfig, engine: Eng
                     progress=bar,
                     desc=f"first pass layer {li + 1} r={r}",
                     window=engine.window,
-                    grid=features.grid,
+                    grid=features.window_grid,
                     executor=executor_for(engine),
                 )
     return FirstPass(features, tuple(lnamd_cfg.degrees), minima, plan, budget_mb(engine))

@@ -90,7 +90,7 @@ class MuSc(BatchEstimator):
                 progress=bar,
                 desc=f"scoring layer {li + 1} r={r}",
                 window=engine.window,
-                grid=features.grid,
+                grid=features.window_grid,
                 executor=executor_for(engine),
             )
             s = msm_scores(minima.dist, msm_cfg.q, refs=plan.refs)

@@ -12,6 +12,7 @@ import torch
 from tqdm.auto import tqdm
 
 from codegraph_ad.engine.threads import thread_budget
+from codegraph_ad.engine.window3d import Lattice3D
 from codegraph_ad.errors import InputError
 from codegraph_ad.features.extract import FeatureSet
 from codegraph_ad.methods.base import check_batch_size
@@ -36,7 +37,8 @@ class TokenBatch:
     """Everything scoring and writing need.
 
     features: a ``FeatureSet`` whose ``grid`` is ``(g, g * g)`` (the flattened 3D grid;
-    only LNAMD r = 1 is valid on it), ``(1, M)`` for a staggered lattice. solid: ``(N, M)``
+    only LNAMD r = 1 is valid on it), ``(1, M)`` for a staggered lattice, and whose
+    ``lattice`` holds the 3D positions (for ``--window``). solid: ``(N, M)``
     bool, cubes with enough brain. grid3d: the cubic grid ``(g, g, g)``.
     """
 
@@ -132,7 +134,8 @@ def token_batch(volumes: list[PreparedVolume], tokens: Sequence[VolumeTokens], c
     """Stack per-volume tokens into a ``FeatureSet`` the 2D methods accept unchanged."""
     layers, cls, share = stack_tokens(tokens)
     g, staggered = tokens[0].grid, tokens[0].staggered
-    features = FeatureSet(layers, cls, (1, layers.shape[2]) if staggered else (g[0], g[1] * g[2]))
+    features = FeatureSet(layers, cls, (1, layers.shape[2]) if staggered else (g[0], g[1] * g[2]),
+                          Lattice3D(g, staggered))
     return TokenBatch(volumes, features, g, share, share >= config.void_fraction, staggered=staggered)
 
 

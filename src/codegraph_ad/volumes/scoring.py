@@ -81,13 +81,15 @@ def score_volume_features(
     recomputed from the masked maps (then RsCIN as configured). scored_cubes: ``(N, M)``
     bool, the cubes the image score is the maximum of (``patient_cubes``; all when None).
     position_baseline: the image score is the largest excess over the batch median at the
-    same cube position (``patient_map``); the maps are not changed.
+    same cube position (``patient_map``); the maps are not changed. ``--window`` matches each
+    cube within that many cubes of its position on the 3D lattice (``features.lattice``).
     """
-    if config.engine.window is not None:
-        # the tokens lie on a 3D grid flattened to (g, g*g): a 2D window over it would pair
-        # cubes that are far apart in depth
-        raise ConfigError("--window restricts matches on a 2D patch grid; volume tokens lie on a 3D grid, "
-                          "for which no window is implemented yet: leave --window unset for volumes")
+    if config.engine.window is not None and features.lattice is None:
+        # the tokens lie on a 3D grid flattened to (g, g*g): a 2D window over that layout would
+        # pair cubes that are far apart in depth
+        raise ConfigError(f"--window on volume tokens measures their 3D grid, and these features carry only "
+                          f"the flattened {tuple(features.grid)} layout: build them with volumes.pipeline "
+                          "(FeatureSet.lattice set), or leave --window unset")
     if any(r != 1 for r in config.lnamd.degrees):
         raise ValueError(
             "volumes use LNAMD degrees (1,) only (the 2D pooling does not apply to a 3D grid), "
