@@ -158,7 +158,7 @@ def _dense(left: torch.Tensor, right: torch.Tensor, lattice: Lattice3D, radius: 
     bias where it covers the lattice). Each run's bias is built once, for every reference."""
     n_a, m, c = left.shape
     n_b = right.shape[0]
-    pos = _centres(lattice, left.device)
+    pos = lattice_centres(lattice, left.device)
     whole = radius >= max(lattice.shape) - 1
     a_step, b_step, t_step = _dense_steps(n_a, n_b, m, budget)
     for t0 in range(0, m, t_step):
@@ -203,7 +203,7 @@ def _dense_steps(n_a: int, n_b: int, m: int, budget: int) -> tuple[int, int, int
     return a_step, b_step, t_step
 
 
-def _centres(lattice: Lattice3D, device: torch.device) -> torch.Tensor:
+def lattice_centres(lattice: Lattice3D, device: torch.device) -> torch.Tensor:
     """(M, 3) token centres in half cells (integers), in token order."""
     parts = []
     for shape, origin, _ in lattice.subgrids():

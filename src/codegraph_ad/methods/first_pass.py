@@ -37,6 +37,7 @@ class FirstPass:
     minima: dict[tuple[int, int], PairMinima]
     plan: ReferencePlan
     memory_budget_mb: float
+    window: int | None = None  # the position window the minima were taken in (EngineConfig.window)
 
     @property
     def n_images(self) -> int:
@@ -59,7 +60,7 @@ class FirstPass:
                             None if pm.argmin is None else pm.argmin[idx][:, idx].contiguous())
             for key, pm in self.minima.items()
         }
-        return FirstPass(self.features.subset(idx), self.degrees, cut, plan, self.memory_budget_mb)
+        return FirstPass(self.features.subset(idx), self.degrees, cut, plan, self.memory_budget_mb, self.window)
 
     def distances(self, excluded: np.ndarray | None, progress: bool | Progress = False) -> list[torch.Tensor]:
         """Per-map minima against the base set without the ``excluded (N, M)`` positions."""
@@ -76,7 +77,8 @@ class FirstPass:
         out = []
         with Progress.of(progress).stage("refining", len(self.minima), "maps") as bar:
             for key, pm in self.minima.items():
-                out.append(refined_entries(self.unit_features(key), pm, ex, self.memory_budget_mb))
+                out.append(refined_entries(self.unit_features(key), pm, ex, self.memory_budget_mb,
+                                           self.window, self.features.window_grid if self.window is not None else None))
                 bar.advance()
         return out
 
@@ -120,4 +122,4 @@ def compute_first_pass(features: FeatureSet, lnamd_cfg: LNAMDConfig, engine: Eng
                     grid=features.window_grid,
                     executor=executor_for(engine),
                 )
-    return FirstPass(features, tuple(lnamd_cfg.degrees), minima, plan, budget_mb(engine))
+    return FirstPass(features, tuple(lnamd_cfg.degrees), minima, plan, budget_mb(engine), engine.window)
