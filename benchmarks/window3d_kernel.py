@@ -13,12 +13,9 @@ benchmarks/results/window3d_kernel[_<tag>].json.
 
 from __future__ import annotations
 
-import argparse
-import os
 
 import torch
-from common import machine_info, write_result
-from window_kernel import full_product_max, timed
+from window_kernel import full_product_max, kernel_main, report, speed_row, timed
 
 from codegraph_ad.engine.window3d import Lattice3D, use_offsets, window_block_3d, window_pair_cost_3d
 
@@ -40,37 +37,23 @@ def case(g: int, staggered: bool, c: int, n_a: int, n_b: int, radii: list[int], 
     rows = []
     for r in radii:
         win = timed(lambda: window_block_3d(left, right, lattice, r), reps)
-        row = {"grid": [g, g, g], "staggered": staggered, "M": m, "A": n_a, "B": n_b, "C": c, "radius": r,
-               "path": "offsets" if use_offsets(lattice, r, n_a) else "full product + bias",
-               "pair_share": round(window_pair_cost_3d(lattice, r) / m**2, 4),
-               "full_product": base, "window": win,
-               "speedup_wall": round(base["wall_s"] / win["wall_s"], 2),
-               "speedup_cpu": round(base["cpu_s"] / win["cpu_s"], 2)}
+        row = speed_row(base, win, window_pair_cost_3d(lattice, r), m,
+                        {"grid": [g, g, g], "staggered": staggered, "M": m, "A": n_a, "B": n_b, "C": c,
+                         "radius": r, "path": "offsets" if use_offsets(lattice, r, n_a) else "full product + bias"})
         rows.append(row)
-        print(f"g={g} staggered={staggered} M={m} C={c} A={n_a} B={n_b} r={r}: full {base['wall_s']:.3f} s, "
-              f"window {win['wall_s']:.3f} s, x{row['speedup_wall']} wall, x{row['speedup_cpu']} cpu "
-              f"({row['path']}, pairs {100 * row['pair_share']:.1f}% of M^2)", flush=True)
+        report(f"g={g} staggered={staggered} M={m} C={c} A={n_a} B={n_b} r={r}", row, row["path"])
     return rows
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--reps", type=int, default=2)
-    ap.add_argument("--tag", default="")
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    load_before = os.getloadavg()
-    rows = []
-    for g, staggered, c, n_a, n_b in CASES:
-        rows += case(g, staggered, c, n_a, n_b, [1, 2], args.reps)
-    write_result("window3d_kernel", args.tag, {
-        "what": "window_block_3d (maxima + argmax) vs full M x M product + max, fp32, random unit tokens",
-        "threads": torch.get_num_threads(), "reps": args.reps,
-        # the 2 cores are shared: the 1-minute load average says how contended the run was
-        "load_average_1min": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "machine": machine_info(), "rows": rows})
+    def cases(reps: int) -> list[dict]:
+        rows = []
+        for g, staggered, c, n_a, n_b in CASES:
+            rows += case(g, staggered, c, n_a, n_b, [1, 2], reps)
+        return rows
+
+    kernel_main("window3d_kernel", "window_block_3d (maxima + argmax) vs full M x M product + max, fp32, "
+                "random unit tokens", 1, 2, cases)
 
 
 if __name__ == "__main__":

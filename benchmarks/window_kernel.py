@@ -56,6 +56,13 @@ def timed(fn, reps: int) -> dict:
     return {"wall_s": round(min(wall), 4), "cpu_s": round(min(cpu), 4)}
 
 
+def speed_row(base: dict, win: dict, pairs: int, m: int, fields: dict) -> dict:
+    """One results row: the case's ``fields``, both timings and the window's speed-up."""
+    return {**fields, "pair_share": round(pairs / m**2, 4), "full_product": base, "window": win,
+            "speedup_wall": round(base["wall_s"] / win["wall_s"], 2),
+            "speedup_cpu": round(base["cpu_s"] / win["cpu_s"], 2)}
+
+
 def case(side: int, n_a: int, n_b: int, radii: list[int], reps: int) -> list[dict]:
     g = torch.Generator().manual_seed(side * 100 + n_a)
     left = torch.nn.functional.normalize(torch.randn(n_a, side * side, C, generator=g), dim=-1)
@@ -68,38 +75,49 @@ def case(side: int, n_a: int, n_b: int, radii: list[int], reps: int) -> list[dic
     rows = []
     for r in radii:
         win = timed(lambda: window_block(left, right, (side, side), r), reps)
-        row = {"grid": [side, side], "M": m, "A": n_a, "B": n_b, "C": C, "radius": r,
-               "tile": choose_tile(n_a, side, side, r),
-               "pair_share": round(window_pair_cost((side, side), r) / m**2, 4),
-               "full_product": base, "window": win,
-               "speedup_wall": round(base["wall_s"] / win["wall_s"], 2),
-               "speedup_cpu": round(base["cpu_s"] / win["cpu_s"], 2)}
+        row = speed_row(base, win, window_pair_cost((side, side), r), m,
+                        {"grid": [side, side], "M": m, "A": n_a, "B": n_b, "C": C, "radius": r,
+                         "tile": choose_tile(n_a, side, side, r)})
         rows.append(row)
-        print(f"M={m:5d} A={n_a:2d} B={n_b:2d} r={r}: full {base['wall_s']:.3f} s, window "
-              f"{win['wall_s']:.3f} s, x{row['speedup_wall']} wall, x{row['speedup_cpu']} cpu "
-              f"(tile {row['tile']}, pairs {100 * row['pair_share']:.1f}% of M^2)", flush=True)
+        report(f"M={m:5d} A={n_a:2d} B={n_b:2d} r={r}", row, f"tile {row['tile']}")
     return rows
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--reps", type=int, default=3)
+def report(label: str, row: dict, how: str) -> None:
+    """One printed line per row: both timings, the speed-up and how the window ran."""
+    print(f"{label}: full {row['full_product']['wall_s']:.3f} s, window {row['window']['wall_s']:.3f} s, "
+          f"x{row['speedup_wall']} wall, x{row['speedup_cpu']} cpu "
+          f"({how}, pairs {100 * row['pair_share']:.1f}% of M^2)", flush=True)
+
+
+def kernel_main(name: str, what: str, threads: int, reps: int, run_cases) -> None:
+    """Parse the shared options, time ``run_cases(reps) -> rows`` and write the results file."""
+    ap = argparse.ArgumentParser(description=what)
+    ap.add_argument("--threads", type=int, default=threads)
+    ap.add_argument("--reps", type=int, default=reps)
     ap.add_argument("--tag", default="")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
-    rows = []
-    for side in (16, 32):
-        rows += case(side, 16, 16, [1, 2, 3, 4], args.reps)
-        rows += case(side, 1, 64, [1, 2, 3], args.reps)
-    write_result("window_kernel", args.tag, {
-        "what": "window_block (maxima + int16 argmax) vs full M x M product + max, fp32, random unit tokens",
-        "threads": torch.get_num_threads(), "reps": args.reps,
+    rows = run_cases(args.reps)
+    write_result(name, args.tag, {
+        "what": what, "threads": torch.get_num_threads(), "reps": args.reps,
         # the 2 cores are shared: the 1-minute load average says how contended the run was
         "load_average_1min": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "machine": machine_info(), "rows": rows})
+
+
+def main() -> None:
+    def cases(reps: int) -> list[dict]:
+        rows = []
+        for side in (16, 32):
+            rows += case(side, 16, 16, [1, 2, 3, 4], reps)
+            rows += case(side, 1, 64, [1, 2, 3], reps)
+        return rows
+
+    kernel_main("window_kernel", "window_block (maxima + int16 argmax) vs full M x M product + max, fp32, "
+                "random unit tokens", 2, 3, cases)
 
 
 if __name__ == "__main__":
