@@ -152,12 +152,17 @@ def test_value_order_beyond_the_key_limit_equals_the_key_order(case, monkeypatch
     _same_selection(fast, slow)
 
 
-def test_value_order_chunks_follow_value_then_flat_index():
+@pytest.mark.parametrize("key_slice", [1 << 20, 7])
+def test_value_order_chunks_follow_value_then_flat_index(monkeypatch, key_slice):
+    monkeypatch.setattr(links_module, "_KEY_SLICE", key_slice)  # keys built a few indices at a time
     rng = np.random.default_rng(7)
     flat = rng.integers(0, 5, 3000).astype(np.float32)  # heavy ties
     flat[rng.uniform(size=flat.size) < 0.1] = np.inf
     valid = rng.uniform(size=flat.size) < 0.9
     expect = [i for i in np.lexsort((np.arange(flat.size), flat)) if np.isfinite(flat[i]) and valid[i]]
+    finite = np.where(np.isfinite(flat), flat, 0).astype(np.float32)
+    unmasked = links_module._KeyOrder(finite, None)  # the path without an index list
+    assert unmasked.next_chunk(flat.size).tolist() == list(np.lexsort((np.arange(flat.size), finite)))
     for order in (links_module._KeyOrder(flat.copy(), valid), links_module._ValueOrder(flat.copy(), valid)):
         got, sizes = [], iter([1, 7, 100, 3, 1000, 5000])
         while len(got) < order.n_candidates:
