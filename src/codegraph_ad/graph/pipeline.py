@@ -72,6 +72,8 @@ def run_graph_stages(
         patch_mask=patch_mask,
     )
     del zeta
+    if not keep_similarity:  # the filtering below refines every map: leave it the memory
+        sim = None
     comms = detect_communities(links.weights, kappa=config.kappa, seed=config.leiden_seed,
                                min_size=config.min_community_size, density=config.community_density,
                                resolution_percentile=config.resolution_percentile,
