@@ -28,12 +28,14 @@ are, fp32 (on CUDA subject to PyTorch's global TF32 switch, off by default).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from itertools import product
 
 import torch
 
 from codegraph_ad.engine.window import _CHUNK_CAP_BYTES, _check_radius
+from codegraph_ad.features.lattice import Lattice3D, as_lattice
+
+__all__ = ["Lattice3D", "as_lattice", "lattice_centres", "use_offsets", "window_block_3d", "window_pair_cost_3d"]
 
 # Bytes held per (query row, query, reference) of a slab: the running max (fp32) and argmax
 # (int16/int32), the product, its comparison mask, and the kept rows' copies at the end.
@@ -44,42 +46,6 @@ _OFFSET_SPEED_ONE = 0.1
 _OFFSET_SPEED_MAX = 0.3
 # Rows the full product keeps at least per chunk (query images x query tokens).
 _DENSE_ROWS = 64
-
-
-@dataclass(frozen=True)
-class Lattice3D:
-    """Positions of volume tokens, in the order the tokens are stored.
-
-    shape: the cubic ``(d, h, w)`` grid, tokens in C order. staggered: after those, the
-    ``(d-1, h-1, w-1)`` cells of the grid shifted by half a cell on every axis (C order).
-    """
-
-    shape: tuple[int, int, int]
-    staggered: bool = False
-
-    def __post_init__(self) -> None:
-        if len(self.shape) != 3 or any(int(s) != s or s < 1 for s in self.shape):
-            raise ValueError(f"a 3D grid needs three positive sides (d, h, w), got {self.shape!r}")
-        if self.staggered and min(self.shape) < 2:
-            raise ValueError(f"a staggered lattice needs at least 2 cells per axis, got {self.shape}")
-        object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
-
-    @property
-    def n_tokens(self) -> int:
-        return sum(_volume(shape) for shape, _, _ in self.subgrids())
-
-    def subgrids(self) -> list[tuple[tuple[int, int, int], int, int]]:
-        """(shape, origin in half cells on every axis, index of its first token) per grid."""
-        d, h, w = self.shape
-        grids = [((d, h, w), 0, 0)]
-        if self.staggered:
-            grids.append(((d - 1, h - 1, w - 1), 1, d * h * w))
-        return grids
-
-
-def as_lattice(grid: tuple[int, int, int] | Lattice3D) -> Lattice3D:
-    """A Lattice3D as is; a ``(d, h, w)`` tuple as the cubic grid alone."""
-    return grid if isinstance(grid, Lattice3D) else Lattice3D(tuple(grid))  # type: ignore[arg-type]
 
 
 def offset_range(origin_left: int, origin_right: int, radius: int) -> tuple[int, int]:
@@ -358,10 +324,6 @@ def _steps(n_a: int, n_b: int, frame: _Frame, c: int, budget: int) -> tuple[int,
         return n_a, max(1, min(n_b, 1 + (budget - size(n_a, 1, 1)) // per_ref)), 1
     per_query = size(2, 1, 1) - size(1, 1, 1)
     return max(1, min(n_a, 1 + (budget - size(1, 1, 1)) // per_query)), 1, 1
-
-
-def _volume(shape: tuple[int, int, int]) -> int:
-    return shape[0] * shape[1] * shape[2]
 
 
 def _check_inputs(left: torch.Tensor, right: torch.Tensor, lattice: Lattice3D) -> None:

@@ -14,8 +14,8 @@ from codegraph_ad.errors import InputError
 from codegraph_ad.features.preprocess import to_model_input
 from codegraph_ad.progress import Progress
 
-if TYPE_CHECKING:  # the engine imports this module; the lattice is only carried here
-    from codegraph_ad.engine.window3d import Lattice3D
+if TYPE_CHECKING:  # the lattice is only carried here
+    from codegraph_ad.features.lattice import Lattice3D
 
 
 @dataclass
