@@ -17,8 +17,8 @@ from codegraph_ad.engine.autotune import fastest_reduced_precision
 from codegraph_ad.engine.device import block_cap_bytes, fp32_matmul
 from codegraph_ad.engine.executor import LOCAL, Executor, SlotRows
 from codegraph_ad.engine.plan import ReferencePlan
-from codegraph_ad.engine.window import window_block
-from codegraph_ad.engine.window3d import Lattice3D, as_lattice, lattice_centres, window_block_3d
+from codegraph_ad.engine.window import in_window, window_block
+from codegraph_ad.engine.window3d import Lattice3D, as_lattice, window_block_3d
 from codegraph_ad.engine.products import PRECISIONS, make_product
 from codegraph_ad.progress import Progress
 
@@ -271,7 +271,7 @@ def refined_entries(
     flat = feats.reshape(n * m, c)
     slot_images = minima.slot_images().to(dev)
     rows_per_chunk = max(1, int(budget_mb * 1e6 * _BLOCK_SHARE / 4 / max(m, 1)))
-    near = None if window is None else _WindowNeighbours(_window_grid(grid, m), window, dev)
+    window_at = None if window is None else _window_grid(grid, m)
     parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = []
     for j in torch.nonzero(excluded.any(dim=1)).flatten().tolist():
         queries, slots = torch.nonzero(slot_images == j, as_tuple=True)  # who holds image j, and where
@@ -290,37 +290,20 @@ def refined_entries(
         pair_idx, patch_idx = torch.nonzero(hit, as_tuple=True)
         q_all, s_all = queries[pair_idx], slots[pair_idx]
         rows_all = q_all * m + patch_idx
-        refs = feats[j][keep] if near is None else feats[j]
+        refs = feats[j][keep] if window is None else feats[j]
         values = torch.empty(rows_all.numel(), dtype=torch.float32, device=dev)
         with fp32_matmul(dev):
             for s0 in range(0, rows_all.numel(), rows_per_chunk):
                 part = slice(s0, s0 + rows_per_chunk)
                 sim = flat[rows_all[part]] @ refs.T
-                if near is not None:  # remaining patches inside each query patch's window only
-                    sim.masked_fill_(~(near.rows(patch_idx[part]) & keep), float("-inf"))
+                if window_at is not None:  # remaining patches inside each query patch's window only
+                    sim.masked_fill_(~(in_window(window_at, window, patch_idx[part], dev) & keep), float("-inf"))
                 values[part] = similarity_to_distance(sim.max(dim=1).values)
         parts.append((q_all, s_all, patch_idx, values))
     if not parts:
         return RefinedMinima.unchanged(minima.dist)
     q_cat, s_cat, p_cat, v_cat = (torch.cat(x) for x in zip(*parts))
     return RefinedMinima(minima.dist, q_cat, s_cat, p_cat, v_cat)
-
-
-class _WindowNeighbours:
-    """Which patches lie in each patch's window: 2D grid cells, or 3D token centres in half
-    cells (engine/window3d.py), compared by Chebyshev distance."""
-
-    def __init__(self, grid: tuple[int, int] | Lattice3D, radius: int, device: torch.device):
-        if isinstance(grid, Lattice3D):
-            self.pos, self.limit = lattice_centres(grid, device), 2 * radius
-        else:
-            h, w = grid
-            yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
-            self.pos, self.limit = torch.stack([yy, xx], dim=-1).reshape(-1, 2).to(device), radius
-
-    def rows(self, patches: torch.Tensor) -> torch.Tensor:
-        """(len(patches), M) bool."""
-        return (self.pos[patches][:, None] - self.pos[None]).abs().amax(dim=2) <= self.limit
 
 
 def plan_minima(

@@ -27,6 +27,8 @@ from functools import lru_cache
 
 import torch
 
+from codegraph_ad.features.lattice import Lattice3D
+
 _INT16_MAX = 32767
 
 
@@ -244,13 +246,27 @@ def _tile_tables(h: int, w: int, ry: int, rx: int, th: int, tw: int,
     return bias, lut.reshape(nth * ntw, wy * wx).contiguous().to(device)
 
 
+def in_window(grid: tuple[int, int] | Lattice3D, radius: int, rows: torch.Tensor | slice,
+              device: torch.device | str = "cpu") -> torch.Tensor:
+    """(R, M) bool: which patches lie within ``radius`` of each patch ``rows`` (Chebyshev).
+
+    One neighbourhood for every user (the kernels' biases, the refinement): grid cells on a
+    2D patch grid; on a 3D lattice token centres in half cells, so the limit is 2 radius."""
+    if isinstance(grid, Lattice3D):
+        pos, limit = grid.centres(), 2 * radius
+    else:
+        h, w = grid
+        yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+        pos, limit = torch.stack([yy, xx], dim=-1).reshape(-1, 2), radius
+    pos = pos.to(device)
+    return (pos[rows][:, None] - pos[None]).abs().amax(dim=2) <= limit
+
+
 @lru_cache(maxsize=8)
 def _dense_bias(h: int, w: int, radius: int, device: torch.device) -> torch.Tensor:
     """(M, M) bias: 0 where the Chebyshev grid distance is <= radius, -inf elsewhere."""
-    y = torch.arange(h).repeat_interleave(w)
-    x = torch.arange(w).repeat(h)
-    near = ((y[:, None] - y[None, :]).abs() <= radius) & ((x[:, None] - x[None, :]).abs() <= radius)
-    return torch.zeros(near.shape, dtype=torch.float32).masked_fill_(~near, float("-inf")).to(device)
+    near = in_window((h, w), radius, slice(None), device)
+    return torch.zeros(near.shape, dtype=torch.float32, device=device).masked_fill_(~near, float("-inf"))
 
 
 def _axis_pairs(n: int, radius: int) -> int:

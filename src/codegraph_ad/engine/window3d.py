@@ -32,10 +32,10 @@ from itertools import product
 
 import torch
 
-from codegraph_ad.engine.window import _CHUNK_CAP_BYTES, _check_radius
+from codegraph_ad.engine.window import _CHUNK_CAP_BYTES, _check_radius, in_window
 from codegraph_ad.features.lattice import Lattice3D, as_lattice
 
-__all__ = ["Lattice3D", "as_lattice", "lattice_centres", "use_offsets", "window_block_3d", "window_pair_cost_3d"]
+__all__ = ["Lattice3D", "as_lattice", "use_offsets", "window_block_3d", "window_pair_cost_3d"]
 
 # Bytes held per (query row, query, reference) of a slab: the running max (fp32) and argmax
 # (int16/int32), the product, its comparison mask, and the kept rows' copies at the end.
@@ -124,14 +124,13 @@ def _dense(left: torch.Tensor, right: torch.Tensor, lattice: Lattice3D, radius: 
     bias where it covers the lattice). Each run's bias is built once, for every reference."""
     n_a, m, c = left.shape
     n_b = right.shape[0]
-    pos = lattice_centres(lattice, left.device)
     whole = radius >= max(lattice.shape) - 1
     a_step, b_step, t_step = _dense_steps(n_a, n_b, m, budget)
     for t0 in range(0, m, t_step):
         t1 = min(t0 + t_step, m)
         bias = None
         if not whole:
-            near = (pos[t0:t1, None] - pos[None]).abs().amax(dim=2) <= 2 * radius
+            near = in_window(lattice, radius, slice(t0, t1), left.device)
             bias = torch.zeros(near.shape, device=left.device).masked_fill_(~near, float("-inf"))
             bias = bias.view(1, t1 - t0, 1, m)
         for b0 in range(0, n_b, b_step):
@@ -167,15 +166,6 @@ def _dense_steps(n_a: int, n_b: int, m: int, budget: int) -> tuple[int, int, int
         t_step = max(1, budget // (per * n_a))
     a_step = n_a if budget >= per * n_a else max(1, budget // per)
     return a_step, b_step, t_step
-
-
-def lattice_centres(lattice: Lattice3D, device: torch.device) -> torch.Tensor:
-    """(M, 3) token centres in half cells (integers), in token order."""
-    parts = []
-    for shape, origin, _ in lattice.subgrids():
-        z, y, x = torch.meshgrid(*(torch.arange(n) for n in shape), indexing="ij")
-        parts.append(torch.stack([z, y, x], dim=-1).reshape(-1, 3) * 2 + origin)
-    return torch.cat(parts).to(device)
 
 
 class _Frame:

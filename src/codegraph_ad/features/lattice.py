@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,16 @@ class Lattice3D:
     @property
     def n_tokens(self) -> int:
         return sum(grid_volume(shape) for shape, _, _ in self.subgrids())
+
+    def centres(self) -> "torch.Tensor":
+        """(M, 3) token centres in half cells (integers), in token order."""
+        import torch
+
+        parts = []
+        for shape, origin, _ in self.subgrids():
+            z, y, x = torch.meshgrid(*(torch.arange(n) for n in shape), indexing="ij")
+            parts.append(torch.stack([z, y, x], dim=-1).reshape(-1, 3) * 2 + origin)
+        return torch.cat(parts)
 
     def subgrids(self) -> list[tuple[tuple[int, int, int], int, int]]:
         """(shape, origin in half cells on every axis, index of its first token) per grid."""
