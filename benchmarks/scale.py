@@ -108,12 +108,13 @@ def run_cell(a: argparse.Namespace) -> dict[str, Any]:
     cache = ScaleCache(Path(a.cache_dir), a.category, CATEGORIES[a.category], a.size, a.seed)
     rss_start = own_peak_rss_mb()
     t0 = time.perf_counter()
-    feats, labels = cache.load(a.n)
+    feats, labels = cache.load(a.n, a.token_dtype)
     row: dict[str, Any] = {
         "mode": a.mode, "method": a.method, "n": a.n, "m": int(feats.layers.shape[2]),
         "maps": int(feats.layers.shape[1]) * 3, "load_s": round(time.perf_counter() - t0, 2),
         "rss_start_mb": round(rss_start, 1), "rss_loaded_mb": round(own_peak_rss_mb(), 1),
-        "features_mb": round(feats.layers.numel() * 4 / 2**20, 1), "params": engine_params(a.mode, a),
+        "features_mb": round(feats.layers.numel() * feats.layers.element_size() / 2**20, 1),
+        "token_dtype": a.token_dtype, "params": engine_params(a.mode, a),
     }
     cls = CoDeGraph if a.method == "codegraph" else MuSc
     try:
@@ -143,7 +144,8 @@ def run_cell(a: argparse.Namespace) -> dict[str, Any]:
 def cell_command(a: argparse.Namespace, mode: str, n: int, method: str) -> list[str]:
     keep = ["--category", a.category, "--size", a.size, "--seed", a.seed, "--cache-dir", a.cache_dir,
             "--threads", a.threads, "--precision", a.precision, "--references", a.references,
-            "--random-references", a.random_references, "--screening", a.screening, "--budget-mb", a.budget_mb or 0]
+            "--random-references", a.random_references, "--screening", a.screening, "--budget-mb", a.budget_mb or 0,
+            "--token-dtype", a.token_dtype]
     return [sys.executable, str(Path(__file__).resolve()), "--cell", "--mode", mode, "--n", str(n),
             "--method", method, *map(str, keep)]
 
@@ -353,6 +355,8 @@ def main() -> None:
     ap.add_argument("--micro-n-1024", type=int, default=24, help="images of the per-pair timing at M = 1,024")
     ap.add_argument("--cache-dir", default=str(default_cache_dir()))
     ap.add_argument("--out", default=None, help="default benchmarks/results/scale_<cpu capability>.json")
+    ap.add_argument("--token-dtype", choices=("float16", "float32"), default="float16",
+                    help="dtype the cell holds the (float16-cached) tokens in; same scores either way")
     ap.add_argument("--cell", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--mode", default="exact", help=argparse.SUPPRESS)
     ap.add_argument("--n", type=int, default=0, help=argparse.SUPPRESS)

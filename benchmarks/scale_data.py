@@ -166,9 +166,12 @@ class ScaleCache:
             print(f"features: {start + CHUNK} images cached ({man['extract_s']:.0f} s)", flush=True)
         return man
 
-    def load(self, n: int) -> tuple[FeatureSet, np.ndarray]:
-        """The first ``n`` images' FeatureSet (float32) and labels, read a chunk at a time so
-        the process holds the float32 array and one float16 chunk, nothing more."""
+    def load(self, n: int, token_dtype: str = "float16") -> tuple[FeatureSet, np.ndarray]:
+        """The first ``n`` images' FeatureSet and labels, read a chunk at a time so the process
+        holds the array and one float16 chunk, nothing more. ``token_dtype`` "float16" holds the
+        cached values as they are (FeatureConfig.token_dtype); "float32" holds the same values in
+        twice the memory (what the runs before session 17 did): the scores are identical."""
+        dtype = {"float16": torch.float16, "float32": torch.float32}[token_dtype]
         man = self.manifest()
         if int(man["n_images"]) < n:
             raise RuntimeError(f"{self.dir}: {man['n_images']} images cached, {n} wanted (run ensure first)")
@@ -179,9 +182,9 @@ class ScaleCache:
             part = np.load(self.dir / f"layers_{start:06d}.npy")[: stop - start]
             c = np.load(self.dir / f"cls_{start:06d}.npy")[: stop - start]
             if layers is None:
-                layers = torch.empty((n, *part.shape[1:]), dtype=torch.float32)
+                layers = torch.empty((n, *part.shape[1:]), dtype=dtype)
                 cls = torch.empty((n, c.shape[1]), dtype=torch.float32)
-            layers[start:stop] = torch.from_numpy(part.astype(np.float32))
+            layers[start:stop] = torch.from_numpy(part).to(dtype)
             cls[start:stop] = torch.from_numpy(c)
             del part
         assert layers is not None and cls is not None

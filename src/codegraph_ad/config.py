@@ -44,6 +44,11 @@ class FeatureConfig:
     final_norm: bool = documented(False, "apply the final LayerNorm to the block tokens")
     checkpoint: str | None = documented(None, "local weights file for official backbones")
     batch_size: int = documented(8, "images per backbone call")
+    # The tokens are the largest array a run holds (N M L C values: 1.5 GB in float32 for
+    # 1,000 images at 224 px, 6 GB at 448 px); float16 halves it, computing stays float32
+    # (LNAMD casts each chunk) and the scores move by about 1e-6 (docs/scale.md).
+    token_dtype: Literal["float32", "float16"] = documented(
+        "float32", "dtype the patch tokens are held in between extraction and scoring (float16: half the memory)")
 
     def __post_init__(self) -> None:
         # the registry loads the built-in backbones on first use; user entries must be
@@ -54,6 +59,8 @@ class FeatureConfig:
         _require(len(self.layers) > 0 and all(i >= 1 for i in self.layers), "layers", self.layers,
                  "a non-empty list of 1-based block indices")
         _require(self.batch_size >= 1, "batch_size", self.batch_size, ">= 1")
+        _require(self.token_dtype in ("float32", "float16"), "token_dtype", self.token_dtype,
+                 "'float32' or 'float16'")
 
 
 @dataclass(frozen=True)

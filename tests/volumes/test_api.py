@@ -8,6 +8,7 @@ from dataclasses import replace
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 
 from codegraph_ad.config import MSMConfig
 from codegraph_ad.errors import BatchTooSmallError, InputError
@@ -176,3 +177,20 @@ def test_staggered_lattice_end_to_end(cohort, tmp_path):
                           progress=False, backbone=FakeBackbone(D))
     assert ev.run.excluded is not None and ev.run.excluded.shape == (5, 4, 4, 4)
     assert ev.metrics["patient"]["auroc"] == 1.0
+
+
+def test_token_dtype_float16_holds_half_and_scores_like_the_same_values(cohort):
+    """FeatureConfig.token_dtype reaches the volume tokens: float16 held, the scores those of
+    the same (rounded) values held in float32."""
+    from codegraph_ad.features.extract import held_as
+    from codegraph_ad.volumes.api import score_batch
+    from codegraph_ad.volumes.pipeline import tokens_from_paths
+
+    paths = sorted((cohort / "volumes").glob("*.nii.gz"))
+    half_cfg = replace(CFG, run=replace(CFG.run, features=replace(CFG.run.features, token_dtype="float16")))
+    half = tokens_from_paths(paths, half_cfg, backbone=FakeBackbone(D), progress=False)
+    assert half.features.layers.dtype == torch.float16
+    full = replace(half, features=held_as(half.features, "float32"))
+    a, _ = score_batch(half, half_cfg)
+    b, _ = score_batch(full, CFG)
+    assert torch.equal(a.patch_scores, b.patch_scores)

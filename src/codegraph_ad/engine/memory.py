@@ -89,6 +89,7 @@ def check_memory(estimate: MemoryEstimate, budget_mb: float, n: int, image_size:
         f"graph {estimate.graph_mb / 1e3:.1f} GB) but the memory budget is {budget_mb / 1e3:.1f} GB. "
         f"Lower --image-size (memory falls with its 4th power), split the batch with --subsets "
         f"(now {subsets}; minima fall with its square), compare each image with fixed K references "
-        f"(--references 100: minima fall from N to K per image), use --method musc (keeps one map at a time), "
+        f"(--references 100: minima fall from N to K per image), hold the tokens in float16 "
+        f"(--token-dtype float16: features fall by half), use --method musc (keeps one map at a time), "
         f"or raise --memory-mb if the machine has the memory."
     )

@@ -20,7 +20,7 @@ from PIL import Image
 from codegraph_ad.config import FeatureConfig, RunConfig
 from codegraph_ad.errors import InputError
 from codegraph_ad.features.cache import ChunkRunner
-from codegraph_ad.features.extract import FeatureSet, extract_features
+from codegraph_ad.features.extract import FeatureSet, extract_features, held_as
 from codegraph_ad.io.batch import ImageBatch, load_batch
 from codegraph_ad.io.images import discover_images
 from codegraph_ad.params import FlatParams, Section, flat_parameters
@@ -126,7 +126,7 @@ class FeatureExtractor(FlatParams):
         arrays = _as_rgb_list(images)
         if not arrays:
             raise InputError("no images to extract features from")
-        return self._extract(lambda i: arrays[i], len(arrays))
+        return held_as(self._extract(lambda i: arrays[i], len(arrays)), self.config.token_dtype)
 
     __call__ = transform
 
@@ -165,13 +165,13 @@ class FeatureExtractor(FlatParams):
             feats = self._extract(lambda i: batch.resized[i], len(batch))
             if stats is not None:
                 stats.update(features_cached=0, features_extracted=len(batch))
-            return feats
+            return held_as(feats, cfg.token_dtype)
         store = open_cache(cfg, cache_cfg, given, self.runtime())
         feats = cached_features(store, batch.hashes, lambda i: batch.resized[i], self.backbone_model,
                                 cfg.batch_size, self.progress, self._chunk_runner())
         if stats is not None:
             stats.update(store.stats.as_timings())
-        return feats
+        return held_as(feats, cfg.token_dtype)
 
 
 def _is_path_list(images: Any) -> bool:

@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from codegraph_ad.engine.threads import thread_budget
 from codegraph_ad.engine.window3d import Lattice3D
 from codegraph_ad.errors import InputError
-from codegraph_ad.features.extract import FeatureSet
+from codegraph_ad.features.extract import FeatureSet, held_as
 from codegraph_ad.methods.base import check_batch_size
 from codegraph_ad.volumes.config import VolumeConfig
 from codegraph_ad.volumes.lattice import half_grid_any, half_grid_map, map_grid
@@ -134,8 +134,8 @@ def token_batch(volumes: list[PreparedVolume], tokens: Sequence[VolumeTokens], c
     """Stack per-volume tokens into a ``FeatureSet`` the 2D methods accept unchanged."""
     layers, cls, share = stack_tokens(tokens)
     g, staggered = tokens[0].grid, tokens[0].staggered
-    features = FeatureSet(layers, cls, (1, layers.shape[2]) if staggered else (g[0], g[1] * g[2]),
-                          Lattice3D(g, staggered))
+    features = held_as(FeatureSet(layers, cls, (1, layers.shape[2]) if staggered else (g[0], g[1] * g[2]),
+                                  Lattice3D(g, staggered)), config.run.features.token_dtype)
     return TokenBatch(volumes, features, g, share, share >= config.void_fraction, staggered=staggered)
 
 
