@@ -301,7 +301,9 @@ def write_markdown(out: dict, path: Path) -> None:
              + ", ".join(f"{k} {v}" for k, v in peak.items()) + " GFLOP/s.", "",
              f"Batch: the first N of {data['n_sources']} {out['category']} images and their copies; "
              f"{data['augmentation']}. Features cached ({data['layers_dtype']}), "
-             f"{data['extract_s_per_image']} s per image to extract (not in the times below).", "",
+             f"{data['extract_s_per_image']} s per image to extract (not in the times below); the cells hold "
+             f"the tokens in {out.get('token_dtype', 'float32')} (FeatureConfig.token_dtype; the scores are the "
+             "same either way, the values being float16 in the cache).", "",
              "| mode | method | N | wall s | s / image | peak RSS MB (features MB) | pairs | engine share of wall | image AUROC | note |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for c in out["cells"]:
@@ -386,7 +388,7 @@ def run(a: argparse.Namespace) -> None:
     out: dict[str, Any] = {
         "benchmark": "scale", "command": " ".join(sys.argv[1:]), "category": a.category, "size": a.size,
         "threads": a.threads, "precision": a.precision, "references": a.references,
-        "random_references": a.random_references, "screening_percent": a.screening,
+        "random_references": a.random_references, "screening_percent": a.screening, "token_dtype": a.token_dtype,
         "data": cache.describe(), "machine": mach, "versions": versions(), "complete": False,
     }
     peak_before = matmul_peak(a.threads)
