@@ -1,15 +1,15 @@
 """The per-image decision (decision.py) measured: precision and recall of the flags and the
 realised false-alarm rate among normal images, against the requested rate.
 
-    python benchmarks/decisions.py [--runs DIR]
+    python benchmarks/decisions.py [--runs DIR] [--size 448] [--batches metal_plate,...]
 
-One ``evaluate`` run per batch at 224 px (CoDeGraph defaults, no overlays, feature cache on),
+One ``evaluate`` run per batch at 224 px, or ``--size`` (CoDeGraph defaults, no overlays, feature cache on),
 kept in ``--runs`` and reused on the next call; every rule and rate is then recomputed from
 the run's scores.csv (cheap). Batches: the whole MVTec bottle and MPDD metal_plate test sets
 (76% and 47% anomalous: not "mostly normal"), their SynCA variants (15% copies of one
 defect), and "mostly normal" batches, the case the rule is built for: every good image plus
-a seeded 10% share of anomalous ones. Writes benchmarks/results/decisions.json and prints
-the table of docs/decisions.md.
+a seeded 10% share of anomalous ones. Writes benchmarks/results/decisions.json (224 px;
+``decisions_<size>.json`` otherwise) and prints the table of docs/decisions.md.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from codegraph_ad.decision import fitted_threshold
 METAL_PLATE = DATA / "mpdd_metal_plate" / "metal_plate"
 RULES = typing.get_args(typing.get_type_hints(DecisionConfig)["rule"])
 RATES = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1)
-CONFIG = RunConfig(features=FeatureConfig(image_size=224))
+BASE_SIZE = 224  # the size of decisions.json; other sizes get their own file and run folders
 ANOMALOUS_SHARE = 0.1  # of the mostly-normal batches
 SYNCA_SOURCES = {"bottle": "broken_large/000.png", "metal_plate": None}  # None: a seeded choice
 
@@ -63,10 +63,10 @@ def batches(runs: Path) -> dict[str, tuple[Path, list | None]]:
     return out
 
 
-def run_batch(category: Path, samples: list | None, out: Path) -> list[dict]:
+def run_batch(category: Path, samples: list | None, out: Path, config: RunConfig) -> list[dict]:
     """scores.csv rows of the batch's run, computed once and reused."""
     if not (out / "run.json").is_file():
-        evaluate(category, out, CONFIG, overwrite=True, progress=False, overlays=False, samples=samples)
+        evaluate(category, out, config, overwrite=True, progress=False, overlays=False, samples=samples)
     with (out / "scores.csv").open() as fh:
         return list(csv.DictReader(fh))
 
@@ -106,21 +106,25 @@ def main() -> None:
     ap.add_argument("--runs", type=Path, default=Path("/tmp/codegraph_ad_decision_runs"),
                     help="where the batch runs are kept and reused")
     ap.add_argument("--batches", default=None, help="comma list of batch names to measure (default: all)")
+    ap.add_argument("--size", type=int, default=BASE_SIZE, help="image size in px (the tool's default is 448)")
     a = ap.parse_args()
+    config = RunConfig(features=FeatureConfig(image_size=a.size))
+    suffix = "" if a.size == BASE_SIZE else f"_{a.size}"
     wanted = None if a.batches is None else set(a.batches.split(","))
     results = []
     for name, (category, samples) in batches(a.runs).items():
         if wanted is not None and name not in wanted:
             continue
-        rows = run_batch(category, samples, a.runs / name)
+        rows = run_batch(category, samples, a.runs / f"{name}{suffix}", config)
         scores = np.array([float(r["score"]) for r in rows])
         labels = np.array([int(r["label"]) for r in rows])
         for rule in RULES:
             for rate in RATES:
                 results.append({"batch": name, **measure(scores, labels, rule, rate)})
     default = DecisionConfig()
-    write_result("decisions", "", {"default": {"rule": default.rule, "false_alarm_rate": default.false_alarm_rate},
-                                   "image_size": 224, "results": results, **run_record(CONFIG)})
+    write_result("decisions", suffix.lstrip("_"),
+                 {"default": {"rule": default.rule, "false_alarm_rate": default.false_alarm_rate},
+                  "image_size": a.size, "results": results, **run_record(config)})
     for rate in RATES:
         print(f"\nrequested false-alarm rate {rate:g}\n")
         print(table(results, rate))

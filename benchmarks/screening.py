@@ -16,6 +16,7 @@ within 1.0 point. Writes benchmarks/results/screening_<size>[_limit<N>].json and
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -164,6 +165,10 @@ def run_size(size: int, a: argparse.Namespace) -> None:
     out: dict[str, Any] = {"benchmark": "screening", "command": " ".join(sys.argv[1:]), "size": size,
                            "threads": a.threads, "precision": a.precision, "limit": a.limit, "musc_q": MUSC_Q,
                            "eval_size": EVAL_SIZE, "thesis": THESIS, "categories": {}, "complete": False}
+    if a.keep_other_categories and path.is_file():  # a later run of one category keeps the others' rows
+        kept = json.loads(path.read_text()).get("categories", {})
+        out["categories"].update({k: v for k, v in kept.items() if k not in a.categories.split(",")})
+        out["command_of_kept_categories"] = json.loads(path.read_text()).get("command")
     for name in [c for c in a.categories.split(",") if c]:
         cat = Category(name, size, a)
         print(f"{name} {size} px: {len(cat.labels)} images, features {cat.features_s} s {cat.cache_stats}", flush=True)
@@ -197,6 +202,8 @@ def main() -> None:
     ap.add_argument("--precision", default="fp32")
     ap.add_argument("--limit", type=int, default=0, help="images per category, spread over the split (smoke runs)")
     ap.add_argument("--out-dir", default=str(RESULTS))
+    ap.add_argument("--keep-other-categories", action="store_true",
+                    help="keep the rows of the categories not run from the existing results file")
     a = ap.parse_args()
     unknown = [c for c in a.categories.split(",") if c and c not in CATEGORIES]
     if unknown:
