@@ -14,6 +14,7 @@ BOTTLE = SHARED_DATA / "mvtec_ad_bottle" / "bottle"
 MRI = SHARED_DATA / "mri"
 
 torch.manual_seed(0)
+LISTED_PAIR_COST = 1.0  # engine/mutual.py's measured value, read when the session starts
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -23,6 +24,29 @@ def private_cache(tmp_path_factory: pytest.TempPathFactory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CODEGRAPH_AD_CACHE", str(path))
         yield path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def listed_plans_stay_listed():
+    """Test batches are small, so a screened or fixed-K plan would nearly always be computed
+    as the exact plan's blocks cut to its slots (engine/mutual.py: dense_is_cheaper); the tests
+    written for the listed path keep exercising it. tests/engine/test_dense_switch.py turns the
+    switch back on (fixture ``dense_switch``) and checks it."""
+    from codegraph_ad.engine import mutual
+
+    global LISTED_PAIR_COST
+    LISTED_PAIR_COST = mutual._LISTED_PAIR_COST_SMALL_M
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(mutual, "_LISTED_PAIR_COST_SMALL_M", 0.0)
+        yield
+
+
+@pytest.fixture
+def dense_switch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The production rule of dense_is_cheaper, for the tests that check it."""
+    from codegraph_ad.engine import mutual
+
+    monkeypatch.setattr(mutual, "_LISTED_PAIR_COST_SMALL_M", LISTED_PAIR_COST)
 
 
 @pytest.fixture

@@ -336,7 +336,40 @@ def plan_minima(
         return _window_minima(feats, plan, budget_mb, with_argmin, progress, desc, window, grid, executor)
     if plan.dense:
         return pair_minima(feats, budget_mb, precision, with_argmin, progress, desc, executor)
+    if dense_is_cheaper(plan, feats.shape[1], budget_mb):
+        dense = pair_minima(feats, budget_mb, precision, with_argmin, progress, desc, executor)
+        return listed_slots(dense, plan.refs)
     return _listed_pair_minima(feats, plan, budget_mb, precision, with_argmin, progress, desc, executor)
+
+
+# What a listed pair costs against an exact-plan pair (both directions from one product):
+# measured on 2 AVX2 cores, 1.6x at M = 256 (one 256-row product per left image and the
+# gathers of non-adjacent partners, against square blocks) and 1.0x at M = 1,024
+# (benchmarks/results/screening_224.md: p = 80 took 1.20x the time of p = 100 for 92% of the
+# pairs). Above 1 / cost of the pairs, the exact plan's blocks are cheaper.
+_LISTED_PAIR_COST_SMALL_M = 1.6
+_SMALL_M = 384
+# The dense minima may take this share of the budget when they replace a listed plan's.
+_DENSE_SHARE_OF_BUDGET = 0.25
+
+
+def dense_is_cheaper(plan: ReferencePlan, m: int, budget_mb: float) -> bool:
+    """Whether a listed plan's pairs are computed faster as the exact plan's dense blocks
+    (then cut to the listed slots): at M <= 384 once the list holds more than 1 / 1.6 of all
+    pairs and the dense (N, N, M) minima fit a quarter of the memory budget."""
+    n = plan.n_images
+    if plan.dense or m > _SMALL_M or n < 2:
+        return False
+    if n * n * m * (4 + argmin_dtype(m).itemsize) > _DENSE_SHARE_OF_BUDGET * budget_mb * 1e6:
+        return False
+    return plan.n_pairs() * _LISTED_PAIR_COST_SMALL_M > n * (n - 1) / 2
+
+
+def listed_slots(dense: PairMinima, refs: torch.Tensor) -> PairMinima:
+    """The exact plan's minima cut to a listed plan's slots: ``dist[q, s] = dense[q, refs[q, s]]``."""
+    rows = torch.arange(refs.shape[0], device=dense.dist.device).unsqueeze(1)
+    idx = refs.to(dense.dist.device)
+    return PairMinima(dense.dist[rows, idx], None if dense.argmin is None else dense.argmin[rows, idx], refs=refs)
 
 
 def _listed_pair_minima(feats: torch.Tensor, plan: ReferencePlan, budget_mb: float, precision: str,
