@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from codegraph_ad.engine.mutual import _LISTED_PAIR_COST_SMALL_M as LISTED_PAIR_COST  # before any patch
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("CODEGRAPH_AD_DATA", REPO.parent / "shared" / "data"))
 BOTTLE = SHARED_DATA / "mvtec_ad_bottle" / "bottle"
 MRI = SHARED_DATA / "mri"
 
 torch.manual_seed(0)
-LISTED_PAIR_COST = 1.0  # engine/mutual.py's measured value, read when the session starts
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -34,8 +35,6 @@ def listed_plans_stay_listed():
     switch back on (fixture ``dense_switch``) and checks it."""
     from codegraph_ad.engine import mutual
 
-    global LISTED_PAIR_COST
-    LISTED_PAIR_COST = mutual._LISTED_PAIR_COST_SMALL_M
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(mutual, "_LISTED_PAIR_COST_SMALL_M", 0.0)
         yield

@@ -8,6 +8,7 @@ sweeps in ``benchmarks/`` (see docs/benchmarks.md).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
+import typing
 from typing import Any, Literal
 
 from codegraph_ad.errors import ConfigError
@@ -29,6 +30,10 @@ def _require(ok: bool, name: str, value: Any, rule: str) -> None:
         raise ConfigError(f"{name} must be {rule}, got {value!r}")
 
 
+# dtypes the patch tokens may be held in between extraction and scoring (features/extract.py)
+TokenDtype = Literal["float32", "float16"]
+
+
 @dataclass(frozen=True)
 class FeatureConfig:
     """How images become multi-layer patch tokens (SPEC section 1)."""
@@ -47,7 +52,7 @@ class FeatureConfig:
     # The tokens are the largest array a run holds (N M L C values: 1.5 GB in float32 for
     # 1,000 images at 224 px, 6 GB at 448 px); float16 halves it, computing stays float32
     # (LNAMD casts each chunk) and the scores move by about 1e-6 (docs/scale.md).
-    token_dtype: Literal["float32", "float16"] = documented(
+    token_dtype: TokenDtype = documented(
         "float32", "dtype the patch tokens are held in between extraction and scoring (float16: half the memory)")
 
     def __post_init__(self) -> None:
@@ -59,8 +64,8 @@ class FeatureConfig:
         _require(len(self.layers) > 0 and all(i >= 1 for i in self.layers), "layers", self.layers,
                  "a non-empty list of 1-based block indices")
         _require(self.batch_size >= 1, "batch_size", self.batch_size, ">= 1")
-        _require(self.token_dtype in ("float32", "float16"), "token_dtype", self.token_dtype,
-                 "'float32' or 'float16'")
+        _require(self.token_dtype in typing.get_args(TokenDtype), "token_dtype", self.token_dtype,
+                 " or ".join(map(repr, typing.get_args(TokenDtype))))
 
 
 @dataclass(frozen=True)

@@ -15,16 +15,14 @@ import pytest
 import torch
 from PIL import Image
 
-from codegraph_ad.config import FeatureConfig, RunConfig
+from codegraph_ad.config import FeatureConfig
 from codegraph_ad.engine.memory import estimate_memory
 from codegraph_ad.errors import ConfigError
 from codegraph_ad.features.extract import FeatureSet, held_as
 from codegraph_ad.features.extractor import FeatureExtractor
 from codegraph_ad.methods.codegraph import CoDeGraph
 from codegraph_ad.methods.musc import MuSc
-from codegraph_ad.cli import build_parser
 from codegraph_ad.cli import main as cli_main
-from codegraph_ad.options import config_from_args
 from tests.graph.test_planted_groups import modal_batch
 
 
@@ -90,12 +88,11 @@ def test_memory_estimate_counts_two_bytes_per_token() -> None:
     assert f32.total_mb - f16.total_mb == pytest.approx(1000 * 256 * 384 * 4 * 2 / 1e6, rel=1e-6)
 
 
-def test_config_and_command_line() -> None:
+def test_config_refuses_other_dtypes() -> None:
+    """(--token-dtype itself is covered with every other field by tests/cli/test_more_options.py.)"""
     assert FeatureConfig().token_dtype == "float32"
     with pytest.raises(ConfigError, match="token_dtype"):
         FeatureConfig(token_dtype="int8")
-    cfg = config_from_args(build_parser().parse_args(["detect", "images", "--out", "o", "--token-dtype", "float16"]))
-    assert isinstance(cfg, RunConfig) and cfg.features.token_dtype == "float16"
 
 
 def _images(folder: Path, n: int = 6, size: int = 28) -> Path:

@@ -88,7 +88,6 @@ class FeatureSet:
         return FeatureSet(self.layers[idx], None if self.cls is None else self.cls[idx], self.grid, self.lattice)
 
 
-HALF_DTYPES = (torch.float16,)
 TOKEN_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 
 
@@ -113,7 +112,7 @@ def _checked_tensor(value: Any, what: str, keep_half: bool = False) -> torch.Ten
         raise InputError(f"{what} must be a numpy array or a torch tensor, got {type(value).__name__}")
     if not (t.is_floating_point() or t.dtype in (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)):
         raise InputError(f"{what} must hold numbers, got dtype {t.dtype}")
-    if not (keep_half and t.dtype in HALF_DTYPES):
+    if not (keep_half and t.dtype == torch.float16):
         t = t.float()
     if not bool(torch.isfinite(t).all()):
         raise InputError(f"{what} holds NaN or infinite values")

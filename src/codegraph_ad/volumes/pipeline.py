@@ -12,9 +12,9 @@ import torch
 from tqdm.auto import tqdm
 
 from codegraph_ad.engine.threads import thread_budget
-from codegraph_ad.engine.window3d import Lattice3D
 from codegraph_ad.errors import InputError
 from codegraph_ad.features.extract import FeatureSet, held_as
+from codegraph_ad.features.lattice import Lattice3D
 from codegraph_ad.methods.base import check_batch_size
 from codegraph_ad.volumes.config import VolumeConfig
 from codegraph_ad.volumes.lattice import half_grid_any, half_grid_map, map_grid
