@@ -17,7 +17,7 @@ from codegraph_ad.engine.autotune import fastest_reduced_precision
 from codegraph_ad.engine.device import block_cap_bytes, fp32_matmul
 from codegraph_ad.engine.executor import LOCAL, Executor, SlotRows
 from codegraph_ad.engine.plan import ReferencePlan
-from codegraph_ad.engine.window import in_window, window_block
+from codegraph_ad.engine.window import in_window, tiled_pair_cost, window_bias, window_block
 from codegraph_ad.engine.window3d import Lattice3D, as_lattice, window_block_3d
 from codegraph_ad.engine.products import PRECISIONS, make_product
 from codegraph_ad.progress import Progress
@@ -102,6 +102,7 @@ def pair_minima(
     progress: bool | Progress = False,
     desc: str = "mutual scoring",
     executor: Executor | None = None,
+    bias: torch.Tensor | None = None,
 ) -> PairMinima:
     """Nearest-patch distances between every ordered image pair of ``feats: (N, M, C)`` (unit rows).
 
@@ -113,16 +114,19 @@ def pair_minima(
 
     progress: a stage's Progress, whose bar the image blocks advance (one unit of it), or a
     bool for a bar of its own named ``desc``. executor: where the blocks run (engine/executor.py).
+    bias: a symmetric (M, M) fp32 mask added to every pair's similarities before the maxima
+    (0 where patch m may meet patch m', -inf elsewhere: a position window); fp32 only.
     """
     n, m, c = feats.shape
     feats = feats.float().contiguous()
     product = _product_for(precision, m, feats.device)
+    _check_bias(bias, product, m)
     best_sim, best_arg = _empty_minima(n, n, m, product, with_argmin or product.recompute, feats.device)
     low = product.prepare(feats.reshape(n * m, c))
     b = min(n, images_per_block(m, budget_mb, device=feats.device))
     starts = list(range(0, n, b))
     blocks = [(i0, min(i0 + b, n), j0, min(j0 + b, n)) for i0 in starts for j0 in starts if j0 >= i0]
-    ctx = _BlockContext(low, product, m, best_arg is not None)
+    ctx = _BlockContext(low, product, m, best_arg is not None, bias=bias)
     _run_tasks(executor, _dense_block, ctx, blocks, best_sim, best_arg, progress, desc)
     best_sim = _exact_similarity(feats, best_arg) if product.recompute else product.to_similarity(best_sim)
     # in place: at N = 500, M = 1024 each (N, N, M) temporary is 1 GB
@@ -141,6 +145,7 @@ class _BlockContext:
     m: int
     with_arg: bool
     pairs: tuple[torch.Tensor, ...] | None = None  # listed plans: (left, right, slot_ab, slot_ba)
+    bias: torch.Tensor | None = None  # (M, M) symmetric window mask, added before the maxima
 
 
 def _empty_minima(n: int, slots: int, m: int, product, need_arg: bool,
@@ -166,6 +171,8 @@ def _dense_block(ctx: _BlockContext, block: tuple[int, int, int, int]) -> list[S
     m, bi, bj = ctx.m, i1 - i0, j1 - j0
     sim = ctx.product.block(ctx.low[i0 * m : i1 * m], ctx.product.right(ctx.low[j0 * m : j1 * m]))
     sim = sim.view(bi, m, bj, m)
+    if ctx.bias is not None:
+        sim.add_(ctx.bias.view(1, m, 1, m))
     rows_i, rows_j = torch.arange(i0, i1, device=sim.device), torch.arange(j0, j1, device=sim.device)
     v, a = _reduce(sim, 3, ctx.with_arg)  # (bi, m, bj)
     out = [SlotRows(rows_i.repeat_interleave(bj), rows_j.repeat(bi), v.permute(0, 2, 1).reshape(bi * bj, m),
@@ -333,13 +340,61 @@ def plan_minima(
         raise ValueError(f"the plan is for {plan.n_images} images, the features hold {n}")
     if window is not None:
         grid = _window_grid(grid, feats.shape[1])
+        if not isinstance(grid, Lattice3D) and symmetric_window_is_cheaper(plan, grid, window, budget_mb,
+                                                                           feats.device):
+            bias = window_bias(grid, window, feats.device)
+            return _product_minima(feats, plan, budget_mb, "fp32", with_argmin, progress, desc, executor, bias)
         return _window_minima(feats, plan, budget_mb, with_argmin, progress, desc, window, grid, executor)
+    return _product_minima(feats, plan, budget_mb, precision, with_argmin, progress, desc, executor)
+
+
+def _product_minima(feats: torch.Tensor, plan: ReferencePlan, budget_mb: float, precision: str,
+                    with_argmin: bool, progress: bool | Progress, desc: str, executor: Executor | None,
+                    bias: torch.Tensor | None = None) -> PairMinima:
+    """The plan's pairs by whole-image products (both directions of a pair from one product)."""
     if plan.dense:
-        return pair_minima(feats, budget_mb, precision, with_argmin, progress, desc, executor)
+        return pair_minima(feats, budget_mb, precision, with_argmin, progress, desc, executor, bias)
     if dense_is_cheaper(plan, feats.shape[1], budget_mb):
-        dense = pair_minima(feats, budget_mb, precision, with_argmin, progress, desc, executor)
+        dense = pair_minima(feats, budget_mb, precision, with_argmin, progress, desc, executor, bias)
         return listed_slots(dense, plan.refs)
-    return _listed_pair_minima(feats, plan, budget_mb, precision, with_argmin, progress, desc, executor)
+    return _listed_pair_minima(feats, plan, budget_mb, precision, with_argmin, progress, desc, executor, bias)
+
+
+# What one patch pair of the symmetric full product with a window bias costs (it serves both
+# directions) against one unit of the tiled window kernel's estimate (one direction; units of
+# engine/window.py: tiled_pair_cost). Measured on 2 AVX2 cores, random unit tokens, C = 384,
+# r = 1..8, exact and fixed-K plans: 1.2-1.6 at M = 256 and 1,024 (the bias pass and two
+# reductions over every product entry); benchmarks/results/window_symmetric.json.
+_SYMMETRIC_PAIR_COST = 1.5
+
+
+def symmetric_window_is_cheaper(plan: ReferencePlan, grid: tuple[int, int], radius: int, budget_mb: float,
+                                device: torch.device | str = "cpu") -> bool:
+    """Whether a 2D window runs faster as whole-image products with a -inf bias outside the
+    window than in the tiled kernel. The tiled kernel computes each direction of a pair on its
+    own, about (2r+1)^2 patch pairs per patch; the full product M^2 for both directions at
+    once: wide windows (r >= 4 at 16 x 16, r >= 7 at 32 x 32) cost less that way."""
+    h, w = grid
+    m, n = h * w, plan.n_images
+    if n < 2:
+        return False
+    if plan.dense:
+        n_left = max(1, min(n, images_per_block(m, budget_mb, device=device)))
+        tiled = n * (n - 1) * tiled_pair_cost(n_left, h, w, radius)
+        full_pairs = n * (n - 1) / 2
+    else:
+        tiled = plan.refs.numel() * tiled_pair_cost(1, h, w, radius)
+        full_pairs = n * (n - 1) / 2 if dense_is_cheaper(plan, m, budget_mb) else plan.n_pairs()
+    return full_pairs * m * m * _SYMMETRIC_PAIR_COST < tiled
+
+
+def _check_bias(bias: torch.Tensor | None, product, m: int) -> None:
+    if bias is None:
+        return
+    if not product.exact:
+        raise ValueError("a window bias needs the fp32 product (the reduced precisions keep integer maxima)")
+    if tuple(bias.shape) != (m, m):
+        raise ValueError(f"the window bias must be ({m}, {m}), got {tuple(bias.shape)}")
 
 
 # What a listed pair costs against an exact-plan pair (both directions from one product):
@@ -374,12 +429,13 @@ def listed_slots(dense: PairMinima, refs: torch.Tensor) -> PairMinima:
 
 def _listed_pair_minima(feats: torch.Tensor, plan: ReferencePlan, budget_mb: float, precision: str,
                         with_argmin: bool, progress: bool | Progress, desc: str,
-                        executor: Executor | None = None) -> PairMinima:
+                        executor: Executor | None = None, bias: torch.Tensor | None = None) -> PairMinima:
     """The sparse plan's pairs, grouped by their left image: one product of that image's
     patches against a run of its partners' patches serves both directions of every pair."""
     n, m, c = feats.shape
     feats = feats.float().contiguous()
     product = _product_for(precision, m, feats.device)
+    _check_bias(bias, product, m)
     best_sim, best_arg = _empty_minima(n, plan.n_slots, m, product, with_argmin or product.recompute, feats.device)
     low = product.prepare(feats.reshape(n * m, c))
     pairs = plan.unordered_pairs()
@@ -391,7 +447,7 @@ def _listed_pair_minima(feats: torch.Tensor, plan: ReferencePlan, budget_mb: flo
     for hi in ends:  # runs of one left image, cut to the block size
         chunks.extend((s0, min(s0 + per_block, hi)) for s0 in range(lo, hi, per_block))
         lo = hi
-    ctx = _BlockContext(low, product, m, best_arg is not None, tuple(t.to(feats.device) for t in pairs))
+    ctx = _BlockContext(low, product, m, best_arg is not None, tuple(t.to(feats.device) for t in pairs), bias)
     _run_tasks(executor, _listed_chunk, ctx, chunks, best_sim, best_arg, progress, desc)
     best_sim = (_exact_similarity(feats, best_arg, plan.refs) if product.recompute
                 else product.to_similarity(best_sim))
@@ -411,6 +467,8 @@ def _listed_chunk(ctx: _BlockContext, chunk: tuple[int, int]) -> list[SlotRows]:
     else:
         partners = ctx.low.view(-1, m, width)[right].reshape(-1, width)
     sim = ctx.product.block(ctx.low[a * m : (a + 1) * m], ctx.product.right(partners)).view(m, s1 - s0, m)
+    if ctx.bias is not None:
+        sim.add_(ctx.bias.view(m, 1, m))
     out = []
     # reduce the whole block, then keep the directions the plan lists: cheaper than copying
     # the block's listed columns out first

@@ -51,6 +51,13 @@ def window_block(left: torch.Tensor, right: torch.Tensor, grid: tuple[int, int],
                          budget_bytes, choose_tile(left.shape[0], h, w, radius))
 
 
+def tiled_pair_cost(n_left: int, h: int, w: int, radius: int) -> float:
+    """The kernel's estimated cost of one ordered image pair in its cheapest tiling (or its
+    full product), in the units of ``choose_tile``: patch pairs computed, weighted for small
+    products. The engine compares it with a symmetric full product (engine/mutual.py)."""
+    return _best_tiling(n_left, h, w, radius)[1]
+
+
 def choose_tile(n_left: int, h: int, w: int, radius: int) -> tuple[int, int] | None:
     """Tile shape (th, tw) of the tiled product, or None for the full M x M product.
 
@@ -61,6 +68,10 @@ def choose_tile(n_left: int, h: int, w: int, radius: int) -> tuple[int, int] | N
     full product (rows n_left * M) is taken where it is estimated cheaper. kappa was fitted to
     a sweep of tile shapes on 2 AVX2 cores (M = 256 and 1024, A = 1 and 16, r = 1..4).
     """
+    return _best_tiling(n_left, h, w, radius)[0]
+
+
+def _best_tiling(n_left: int, h: int, w: int, radius: int) -> tuple[tuple[int, int] | None, float]:
     ry, rx = min(radius, h - 1), min(radius, w - 1)
     n_left = max(1, n_left)
     best, best_cost = None, h * w * h * w * (1.0 + _KAPPA / (n_left * h * w))
@@ -70,7 +81,7 @@ def choose_tile(n_left: int, h: int, w: int, radius: int) -> tuple[int, int] | N
             cost = pairs * (1.0 + _KAPPA / (n_left * th * tw))
             if cost < best_cost:
                 best, best_cost = (th, tw), cost
-    return best
+    return best, best_cost
 
 
 # On the CPU chunks are kept under this size whatever the budget: larger temporaries are
@@ -108,7 +119,7 @@ def _dense(left: torch.Tensor, right: torch.Tensor, h: int, w: int, radius: int,
     n_b = right.shape[0]
     bias = None
     if radius < max(h, w) - 1:
-        bias = _dense_bias(h, w, radius, left.device).view(1, m, 1, m)
+        bias = window_bias((h, w), radius, left.device).view(1, m, 1, m)
     a_step, b_step, _ = _steps(n_a, n_b, 1, per_pair_row=m * m * 4, per_ref_row=0, per_ref=0,
                                budget=budget_bytes)
     flat_l = left.reshape(n_a * m, c)
@@ -263,9 +274,9 @@ def in_window(grid: tuple[int, int] | Lattice3D, radius: int, rows: torch.Tensor
 
 
 @lru_cache(maxsize=8)
-def _dense_bias(h: int, w: int, radius: int, device: torch.device) -> torch.Tensor:
-    """(M, M) bias: 0 where the Chebyshev grid distance is <= radius, -inf elsewhere."""
-    near = in_window((h, w), radius, slice(None), device)
+def window_bias(grid: tuple[int, int], radius: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(M, M) symmetric bias: 0 where the Chebyshev grid distance is <= radius, -inf elsewhere."""
+    near = in_window(grid, radius, slice(None), device)
     return torch.zeros(near.shape, dtype=torch.float32, device=device).masked_fill_(~near, float("-inf"))
 
 
