@@ -3,8 +3,6 @@ from one product) gives the tiled kernel's minima; the rule takes it where the w
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import pytest
 import torch
 
@@ -18,14 +16,9 @@ GRID = (5, 6)
 N, M, C = 10, 30, 12
 
 
-@contextmanager
-def path(symmetric: bool):
-    rule = mutual.symmetric_window_is_cheaper
-    mutual.symmetric_window_is_cheaper = lambda *args, **kwargs: symmetric
-    try:
-        yield
-    finally:
-        mutual.symmetric_window_is_cheaper = rule
+def take(monkeypatch: pytest.MonkeyPatch, symmetric: bool) -> None:
+    """Force plan_minima's choice of the 2D window path."""
+    monkeypatch.setattr(mutual, "symmetric_window_is_cheaper", lambda *args, **kwargs: symmetric)
 
 
 def _brute(x: torch.Tensor, radius: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -45,14 +38,14 @@ def _plans() -> dict[str, ReferencePlan | None]:
 
 @pytest.mark.parametrize("radius", [0, 1, 2, 3])
 @pytest.mark.parametrize("plan_name", ["exact", "fixed_k", "screening"])
-def test_both_paths_equal_the_brute_force(radius: int, plan_name: str) -> None:
+def test_both_paths_equal_the_brute_force(radius: int, plan_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     x = unit_features(N, M, C, seed=11)
     want, near = _brute(x, radius)
     plan = _plans()[plan_name]
     results = []
     for symmetric in (False, True):
-        with path(symmetric):
-            results.append(plan_minima(x, plan, with_argmin=True, window=radius, grid=GRID))
+        take(monkeypatch, symmetric)
+        results.append(plan_minima(x, plan, with_argmin=True, window=radius, grid=GRID))
     tiled, sym = results
     slots = (plan or ReferencePlan(N)).refs
     expect = want if slots is None else torch.gather(want, 1, slots[:, :, None].expand(-1, -1, M))
@@ -70,12 +63,12 @@ def test_both_paths_equal_the_brute_force(radius: int, plan_name: str) -> None:
     assert torch.allclose(d[fin], sym.dist[fin], atol=1e-5)
 
 
-def test_a_listed_plan_through_the_dense_blocks_keeps_the_window(dense_switch) -> None:
+def test_a_listed_plan_through_the_dense_blocks_keeps_the_window(dense_switch, monkeypatch: pytest.MonkeyPatch) -> None:
     x = unit_features(N, M, C, seed=12)
     plan = screening_plan(torch.randn(N, 4, generator=torch.Generator().manual_seed(4)), 80.0)
     assert mutual.dense_is_cheaper(plan, M, 4096)
-    with path(True):
-        got = plan_minima(x, plan, window=1, grid=GRID)
+    take(monkeypatch, True)
+    got = plan_minima(x, plan, window=1, grid=GRID)
     want, _ = _brute(x, 1)
     assert torch.allclose(got.dist.double(), torch.gather(want, 1, plan.refs[:, :, None].expand(-1, -1, M)),
                           atol=1e-5)
