@@ -50,9 +50,15 @@ def write_npy(path: str | os.PathLike[str], array: np.ndarray) -> Path:
     return atomic_write(path, lambda fh: np.save(fh, np.ascontiguousarray(array), allow_pickle=False))
 
 
+# zlib level of every PNG the tool writes (overlays, masks, mosaics, built datasets). Level 1
+# wrote a 900 px overlay in 0.14 s against 0.99 s at Pillow's default 6, for a file 18%
+# larger (1.13 against 0.96 MB); the overlays were most of a run's writing time.
+PNG_COMPRESS_LEVEL = 1
+
+
 def write_png(path: str | os.PathLike[str], image: Any) -> Path:
     """Save a PIL image as PNG atomically."""
-    return atomic_write(path, lambda fh: image.save(fh, format="PNG"))
+    return atomic_write(path, lambda fh: image.save(fh, format="PNG", compress_level=PNG_COMPRESS_LEVEL))
 
 
 def _json_default(obj: Any) -> Any:

@@ -41,7 +41,9 @@ def overlay(
     """
     lo, hi = scale
     norm = np.clip((anomaly_map.astype(np.float32) - lo) / (hi - lo), 0.0, 1.0)
-    colour = colormaps[cmap](norm)[..., :3] * 255.0
+    # the 256-entry table, not the colormap on every pixel: matplotlib builds an (H, W, 4)
+    # float64 image first (0.15 s for a 900 px map, most of the overlay's time)
+    colour = _lut(cmap)[np.rint(norm * 255).astype(np.intp)]
     weight = (alpha * norm)[..., None]
     out = image_rgb.astype(np.float32) * (1.0 - weight) + colour * weight
     if mask is not None and mask.any():
