@@ -224,10 +224,14 @@ def _window_minima_brute(x: torch.Tensor, lattice: Lattice3D, radius: int) -> to
 
 @pytest.mark.parametrize("lattice", [Lattice3D((4, 4, 4)), Lattice3D((3, 4, 4), True)], ids=str)
 @pytest.mark.parametrize("radius", [0, 1, 3])
-def test_plan_minima_with_a_3d_window_equal_the_brute_force(lattice, radius):
+@pytest.mark.parametrize("path", ["rule", "kernel", "symmetric"])
+def test_plan_minima_with_a_3d_window_equal_the_brute_force(lattice, radius, path, monkeypatch):
+    from codegraph_ad.engine import mutual
     from codegraph_ad.engine.mutual import argmin_dtype, pair_minima, plan_minima
     from codegraph_ad.engine.plan import fixed_k_plan, screening_plan
 
+    if path != "rule":  # the 3D kernel, or whole-volume products with the window's bias
+        monkeypatch.setattr(mutual, "symmetric_window_is_cheaper", lambda *a, **k: path == "symmetric")
     m = lattice.n_tokens
     x = unit_features(8, m, 12, seed=21)
     want = _window_minima_brute(x, lattice, radius)

@@ -92,3 +92,22 @@ def test_the_bias_needs_the_fp32_product_and_the_patch_count() -> None:
         pair_minima(x, precision="bf16", bias=window_bias(GRID, 1))
     with pytest.raises(ValueError, match=r"\(30, 30\)"):
         pair_minima(x, bias=torch.zeros(4, 4))
+
+
+def test_the_rule_on_a_3d_lattice_and_the_bias_budget() -> None:
+    from codegraph_ad.features.lattice import Lattice3D
+
+    exact = ReferencePlan(32)
+    assert not symmetric_window_is_cheaper(exact, Lattice3D((12, 12, 12)), 1, 4096)
+    assert symmetric_window_is_cheaper(exact, Lattice3D((12, 12, 12)), 4, 4096)
+    # a (13,824)^2 bias is 764 MB, more than a sixteenth of the default budget
+    assert not symmetric_window_is_cheaper(exact, Lattice3D((24, 24, 24)), 12, 4096)
+
+
+def test_the_3d_bias_is_the_window_of_token_centres() -> None:
+    from codegraph_ad.features.lattice import Lattice3D
+
+    lattice = Lattice3D((3, 4, 4), True)
+    bias = window_bias(lattice, 1)
+    assert torch.equal(torch.isfinite(bias), in_window(lattice, 1, slice(None)))
+    assert torch.equal(bias, bias.T)

@@ -18,7 +18,7 @@ from codegraph_ad.engine.device import block_cap_bytes, fp32_matmul
 from codegraph_ad.engine.executor import LOCAL, Executor, SlotRows
 from codegraph_ad.engine.plan import ReferencePlan
 from codegraph_ad.engine.window import in_window, tiled_pair_cost, window_bias, window_block
-from codegraph_ad.engine.window3d import Lattice3D, as_lattice, window_block_3d
+from codegraph_ad.engine.window3d import Lattice3D, as_lattice, kernel_pair_cost_3d, window_block_3d
 from codegraph_ad.engine.products import PRECISIONS, make_product
 from codegraph_ad.progress import Progress
 
@@ -340,8 +340,7 @@ def plan_minima(
         raise ValueError(f"the plan is for {plan.n_images} images, the features hold {n}")
     if window is not None:
         grid = _window_grid(grid, feats.shape[1])
-        if not isinstance(grid, Lattice3D) and symmetric_window_is_cheaper(plan, grid, window, budget_mb,
-                                                                           feats.device):
+        if symmetric_window_is_cheaper(plan, grid, window, budget_mb, feats.device):
             bias = window_bias(grid, window, feats.device)
             return _product_minima(feats, plan, budget_mb, "fp32", with_argmin, progress, desc, executor, bias)
         return _window_minima(feats, plan, budget_mb, with_argmin, progress, desc, window, grid, executor)
@@ -361,31 +360,47 @@ def _product_minima(feats: torch.Tensor, plan: ReferencePlan, budget_mb: float, 
 
 
 # What one patch pair of the symmetric full product with a window bias costs (it serves both
-# directions) against one unit of the tiled window kernel's estimate (one direction; units of
-# engine/window.py: tiled_pair_cost). Measured on 2 AVX2 cores, random unit tokens, C = 384,
-# r = 1..8, exact and fixed-K plans: 1.2-1.6 at M = 256 and 1,024 (the bias pass and two
-# reductions over every product entry); benchmarks/results/window_symmetric.json.
-_SYMMETRIC_PAIR_COST = 1.5
+# directions) against one unit of the window kernel's own estimate of an ordered pair (2D:
+# engine/window.py tiled_pair_cost; 3D: engine/window3d.py kernel_pair_cost_3d). Measured on 2
+# quiet AVX2 cores, random unit tokens, C = 384, exact and fixed-K plans
+# (benchmarks/results/window_symmetric.json): 0.9-1.9 against the 2D tiles (M = 256 and
+# 1,024, r = 1..8; median 1.4), 0.6-1.25 against the 3D offsets (12^3 tokens, r = 1..4), whose
+# estimate is optimistic at r = 2. With these the rule took the faster path in 33 of the 36
+# cases of that benchmark; the three others cost 6-11%.
+_SYMMETRIC_PAIR_COST_2D = 1.5
+_SYMMETRIC_PAIR_COST_3D = 0.8
 
 
-def symmetric_window_is_cheaper(plan: ReferencePlan, grid: tuple[int, int], radius: int, budget_mb: float,
-                                device: torch.device | str = "cpu") -> bool:
-    """Whether a 2D window runs faster as whole-image products with a -inf bias outside the
-    window than in the tiled kernel. The tiled kernel computes each direction of a pair on its
-    own, about (2r+1)^2 patch pairs per patch; the full product M^2 for both directions at
-    once: wide windows (r >= 4 at 16 x 16, r >= 7 at 32 x 32) cost less that way."""
-    h, w = grid
-    m, n = h * w, plan.n_images
-    if n < 2:
+def symmetric_window_is_cheaper(plan: ReferencePlan, grid: tuple[int, int] | Lattice3D, radius: int,
+                                budget_mb: float, device: torch.device | str = "cpu") -> bool:
+    """Whether a window runs faster as whole-image products with a -inf bias outside the
+    window than in its kernel (2D tiles, 3D offsets). The kernels compute each direction of a
+    pair on its own, about (2r+1)^2 (3D: (2r+1)^3) pairs per patch; the full product M^2 for
+    both directions at once: wide windows cost less that way (2D: r >= 4 at 16 x 16, r >= 7 at
+    32 x 32; 3D: r >= 2 on 12^3 tokens). The (M, M) bias must fit a sixteenth of the budget (3D lattices of up to 8,192
+    tokens at the default 4 GB)."""
+    n = plan.n_images
+    lattice = grid if isinstance(grid, Lattice3D) else None
+    m = lattice.n_tokens if lattice is not None else grid[0] * grid[1]
+    if n < 2 or m * m * 4 > budget_mb * 1e6 / 16:
         return False
+
+    def kernel_cost(n_left: int) -> float:
+        if lattice is not None:
+            return kernel_pair_cost_3d(lattice, radius, n_left)
+        return tiled_pair_cost(n_left, grid[0], grid[1], radius)
+
     if plan.dense:
-        n_left = max(1, min(n, images_per_block(m, budget_mb, device=device)))
-        tiled = n * (n - 1) * tiled_pair_cost(n_left, h, w, radius)
+        n_left = images_per_block(m, budget_mb, device=device)
+        if lattice is not None:
+            n_left = max(n_left, _LATTICE_QUERY_BLOCK)
+        kernel = n * (n - 1) * kernel_cost(max(1, min(n, n_left)))
         full_pairs = n * (n - 1) / 2
     else:
-        tiled = plan.refs.numel() * tiled_pair_cost(1, h, w, radius)
+        kernel = plan.refs.numel() * kernel_cost(1)
         full_pairs = n * (n - 1) / 2 if dense_is_cheaper(plan, m, budget_mb) else plan.n_pairs()
-    return full_pairs * m * m * _SYMMETRIC_PAIR_COST < tiled
+    per_pair = _SYMMETRIC_PAIR_COST_3D if lattice is not None else _SYMMETRIC_PAIR_COST_2D
+    return full_pairs * m * m * per_pair < kernel
 
 
 def _check_bias(bias: torch.Tensor | None, product, m: int) -> None:

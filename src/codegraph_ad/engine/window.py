@@ -274,10 +274,16 @@ def in_window(grid: tuple[int, int] | Lattice3D, radius: int, rows: torch.Tensor
 
 
 @lru_cache(maxsize=8)
-def window_bias(grid: tuple[int, int], radius: int, device: torch.device | str = "cpu") -> torch.Tensor:
-    """(M, M) symmetric bias: 0 where the Chebyshev grid distance is <= radius, -inf elsewhere."""
-    near = in_window(grid, radius, slice(None), device)
-    return torch.zeros(near.shape, dtype=torch.float32, device=device).masked_fill_(~near, float("-inf"))
+def window_bias(grid: tuple[int, int] | Lattice3D, radius: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(M, M) symmetric bias: 0 where the patches (tokens) lie within the window, -inf elsewhere.
+    Built in row chunks: ``in_window`` holds (rows, M, 3) position differences."""
+    m = grid.n_tokens if isinstance(grid, Lattice3D) else grid[0] * grid[1]
+    bias = torch.zeros((m, m), dtype=torch.float32, device=device)
+    step = max(1, (1 << 22) // m)
+    for r0 in range(0, m, step):
+        rows = slice(r0, min(r0 + step, m))
+        bias[rows].masked_fill_(~in_window(grid, radius, rows, device), float("-inf"))
+    return bias
 
 
 def _axis_pairs(n: int, radius: int) -> int:

@@ -35,7 +35,8 @@ import torch
 from codegraph_ad.engine.window import _CHUNK_CAP_BYTES, _check_radius, in_window
 from codegraph_ad.features.lattice import Lattice3D, as_lattice
 
-__all__ = ["Lattice3D", "as_lattice", "use_offsets", "window_block_3d", "window_pair_cost_3d"]
+__all__ = ["Lattice3D", "as_lattice", "kernel_pair_cost_3d", "use_offsets", "window_block_3d",
+           "window_pair_cost_3d"]
 
 # Bytes held per (query row, query, reference) of a slab: the running max (fp32) and argmax
 # (int16/int32), the product, its comparison mask, and the kept rows' copies at the end.
@@ -109,13 +110,21 @@ def use_offsets(grid: tuple[int, int, int] | Lattice3D, radius: int, n_left: int
     gap narrows as query images add rows to each small product). Fitted to a few
     timings on 2 AVX2 cores (g = 8 and 16; A = 1, 4, 8; C = 96 and 384; r = 1, 2).
     """
+    lattice = as_lattice(grid)
+    return kernel_pair_cost_3d(lattice, radius, n_left) < lattice.n_tokens ** 2
+
+
+def kernel_pair_cost_3d(grid: tuple[int, int, int] | Lattice3D, radius: int, n_left: int) -> float:
+    """The kernel's estimated cost of one ordered volume pair, in token pairs of the full
+    product: the offsets' pairs over their relative speed, or M^2 where the full product runs."""
     lattice, radius = as_lattice(grid), _check_radius(radius)
+    full = float(lattice.n_tokens ** 2)
     if radius >= max(lattice.shape) - 1:  # the window is the whole lattice
-        return False
+        return full
     frame = _Frame(lattice, radius, torch.device("cpu"))
     pairs = sum(len(offs) * frame.slab_rows(k) for (k, _), offs in frame.offsets.items())
     speed = min(_OFFSET_SPEED_MAX, _OFFSET_SPEED_ONE * math.sqrt(max(1, n_left)))
-    return pairs < speed * lattice.n_tokens ** 2
+    return min(pairs / speed, full)
 
 
 def _dense(left: torch.Tensor, right: torch.Tensor, lattice: Lattice3D, radius: int,
