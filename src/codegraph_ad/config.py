@@ -51,7 +51,7 @@ class FeatureConfig:
     batch_size: int = documented(8, "images per backbone call")
     # The tokens are the largest array a run holds (N M L C values: 1.5 GB in float32 for
     # 1,000 images at 224 px, 6 GB at 448 px); float16 halves it, computing stays float32
-    # (LNAMD casts each chunk) and the scores move by about 1e-6 (docs/scale.md).
+    # (LNAMD casts each chunk) and the scores move by at most 1.1e-5 (docs/scale.md).
     token_dtype: TokenDtype = documented(
         "float32", "dtype the patch tokens are held in between extraction and scoring (float16: half the memory)")
 

@@ -96,7 +96,8 @@ def held_as(features: FeatureSet, token_dtype: str) -> FeatureSet:
 
     float16 halves the largest array a run holds (N = 1,000 images at 224 px: 1.5 GB of
     float32 tokens); the tokens lose the digits below float16's (relative 5e-4) and the
-    scores move by about 1e-6. The [CLS] vectors stay float32 (small)."""
+    scores move by at most about 1e-5 (benchmarks/results/token_dtype.md). The [CLS]
+    vectors stay float32 (small)."""
     dtype = TOKEN_DTYPES[token_dtype]
     if features.layers.dtype == dtype:
         return features
