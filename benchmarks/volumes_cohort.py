@@ -71,6 +71,18 @@ def method_configs(base: VolumeConfig) -> dict[str, VolumeConfig]:
     }
 
 
+def windowed(configs: dict[str, VolumeConfig], windows: list[str]) -> dict[str, VolumeConfig]:
+    """Each method once per position window (``none``: unrestricted; ``w``: name ``<method>_w<w>``)."""
+    out = {}
+    for w in windows:
+        for name, cfg in configs.items():
+            if w == "none":
+                out[name] = cfg
+            else:
+                out[f"{name}_w{int(w)}"] = replace(cfg, run=replace(cfg.run, engine=replace(cfg.run.engine, window=int(w))))
+    return out
+
+
 def summary(m: dict[str, Any]) -> dict[str, Any]:
     return {"patient_auroc": r4(m["patient"]["auroc"]), "patient_f1_max": r4(m["patient"]["f1_max"]),
             "patient_ap": r4(m["patient"]["ap"]), "voxel_auroc": r4(m["voxel_auroc"]),
@@ -171,8 +183,8 @@ def run_seed(a: argparse.Namespace, seed: int, backbone) -> dict[str, Any]:
     brats_paths = [paths[i] for i in healthy_idx] + [BRATS]
 
     results: dict[str, Any] = {}
-    for name, cfg in method_configs(base).items():
-        if name not in a.methods:
+    for name, cfg in windowed(method_configs(base), a.windows).items():
+        if name.split("_w")[0] not in a.methods:
             continue
         scores, scoring_s = score_batch(cohort_batch, cfg)
         run = result_from_batch(cohort_batch, scores, cfg, paths, {"scoring_s": scoring_s})
@@ -302,6 +314,7 @@ def across_seeds(per_seed: dict[int, dict[str, Any]]) -> dict[str, Any]:
             "brats_healthy_at_or_above": [r["brats"]["healthy_at_or_above"] for r in rows],
             "brats_dice": stats([r["brats"]["dice_vs_segmentation"] for r in rows]),
             "seeds_with_outlier_community": sum(bool(r["outlier_communities"]) for r in rows),
+            "scoring_s_per_volume": stats([r["scoring_s_per_volume"] for r in rows]),
         }
     return out
 
@@ -329,7 +342,11 @@ def main() -> None:
     ap.add_argument("--methods", nargs="+", choices=list(method_configs(VolumeConfig())),
                     default=list(method_configs(VolumeConfig())),
                     help="which methods to score (e.g. codegraph alone after a graph-stage change)")
+    ap.add_argument("--windows", default="none",
+                    help="comma-separated position windows in token cells, each method runs with each "
+                         "(e.g. none,1,2; docs/window.md)")
     a = ap.parse_args()
+    a.windows = [w for w in a.windows.split(",") if w]
 
     base = VolumeConfig(size=a.size, slice_stride=a.slice_stride, staggered=a.staggered,
                         projection_dim=a.projection_dim)
