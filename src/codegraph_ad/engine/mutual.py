@@ -377,8 +377,8 @@ def symmetric_window_is_cheaper(plan: ReferencePlan, grid: tuple[int, int] | Lat
     window than in its kernel (2D tiles, 3D offsets). The kernels compute each direction of a
     pair on its own, about (2r+1)^2 (3D: (2r+1)^3) pairs per patch; the full product M^2 for
     both directions at once: wide windows cost less that way (2D: r >= 4 at 16 x 16, r >= 7 at
-    32 x 32; 3D: r >= 2 on 12^3 tokens). The (M, M) bias must fit a sixteenth of the budget (3D lattices of up to 8,192
-    tokens at the default 4 GB)."""
+    32 x 32; 3D: r >= 2 on 12^3 tokens). The (M, M) bias must fit a sixteenth of the budget
+    (3D lattices of up to 8,192 tokens at the default 4 GB)."""
     n = plan.n_images
     lattice = grid if isinstance(grid, Lattice3D) else None
     m = lattice.n_tokens if lattice is not None else grid[0] * grid[1]

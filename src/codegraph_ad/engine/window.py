@@ -273,7 +273,7 @@ def in_window(grid: tuple[int, int] | Lattice3D, radius: int, rows: torch.Tensor
     return (pos[rows][:, None] - pos[None]).abs().amax(dim=2) <= limit
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=4)  # a 3D bias may be a sixteenth of the memory budget: keep few
 def window_bias(grid: tuple[int, int] | Lattice3D, radius: int, device: torch.device | str = "cpu") -> torch.Tensor:
     """(M, M) symmetric bias: 0 where the patches (tokens) lie within the window, -inf elsewhere.
     Built in row chunks: ``in_window`` holds (rows, M, 3) position differences."""
