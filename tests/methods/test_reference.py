@@ -33,9 +33,10 @@ def _others(n: int, i: int) -> list[int]:
 
 @pytest.mark.parametrize("q", [0.3, 0.6, 1.0])
 @pytest.mark.parametrize("screening", [100.0, 50.0])
-def test_a_batch_member_scored_against_the_others_gets_its_musc_score(q, screening):
+@pytest.mark.parametrize("window", [None, 1])
+def test_a_batch_member_scored_against_the_others_gets_its_musc_score(q, screening, window):
     feats = _batch()
-    config = _config(q, screening_percent=screening)
+    config = _config(q, screening_percent=screening, window=window)
     batch = MuSc.from_config(config).fit_predict(feats)
     for i in range(feats.n_images):
         ref = ReferenceSet.from_features(feats.subset(_others(feats.n_images, i)), config)
@@ -44,9 +45,10 @@ def test_a_batch_member_scored_against_the_others_gets_its_musc_score(q, screeni
         assert new.image_scores[0] == pytest.approx(batch.raw_image_scores[i], rel=1e-5)
 
 
-def test_excluded_reference_patches_are_removed_as_in_codegraphs_final_pass():
+@pytest.mark.parametrize("window", [None, 1])
+def test_excluded_reference_patches_are_removed_as_in_codegraphs_final_pass(window):
     feats = _batch(8, seed=1)
-    config = _config(0.3)
+    config = _config(0.3, window=window)
     rng = np.random.default_rng(0)
     excluded = rng.random((8, 25)) < 0.3
     excluded[2] = True  # a fully excluded image counts as in the final pass

@@ -30,12 +30,16 @@ def cross_minima(
     refs: torch.Tensor,
     ref_excluded: torch.Tensor | None = None,
     budget_mb: float = 4096,
+    bias: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``(B, N, M)`` float32: distance from patch m of query b to its nearest kept patch of reference n.
 
     queries: ``(B, M, C)`` unit rows; refs: ``(N, R, C)`` unit rows; ref_excluded: ``(N, R)``
     bool, patches that may not serve as nearest neighbours. A reference image with every
     patch excluded is at distance inf (as ``refine_minima`` leaves it), so MSM skips it.
+    bias: ``(M, R)`` added to query patch m's similarities with every reference's patch r
+    (a position window: ``engine.window.window_bias``, 0 inside and -inf outside), so new
+    images are matched as the run's own images were.
     """
     b, m, c = queries.shape
     n, r, c2 = refs.shape
@@ -48,6 +52,9 @@ def cross_minima(
     step = query_rows_per_chunk(n * r, budget_mb)
     for s in range(0, b * m, step):
         sim = flat_q[s : s + step] @ flat_r_t  # (rows, N * R)
+        if bias is not None:  # query rows s.. are patches (s % M).. of consecutive images
+            rows = torch.arange(s, s + sim.shape[0], device=sim.device) % m
+            sim.view(-1, n, r).add_(bias.to(sim.device)[rows].unsqueeze(1))
         if drop is not None:
             sim.masked_fill_(drop, -float("inf"))
         out[s : s + step] = similarity_to_distance(sim.view(-1, n, r).amax(dim=2))

@@ -25,6 +25,7 @@ from codegraph_ad.config import RunConfig, config_from_dict
 from codegraph_ad.engine.cross import cross_minima
 from codegraph_ad.engine.msm import msm_k, msm_scores_to_references
 from codegraph_ad.engine.rscin import rscin
+from codegraph_ad.engine.window import window_bias
 from codegraph_ad.errors import ConfigError, InputError
 from codegraph_ad.features.extract import FeatureSet
 from codegraph_ad.features.lnamd import lnamd
@@ -135,6 +136,7 @@ class ReferenceSet:
             allowed = screening_to_references(require_cls(features.cls, "[CLS] screening"),
                                               require_cls(self.cls, "[CLS] screening of the references"),
                                               engine.screening_percent)
+        bias = None if engine.window is None else window_bias(self.grid, engine.window)
         group = max(1, int(budget * 1e6 * _MINIMA_SHARE // (4 * n * m)))
         total = torch.zeros((b, m), dtype=torch.float32)
         maps = 0
@@ -143,7 +145,7 @@ class ReferenceSet:
                 refs = lnamd(self.layers[:, li], self.grid, r)
                 queries = lnamd(features.layers[:, li], self.grid, r)
                 for s in range(0, b, group):
-                    dist = cross_minima(queries[s : s + group], refs, self.excluded, budget)
+                    dist = cross_minima(queries[s : s + group], refs, self.excluded, budget, bias)
                     part = None if allowed is None else allowed[s : s + group]
                     total[s : s + group] += msm_scores_to_references(dist, self.q, part)
                 maps += 1
