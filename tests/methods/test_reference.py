@@ -45,6 +45,33 @@ def test_a_batch_member_scored_against_the_others_gets_its_musc_score(q, screeni
         assert new.image_scores[0] == pytest.approx(batch.raw_image_scores[i], rel=1e-5)
 
 
+@pytest.mark.parametrize("with_cls", [True, False])
+def test_a_batch_member_of_a_fixed_k_run_keeps_k_references(with_cls):
+    feats = _batch(12, seed=4)
+    if not with_cls:  # the plan falls back to mean-pooled last-layer tokens
+        feats = FeatureSet(feats.layers, None, GRID)
+    config = _config(0.3, references=5, random_references=0.0)
+    batch = MuSc.from_config(config).fit_predict(feats)
+    for i in range(feats.n_images):
+        ref = ReferenceSet.from_features(feats.subset(_others(feats.n_images, i)), config)
+        new = ref.score_new(feats.subset([i]))
+        torch.testing.assert_close(new.patch_scores[0], batch.patch_scores[i], rtol=1e-5, atol=1e-6)
+
+
+def test_fixed_k_references_keep_k_with_the_random_share():
+    from codegraph_ad.methods.reference import fixed_k_to_references
+
+    g = torch.Generator().manual_seed(0)
+    q, r = torch.randn(3, 8, generator=g), torch.randn(20, 8, generator=g)
+    mask = fixed_k_to_references(q, r, 10, 0.3, seed=1)
+    assert mask.sum(dim=1).tolist() == [10, 10, 10]
+    nearest = torch.topk(torch.nn.functional.normalize(q, dim=1) @ torch.nn.functional.normalize(r, dim=1).T,
+                         7, dim=1).indices
+    assert bool(mask.gather(1, nearest).all())  # the 7 nearest, plus 3 drawn from the rest
+    assert torch.equal(mask, fixed_k_to_references(q, r, 10, 0.3, seed=1))  # seeded
+    assert fixed_k_to_references(q, r, 20, 0.3, seed=1) is None
+
+
 @pytest.mark.parametrize("window", [None, 1])
 def test_excluded_reference_patches_are_removed_as_in_codegraphs_final_pass(window):
     feats = _batch(8, seed=1)

@@ -61,6 +61,28 @@ def screening_to_references(query_cls: torch.Tensor, ref_cls: torch.Tensor, perc
     return mask
 
 
+def fixed_k_to_references(query_desc: torch.Tensor, ref_desc: torch.Tensor, k: int, random_share: float,
+                          seed: int) -> torch.Tensor | None:
+    """``(B, N)`` bool: the K references a new image keeps when the run used fixed K
+    (``--references``), chosen as the run chose its images' (engine/plan.py ``fixed_k_plan``):
+    its K (1 - share) nearest by the run's descriptor plus a seeded random share of the rest.
+    None where K covers every reference (a batch member of N + 1 images has N others)."""
+    n = ref_desc.shape[0]
+    if k >= n:
+        return None
+    n_random = int(round(random_share * k))
+    unit_q = torch.nn.functional.normalize(query_desc.float(), dim=1)
+    unit_r = torch.nn.functional.normalize(ref_desc.float(), dim=1)
+    mask = torch.zeros((query_desc.shape[0], n), dtype=torch.bool)
+    if k > n_random:
+        mask.scatter_(1, torch.topk(unit_q @ unit_r.T, k - n_random, dim=1).indices, True)
+    rng = np.random.default_rng(seed)
+    for b in range(mask.shape[0]):  # one small draw per new image
+        pool = np.flatnonzero(~mask[b].numpy())
+        mask[b, torch.from_numpy(rng.choice(pool, size=min(n_random, pool.size), replace=False))] = True
+    return mask
+
+
 @dataclass
 class ReferenceSet:
     """The images new ones are scored against: their tokens, [CLS] vectors and excluded patches.
@@ -132,7 +154,10 @@ class ReferenceSet:
         budget = budget_mb(engine)
         b, n, m = features.n_images, self.n_images, self.layers.shape[2]
         allowed = None
-        if engine.screening_percent < 100.0:
+        if engine.references is not None:  # fixed K takes precedence, as in the run's plan
+            allowed = fixed_k_to_references(*self._descriptors(features), engine.references,
+                                            engine.random_references, engine.seed)
+        elif engine.screening_percent < 100.0:
             allowed = screening_to_references(require_cls(features.cls, "[CLS] screening"),
                                               require_cls(self.cls, "[CLS] screening of the references"),
                                               engine.screening_percent)
@@ -156,6 +181,13 @@ class ReferenceSet:
             "source": self.source, "images": n, "q": self.q, "k": self.k,
             "excluded_patches": 0 if self.excluded is None else int(self.excluded.sum())}}
         return ScoreResult(patch, final, raw, self.grid, None, diagnostics)
+
+    def _descriptors(self, features: FeatureSet) -> tuple[torch.Tensor, torch.Tensor]:
+        """(new images', references') global descriptors for fixed K: [CLS], else the
+        mean-pooled last-layer tokens (methods/base.py ``reference_plan``)."""
+        if features.cls is not None and self.cls is not None:
+            return features.cls, self.cls
+        return features.layers[:, -1].float().mean(dim=1), self.layers[:, -1].float().mean(dim=1)
 
     def _rscin(self, raw: np.ndarray, features: FeatureSet) -> np.ndarray:
         """RsCIN (when the run used it) over the references and the new images together."""
