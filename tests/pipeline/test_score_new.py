@@ -73,6 +73,29 @@ def test_one_new_image_scores_as_in_a_list(split, tmp_path):
         np.testing.assert_array_equal(result.decision.anomalous, result.scores.image_scores > stored["threshold"])
 
 
+def test_the_runs_window_and_fixed_k_reach_the_new_images(split, tmp_path):
+    """score reads the run's engine settings: new images are matched inside its window, against
+    K references as its own images were (tests/methods/test_reference.py checks the values)."""
+    from dataclasses import replace
+
+    from codegraph_ad.config import EngineConfig
+    from codegraph_ad.features.extract import FeatureSet
+    from codegraph_ad.methods.reference import ReferenceSet
+
+    run = tmp_path / "run"
+    config = RunConfig(method="musc", features=FeatureConfig(image_size=112),
+                       engine=EngineConfig(window=1, references=4))
+    detect(split / "batch", run, config, progress=False, overlays=False)
+    got = score_new(run, split / "new", None, progress=False, masks=False)
+    ref = ReferenceSet.from_run(read_run_folder(run))
+    assert ref.config.engine.window == 1 and ref.config.engine.references == 4
+    layers, cls = read_run_folder(run).reference()
+    member = FeatureSet.from_arrays(layers[:2], ref.grid, cls[:2])  # two of the run's own images
+    plain = replace(ref, config=replace(ref.config, engine=EngineConfig()))
+    assert not np.allclose(ref.score_new(member).patch_scores.numpy(), plain.score_new(member).patch_scores.numpy())
+    assert got.scores.diagnostics["reference"]["images"] == 8
+
+
 def test_refusals_name_the_reason(split, tmp_path, capsys):
     bare = tmp_path / "bare"
     assert main(["detect", str(split / "batch"), "--out", str(bare), "--method", "musc", "--no-store-reference",
