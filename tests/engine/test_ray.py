@@ -90,14 +90,17 @@ def test_pack_round_trip_keeps_dtypes_shapes_and_values():
     assert back[0].args.dtype == torch.int16 and back[1][0].dtype == torch.bfloat16 and bool(back[1][1]["b"])
 
 
-@pytest.mark.parametrize("case", ["dense", "listed", "window", "int8"])
-def test_plan_minima_on_ray_equals_local_bit_for_bit(case):
+@pytest.mark.parametrize("case", ["dense", "listed", "window_kernel", "window_symmetric", "int8"])
+def test_plan_minima_on_ray_equals_local_bit_for_bit(case, monkeypatch):
     x = unit_features(10, 16, 24, seed=3)
     n = x.shape[0]
     refs = torch.stack([torch.tensor([j for j in range(n) if j != q][:5]) for q in range(n)])
-    plan = ReferencePlan(n, refs) if case in ("listed", "window") else None
+    plan = ReferencePlan(n, refs) if case != "dense" and case != "int8" else None
     kw = dict(with_argmin=True, budget_mb=0.02)  # small blocks: many tasks, several per Ray task
-    if case == "window":
+    if case.startswith("window"):  # both window paths: the 2D kernel, and whole products with the bias
+        from codegraph_ad.engine import mutual
+
+        monkeypatch.setattr(mutual, "symmetric_window_is_cheaper", lambda *a, **k: case == "window_symmetric")
         kw.update(window=1, grid=(4, 4))
     if case == "int8":
         kw.update(precision="int8", with_argmin=False)
