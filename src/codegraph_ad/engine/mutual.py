@@ -391,10 +391,7 @@ def symmetric_window_is_cheaper(plan: ReferencePlan, grid: tuple[int, int] | Lat
         return tiled_pair_cost(n_left, grid[0], grid[1], radius)
 
     if plan.dense:
-        n_left = images_per_block(m, budget_mb, device=device)
-        if lattice is not None:
-            n_left = max(n_left, _LATTICE_QUERY_BLOCK)
-        kernel = n * (n - 1) * kernel_cost(max(1, min(n, n_left)))
+        kernel = n * (n - 1) * kernel_cost(_window_queries_per_task(plan, grid, m, budget_mb, device))
         full_pairs = n * (n - 1) / 2
     else:
         kernel = plan.refs.numel() * kernel_cost(1)
@@ -538,13 +535,7 @@ def _window_minima(feats: torch.Tensor, plan: ReferencePlan, budget_mb: float, w
     feats = feats.float().contiguous()
     best_sim = torch.full((n, plan.n_slots, m), -2.0, dtype=torch.float32, device=feats.device)
     best_arg = torch.zeros((n, plan.n_slots, m), dtype=argmin_dtype(m), device=feats.device) if with_argmin else None
-    # the exact plan: blocks of queries against every image; a list plan: one query against its list
-    step = 1
-    if plan.dense:
-        step = images_per_block(m, budget_mb, device=feats.device)
-        if isinstance(grid, Lattice3D):  # the 3D kernel's small products gain rows with each query
-            step = max(step, _LATTICE_QUERY_BLOCK)
-        step = max(1, min(n, step))
+    step = _window_queries_per_task(plan, grid, m, budget_mb, feats.device)
     tasks = [(q0, min(q0 + step, n)) for q0 in range(0, n, step)]
     refs = None if plan.refs is None else plan.refs.to(feats.device)
     ctx = _WindowContext(feats, refs, grid, radius, with_argmin,
@@ -555,6 +546,19 @@ def _window_minima(feats: torch.Tensor, plan: ReferencePlan, budget_mb: float, w
         idx = torch.arange(n, device=feats.device)
         dist[idx, idx] = float("inf")
     return PairMinima(dist=dist, argmin=best_arg, refs=plan.refs)
+
+
+def _window_queries_per_task(plan: ReferencePlan, grid: tuple[int, int] | Lattice3D, m: int, budget_mb: float,
+                             device: torch.device | str) -> int:
+    """Query images per window-kernel task (the rows of its products, so also what its cost
+    estimate assumes): the exact plan's image blocks, at least 8 volumes on a 3D lattice (its
+    small products gain rows with each query); a list plan one query against its list."""
+    if not plan.dense:
+        return 1
+    step = images_per_block(m, budget_mb, device=device)
+    if isinstance(grid, Lattice3D):
+        step = max(step, _LATTICE_QUERY_BLOCK)
+    return max(1, min(plan.n_images, step))
 
 
 def _window_task(ctx: _WindowContext, task: tuple[int, int]) -> list[SlotRows]:

@@ -51,13 +51,16 @@ def screening_to_references(query_cls: torch.Tensor, ref_cls: torch.Tensor, perc
     ceil(percent / 100 * N) of them: the count a batch member of N + 1 images keeps."""
     if percent >= 100.0:
         return None
-    n = ref_cls.shape[0]
-    unit_q = torch.nn.functional.normalize(query_cls.float(), dim=1)
-    unit_r = torch.nn.functional.normalize(ref_cls.float(), dim=1)
-    keep = max(1, int(np.ceil(percent / 100.0 * n)))
-    top = torch.topk(unit_q @ unit_r.T, keep, dim=1).indices
-    mask = torch.zeros((query_cls.shape[0], n), dtype=torch.bool)
-    mask.scatter_(1, top, True)
+    return _nearest_mask(query_cls, ref_cls, max(1, int(np.ceil(percent / 100.0 * ref_cls.shape[0]))))
+
+
+def _nearest_mask(query_desc: torch.Tensor, ref_desc: torch.Tensor, keep: int) -> torch.Tensor:
+    """``(B, N)`` bool: each query's ``keep`` most cosine-similar references."""
+    unit_q = torch.nn.functional.normalize(query_desc.float(), dim=1)
+    unit_r = torch.nn.functional.normalize(ref_desc.float(), dim=1)
+    mask = torch.zeros((query_desc.shape[0], ref_desc.shape[0]), dtype=torch.bool)
+    if keep > 0:
+        mask.scatter_(1, torch.topk(unit_q @ unit_r.T, keep, dim=1).indices, True)
     return mask
 
 
@@ -71,11 +74,7 @@ def fixed_k_to_references(query_desc: torch.Tensor, ref_desc: torch.Tensor, k: i
     if k >= n:
         return None
     n_random = int(round(random_share * k))
-    unit_q = torch.nn.functional.normalize(query_desc.float(), dim=1)
-    unit_r = torch.nn.functional.normalize(ref_desc.float(), dim=1)
-    mask = torch.zeros((query_desc.shape[0], n), dtype=torch.bool)
-    if k > n_random:
-        mask.scatter_(1, torch.topk(unit_q @ unit_r.T, k - n_random, dim=1).indices, True)
+    mask = _nearest_mask(query_desc, ref_desc, k - n_random)
     rng = np.random.default_rng(seed)
     for b in range(mask.shape[0]):  # one small draw per new image
         pool = np.flatnonzero(~mask[b].numpy())

@@ -39,8 +39,7 @@ def overlay(
     The blend weight grows with the normalised score, so cold regions show the image
     unaltered. A ground-truth ``mask`` is drawn as a white contour.
     """
-    lo, hi = scale
-    norm = np.clip((anomaly_map.astype(np.float32) - lo) / (hi - lo), 0.0, 1.0)
+    norm = _normalised(anomaly_map, scale)
     # the 256-entry table, not the colormap on every pixel: matplotlib builds an (H, W, 4)
     # float64 image first (0.15 s for a 900 px map, most of the overlay's time)
     colour = _lut(cmap)[np.rint(norm * 255).astype(np.intp)]
@@ -60,9 +59,13 @@ def _lut(cmap: str) -> np.ndarray:
 
 def colorize(anomaly_map: np.ndarray, scale: tuple[float, float], cmap: str = "jet") -> Image.Image:
     """The map alone in colour, on the batch's shared ``scale`` (so maps compare by eye)."""
+    return Image.fromarray(_lut(cmap)[np.rint(_normalised(anomaly_map, scale) * 255).astype(np.intp)])
+
+
+def _normalised(anomaly_map: np.ndarray, scale: tuple[float, float]) -> np.ndarray:
+    """The map on the batch's shared ``scale``, clipped to [0, 1]."""
     lo, hi = scale
-    norm = np.clip((anomaly_map.astype(np.float32) - lo) / (hi - lo), 0.0, 1.0)
-    return Image.fromarray(_lut(cmap)[np.rint(norm * 255).astype(np.intp)])
+    return np.clip((anomaly_map.astype(np.float32) - lo) / (hi - lo), 0.0, 1.0)
 
 
 def tint_cells(
