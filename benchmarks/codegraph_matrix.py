@@ -48,6 +48,7 @@ from codegraph_ad.io.atomic import write_json
 from codegraph_ad.io.batch import load_batch
 from codegraph_ad.io.masks import grid_shares
 from codegraph_ad.methods import CoDeGraph, MuSc, ScoreResult
+from codegraph_ad.engine.plan import exact_plan
 from codegraph_ad.methods.first_pass import FirstPass
 
 WORK = Path.home() / ".cache" / "codegraph-ad" / "bench" / "matrix"
@@ -134,7 +135,7 @@ def first_pass_for(sb: SuperBatch, category: str, cfg: RunConfig) -> tuple[First
     if stash.exists():
         saved = torch.load(stash, weights_only=False)
         if saved["names"] == names:
-            return saved["first"], saved["time_s"], saved["sizes"]
+            return _upgraded(saved["first"]), saved["time_s"], saved["sizes"]
     batch = load_batch([s.image_path for s in sb.samples], size, progress=False)
     t0 = time.perf_counter()
     feats = FeatureExtractor.from_config(cfg, cache=False).transform_batch(batch)
@@ -147,6 +148,16 @@ def first_pass_for(sb: SuperBatch, category: str, cfg: RunConfig) -> tuple[First
     timings = {"features": round(t_feat, 1), "first_pass": round(t_first, 1), "n_images": len(batch)}
     torch.save({"first": first, "time_s": timings, "names": names, "sizes": batch.original_sizes}, stash)
     return first, timings, batch.original_sizes
+
+
+def _upgraded(first: FirstPass) -> FirstPass:
+    """A stash written before FirstPass had a reference plan and a window was an exact,
+    windowless first pass: give it those fields instead of recomputing an hour of work."""
+    if "plan" not in vars(first):
+        first.plan = exact_plan(first.n_images)
+    if "window" not in vars(first):
+        first.window = None
+    return first
 
 
 class Cell:

@@ -210,6 +210,12 @@ class GraphConfig:
     # and 2.27% at 99 (benchmarks/results/synca_codegraph_sweep_448.json).
     dependency_percentile: float = documented(
         99.9, "percentile of the dependency ratios above which a patch is excluded")
+    # [extension] None: the threshold population is every patch outside the outlier
+    # communities (thesis). A value: images outside them whose highest dependency ratio is
+    # above the Tukey fence Q3 + kappa IQR (anomalies that look like the repeated defect and
+    # were vouched for by it too) leave that population (graph/filtering.py).
+    look_alike_kappa: float | None = documented(
+        None, "leave look-alike anomalies (Tukey fence with this kappa) out of the dependency threshold's population")
     # which r feeds the graph [reconstructed]
     graph_degree: int = documented(1, "LNAMD degree r whose minima feed the graph (one of the run's degrees)")
     # [extension] None: the rank-wise mean over all extracted layers feeds the graph [thesis];
@@ -239,6 +245,8 @@ class GraphConfig:
         _require(0.0 < self.dependency_percentile <= 100.0, "dependency_percentile",
                  self.dependency_percentile, "in (0, 100]")
         _require(0.0 < self.final_q <= 1.0, "final_q", self.final_q, "in (0, 1]")
+        _require(self.look_alike_kappa is None or self.look_alike_kappa >= 0.0, "look_alike_kappa",
+                 self.look_alike_kappa, ">= 0 or none")
         _require(self.graph_blocks is None or (len(self.graph_blocks) > 0 and min(self.graph_blocks) >= 1
                  and len(set(self.graph_blocks)) == len(self.graph_blocks)),
                  "graph_blocks", self.graph_blocks, "None or distinct 1-based block numbers")

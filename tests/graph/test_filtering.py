@@ -100,3 +100,70 @@ def test_joint_filtering_with_one_community_is_the_thesis_algorithm():
     b = targeted_filtering(score_fn, [np.array([1, 2])], n, m, 99.0, joint=True)
     np.testing.assert_array_equal(a.excluded, b.excluded)
     np.testing.assert_array_equal(a.excluded, dep)
+
+
+def _look_alike_scores(n, m, members, defects, look_alikes):
+    """Without c, c's defect patches score 1 + 1.0 .. 1.2 (ratios about 2.0-2.2) and the
+    look-alike anomalies outside c 1 + 0.8 .. 1.15 (they were vouched for by c's copies as well);
+    every other patch stays at about 1."""
+    rng = np.random.default_rng(0)
+    jump_c = rng.uniform(1.0, 1.2, size=int(defects.sum()))
+    jump_out = rng.uniform(0.8, 1.15, size=int(look_alikes.sum()))
+    base = 1.0 + 0.01 * rng.random((n, m))
+
+    def score_fn(refs, excluded):
+        s = base.copy()
+        if not refs[members].any():
+            s[defects] += jump_c
+            s[look_alikes] += jump_out
+        return s
+
+    return score_fn
+
+
+def test_look_alike_anomalies_outside_c_no_longer_set_the_threshold():
+    n, m = 40, 50
+    members = np.arange(10)
+    defects = np.zeros((n, m), dtype=bool)
+    defects[members, :8] = True  # 8 defect patches in each of c's 10 images
+    look_alikes = np.zeros((n, m), dtype=bool)
+    look_alikes[[30, 31, 32], :12] = True  # three anomalous images outside c, same kind of defect
+    score_fn = _look_alike_scores(n, m, members, defects, look_alikes)
+    thesis = targeted_filtering(score_fn, [members], n, m, percentile=99.9)
+    caught = thesis.excluded[defects].mean()
+    assert 0.0 < caught < 0.9  # the look-alikes' ratios put the threshold among c's defects
+    fenced = targeted_filtering(score_fn, [members], n, m, percentile=99.9, look_alike_kappa=3.0)
+    np.testing.assert_array_equal(fenced.excluded, defects)
+    assert fenced.records[0].threshold < 1.1 < thesis.records[0].threshold
+    # joint filtering passes the option on
+    joint = targeted_filtering(score_fn, [members[:5], members[5:]], n, m, 99.9, joint=True, look_alike_kappa=3.0)
+    np.testing.assert_array_equal(joint.excluded, defects)
+
+
+def test_look_alike_fence_changes_nothing_without_look_alikes():
+    n, m = 40, 50
+    members = np.arange(10)
+    defects = np.zeros((n, m), dtype=bool)
+    defects[members, :8] = True
+    none = np.zeros((n, m), dtype=bool)
+    score_fn = _look_alike_scores(n, m, members, defects, none)
+    a = targeted_filtering(score_fn, [members], n, m, percentile=99.9)
+    b = targeted_filtering(score_fn, [members], n, m, percentile=99.9, look_alike_kappa=3.0)
+    np.testing.assert_array_equal(a.excluded, b.excluded)
+    np.testing.assert_array_equal(a.excluded, defects)
+
+
+def test_look_alike_images_needs_quartiles_and_respects_the_mask():
+    from codegraph_ad.graph.filtering import look_alike_images
+
+    delta = np.ones((10, 4)) + 0.01 * np.arange(40).reshape(10, 4) / 40
+    delta[9, 0] = 3.0
+    outside = np.arange(10) >= 2
+    mask = np.ones((10, 4), dtype=bool)
+    assert look_alike_images(delta, outside, mask, 3.0).tolist() == [False] * 9 + [True]
+    assert not look_alike_images(delta, outside, mask, 3.0)[:2].any()  # only images outside c
+    masked = mask.copy()
+    masked[9, 0] = False  # a void patch is no evidence
+    assert not look_alike_images(delta, outside, masked, 3.0).any()
+    few = np.arange(10) >= 7  # three outside images: no quartiles
+    assert not look_alike_images(delta, few, mask, 3.0).any()

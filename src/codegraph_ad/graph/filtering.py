@@ -71,6 +71,25 @@ def _check_scores(scores: np.ndarray, n: int, m: int, what: str) -> np.ndarray:
     return scores
 
 
+def look_alike_images(delta: np.ndarray, outside: np.ndarray, mask: np.ndarray, kappa: float) -> np.ndarray:
+    """Images outside c that depend on c themselves: (N,) bool.
+
+    An anomaly outside c that resembles c's defect was vouched for by c's copies too, so its
+    patches' ratios sit among those of c's own defects, and a percentile over a population
+    that holds them lands inside c's defects (MPDD metal_plate, whose defects look alike:
+    half of a 35% group's defect patches stayed in). Such images stand out by their highest
+    ratio: those above the Tukey fence Q3 + kappa IQR of the outside images' highest ratios.
+    """
+    highest = np.where(mask, np.minimum(delta, np.finfo(np.float64).max), -np.inf).max(axis=1)
+    candidates = outside & mask.any(axis=1)
+    out = np.zeros(delta.shape[0], dtype=bool)
+    if candidates.sum() < 4:  # no quartiles to speak of
+        return out
+    q1, q3 = np.percentile(highest[candidates], [25.0, 75.0])
+    out[candidates] = highest[candidates] > q3 + kappa * (q3 - q1)
+    return out
+
+
 def targeted_filtering(
     score_fn: ScoreFn,
     outlier_communities: Sequence[np.ndarray],
@@ -79,6 +98,7 @@ def targeted_filtering(
     percentile: float,
     patch_mask: np.ndarray | None = None,
     joint: bool = False,
+    look_alike_kappa: float | None = None,
 ) -> FilterResult:
     """Algorithm 2: visit the outlier communities in the given order, growing ``excluded``.
 
@@ -93,6 +113,9 @@ def targeted_filtering(
     union. When Leiden splits one repeated group into several communities, each part alone
     leaves the other parts' copies as references and its defects do not depend on it;
     together they do. Each community still gets its own record (same delta and threshold).
+
+    look_alike_kappa: None keeps every outside patch in the threshold population (thesis); a
+    value leaves out the images that depend on c themselves (``look_alike_images``).
     """
     n, m = int(n_images), int(n_patches)
     if not 0.0 <= percentile <= 100.0:
@@ -101,7 +124,7 @@ def targeted_filtering(
     if mask.shape != (n, m):
         raise ValueError(f"patch_mask must be ({n}, {m}), got {mask.shape}")
     if joint and len(outlier_communities) > 1:
-        return _joint_filtering(score_fn, outlier_communities, n, m, percentile, mask)
+        return _joint_filtering(score_fn, outlier_communities, n, m, percentile, mask, look_alike_kappa)
     excluded = np.zeros((n, m), dtype=bool)
     all_refs = np.ones(n, dtype=bool)
     records: list[CommunityFilterRecord] = []
@@ -128,9 +151,12 @@ def targeted_filtering(
         s_full = _check_scores(score_fn(all_refs.copy(), frozen), n, m, "the full base set")
         s_minus = _check_scores(score_fn(~inside, frozen.copy()), n, m, "the base set without c")
         delta = dependency_ratio(s_minus, s_full)
+        judges = ~inside
+        if look_alike_kappa is not None:
+            judges &= ~look_alike_images(delta, ~inside, mask, look_alike_kappa)
         # inf (no reference left outside c) stays the largest value without breaking the
         # interpolation of the percentile.
-        outside = np.minimum(delta[~inside][population], finite_max)
+        outside = np.minimum(delta[judges][mask[judges]], finite_max)
         threshold = float(np.percentile(outside, percentile))
         new = np.zeros((n, m), dtype=bool)
         new[inside] = (delta[inside] > threshold) & mask[inside] & ~excluded[inside]
@@ -155,11 +181,11 @@ def _check_members(members: np.ndarray, n: int) -> np.ndarray:
 
 
 def _joint_filtering(score_fn: ScoreFn, outlier_communities: Sequence[np.ndarray], n: int, m: int,
-                     percentile: float, mask: np.ndarray) -> FilterResult:
+                     percentile: float, mask: np.ndarray, look_alike_kappa: float | None) -> FilterResult:
     """One dependency ratio against the base set without every outlier community at once."""
     parts = [_check_members(c, n) for c in outlier_communities]
     union = np.unique(np.concatenate(parts))
-    result = targeted_filtering(score_fn, [union], n, m, percentile, mask)
+    result = targeted_filtering(score_fn, [union], n, m, percentile, mask, look_alike_kappa=look_alike_kappa)
     rec = result.records[0]
     excluded = result.excluded
     records = [

@@ -86,6 +86,7 @@ def run_graph_stages(
         percentile=config.dependency_percentile,
         patch_mask=patch_mask,
         joint=config.joint_filtering,
+        look_alike_kappa=config.look_alike_kappa,
     )
     return GraphResult(
         k=k,
