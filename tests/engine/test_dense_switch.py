@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from codegraph_ad.engine import mutual
-from codegraph_ad.engine.mutual import dense_is_cheaper, listed_slots, pair_minima, plan_minima
+from codegraph_ad.engine.mutual import SlotLayout, dense_is_cheaper, pair_minima, plan_minima
 from codegraph_ad.engine.plan import screening_plan
 from codegraph_ad.features.extract import FeatureSet
 from codegraph_ad.methods import MuSc
@@ -43,12 +43,12 @@ def test_tests_keep_the_listed_path_unless_asked() -> None:
 def test_dense_blocks_cut_to_the_slots_equal_the_listed_path(dense_switch, monkeypatch, precision) -> None:
     x = unit_features(N, M, C, seed=5)
     plan = _plan(80)
-    listed = mutual._listed_pair_minima(x, plan, 4096, precision, True, False, "")
+    listed = mutual._collect(mutual._listed_job(x, plan, 4096, precision, True), None, False, "")
 
     def refuse(*args, **kwargs):
         raise AssertionError("the listed path ran although the dense blocks are cheaper")
 
-    monkeypatch.setattr(mutual, "_listed_pair_minima", refuse)
+    monkeypatch.setattr(mutual, "_listed_job", refuse)
     got = plan_minima(x, plan, budget_mb=4096, precision=precision, with_argmin=True)
     assert got.dist.shape == (N, plan.n_slots, M) and torch.equal(got.refs, plan.refs)
     assert torch.allclose(got.dist, listed.dist, atol=1e-6 if precision == "fp32" else 2e-2)
@@ -56,15 +56,20 @@ def test_dense_blocks_cut_to_the_slots_equal_the_listed_path(dense_switch, monke
         assert torch.equal(got.argmin, listed.argmin)
 
 
-def test_listed_slots_reads_each_querys_references() -> None:
+def test_the_dense_switch_reads_each_querys_references_also_for_a_range_of_queries() -> None:
     x = unit_features(6, 8, 4, seed=1)
     dense = pair_minima(x, with_argmin=True)
     refs = torch.tensor([[1, 2], [0, 5], [3, 4], [0, 1], [2, 5], [3, 4]])
-    cut = listed_slots(dense, refs)
-    for q in range(6):
-        for s in range(2):
-            assert torch.equal(cut.dist[q, s], dense.dist[q, refs[q, s]])
-            assert torch.equal(cut.argmin[q, s], dense.argmin[q, refs[q, s]])
+    job = mutual._dense_job(x, 4096, "fp32", True, None, refs=refs)
+    sim, arg = job.layout.empty(6)
+    mutual._run_tasks(None, job.fn, job.ctx, job.tasks, sim, arg, False, "")
+    for q0, q1 in ((0, 6), (2, 5)):  # every query here, or a range held elsewhere
+        cut, cut_arg = job.layout.finish(sim[q0:q1].clone(), arg[q0:q1], q0)
+        for q in range(q0, q1):
+            for s in range(2):
+                assert torch.equal(cut[q - q0, s], dense.dist[q, refs[q, s]])
+                assert torch.equal(cut_arg[q - q0, s], dense.argmin[q, refs[q, s]])
+    assert isinstance(job.layout, SlotLayout) and job.layout.dense
 
 
 def test_musc_with_screening_scores_alike_on_either_path(dense_switch) -> None:

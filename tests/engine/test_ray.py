@@ -22,7 +22,9 @@ from PIL import Image
 from codegraph_ad import CoDeGraph, FeatureExtractor, MuSc
 from codegraph_ad.api import detect
 from codegraph_ad.config import EngineConfig, FeatureConfig, RunConfig
-from codegraph_ad.engine.mutual import plan_minima
+from codegraph_ad.engine import mutual
+from codegraph_ad.engine.msm import msm_scores
+from codegraph_ad.engine.mutual import map_scores, plan_job, plan_minima
 from codegraph_ad.engine.plan import ReferencePlan
 from codegraph_ad.engine.ray_executor import RayExecutor, executor_for, pack, require_ray, unpack
 from codegraph_ad.errors import ConfigError, InputError
@@ -110,6 +112,69 @@ def test_plan_minima_on_ray_equals_local_bit_for_bit(case, monkeypatch):
     assert (local.argmin is None) == (remote.argmin is None)
     if local.argmin is not None:
         assert torch.equal(local.argmin, remote.argmin)
+
+
+def _no_driver_minima(monkeypatch):
+    """Make holding a map's minima on the driver an error (the query shards must hold them)."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("the driver collected a whole map's minima")
+    monkeypatch.setattr(mutual, "_collect", refuse)
+
+
+@pytest.mark.parametrize("case", ["dense", "listed", "dense_switch", "window_kernel", "window_symmetric", "int8"])
+def test_query_shards_give_the_local_msm_scores_without_the_minima_on_the_driver(case, monkeypatch):
+    x = unit_features(11, 16, 24, seed=4)
+    n = x.shape[0]
+    refs = torch.stack([torch.tensor([j for j in range(n) if j != q][q % 3 : q % 3 + 6]) for q in range(n)])
+    plan = None if case in ("dense", "int8") else ReferencePlan(n, refs)
+    kw = dict(budget_mb=0.02)
+    if case.startswith("window"):
+        monkeypatch.setattr(mutual, "symmetric_window_is_cheaper", lambda *a, **k: case == "window_symmetric")
+        kw.update(window=1, grid=(4, 4))
+    if case == "int8":
+        kw.update(precision="int8")
+    if case == "dense_switch":
+        monkeypatch.setattr(mutual, "dense_is_cheaper", lambda *a, **k: True)
+    minima = plan_minima(x, plan, **kw)
+    local = msm_scores(minima.dist, 0.3, refs=minima.refs)
+    assert torch.equal(map_scores(plan_job(x, plan, **kw), 0.3), local)  # the local executor
+    executor = RayExecutor()
+    _no_driver_minima(monkeypatch)
+    remote = map_scores(plan_job(x, plan, **kw), 0.3, executor)
+    assert torch.equal(local, remote)
+    assert len(executor._shards) == 2  # one shard per worker slot of the 2-CPU instance
+
+
+def test_musc_on_ray_keeps_no_minima_on_the_driver(monkeypatch):
+    fs = _features(2)
+    knobs = ({}, {"references": 4}, {"screening_percent": 50.0})
+    local = [MuSc(degrees=(1, 3), **k).fit_predict(fs) for k in knobs]
+    _no_driver_minima(monkeypatch)
+    for k, want in zip(knobs, local):
+        got = MuSc(degrees=(1, 3), backend="ray", **k).fit_predict(fs)
+        assert torch.equal(want.patch_scores, got.patch_scores)
+        assert np.array_equal(want.image_scores, got.image_scores)
+
+
+def test_a_dead_query_shard_reruns_the_map_with_the_same_scores():
+    x = unit_features(9, 16, 24, seed=6)
+    job = plan_job(x, None, budget_mb=0.02)
+    local = map_scores(job, 0.3)
+
+    class KillingShardExecutor(RayExecutor):
+        """Kills the first shard's actor once, after the map's first rows reached it."""
+        killed = False
+
+        def map(self, fn, shared, tasks):
+            for i, rows in enumerate(super().map(fn, shared, tasks)):
+                if i == 1 and not self.killed:
+                    KillingShardExecutor.killed = True
+                    ray.kill(self._shards[0])
+                yield rows
+
+    executor = KillingShardExecutor()
+    remote = map_scores(job, 0.3, executor)
+    assert executor.killed and torch.equal(local, remote)
 
 
 @pytest.mark.parametrize("method", [MuSc, CoDeGraph])

@@ -16,6 +16,7 @@ import torch
 from codegraph_ad.engine.autotune import fastest_reduced_precision
 from codegraph_ad.engine.device import block_cap_bytes, fp32_matmul
 from codegraph_ad.engine.executor import LOCAL, Executor, SlotRows
+from codegraph_ad.engine.msm import msm_scores
 from codegraph_ad.engine.plan import ReferencePlan
 from codegraph_ad.engine.window import in_window, tiled_pair_cost, window_bias, window_block
 from codegraph_ad.engine.window3d import Lattice3D, as_lattice, kernel_pair_cost_3d, window_block_3d
@@ -117,23 +118,104 @@ def pair_minima(
     bias: a symmetric (M, M) fp32 mask added to every pair's similarities before the maxima
     (0 where patch m may meet patch m', -inf elsewhere: a position window); fp32 only.
     """
+    return _collect(_dense_job(feats, budget_mb, precision, with_argmin, bias), executor, progress, desc)
+
+
+def _dense_job(feats: torch.Tensor, budget_mb: float, precision: str, with_argmin: bool,
+               bias: torch.Tensor | None, refs: torch.Tensor | None = None) -> "_MapJob":
+    """Every ordered pair by square blocks of images; ``refs``: keep only these slots (the
+    dense switch of a listed plan)."""
     n, m, c = feats.shape
     feats = feats.float().contiguous()
     product = _product_for(precision, m, feats.device)
     _check_bias(bias, product, m)
-    best_sim, best_arg = _empty_minima(n, n, m, product, with_argmin or product.recompute, feats.device)
     low = product.prepare(feats.reshape(n * m, c))
     b = min(n, images_per_block(m, budget_mb, device=feats.device))
     starts = list(range(0, n, b))
     blocks = [(i0, min(i0 + b, n), j0, min(j0 + b, n)) for i0 in starts for j0 in starts if j0 >= i0]
-    ctx = _BlockContext(low, product, m, best_arg is not None, bias=bias)
-    _run_tasks(executor, _dense_block, ctx, blocks, best_sim, best_arg, progress, desc)
-    best_sim = _exact_similarity(feats, best_arg) if product.recompute else product.to_similarity(best_sim)
-    # in place: at N = 500, M = 1024 each (N, N, M) temporary is 1 GB
-    dist = best_sim.mul_(-2.0).add_(2.0).clamp_(min=0.0).sqrt_()
-    idx = torch.arange(n, device=feats.device)
-    dist[idx, idx] = float("inf")
-    return PairMinima(dist=dist, argmin=best_arg if with_argmin else None)
+    layout = SlotLayout(n, n, m, product, with_argmin or product.recompute, with_argmin, dense=True, refs=refs)
+    ctx = _BlockContext(low, product, m, layout.need_arg, bias=bias)
+    return _MapJob(_dense_block, ctx, blocks, layout, feats)
+
+
+@dataclass
+class SlotLayout:
+    """Where one map's slot rows go and how they become distances: what a holder of the
+    minima (this process, or a worker holding a range of queries) needs to know.
+
+    slots: slots the tasks write (the batch's images when ``dense``, else the plan's list).
+    product: the pair product (None: the window kernel's fp32 similarities). need_arg: the
+    tasks send argmins (asked for, or needed to recompute bf16 similarities); with_arg: the
+    caller wants them back. dense: each query's own slot becomes inf. refs: the plan's listed
+    references (the result's slots); with ``dense`` they are cut out of the dense slots.
+    """
+
+    n: int
+    slots: int
+    m: int
+    product: object | None
+    need_arg: bool
+    with_arg: bool
+    dense: bool
+    refs: torch.Tensor | None = None
+
+    def empty(self, rows: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Minima of ``rows`` queries before any task wrote to them."""
+        if self.product is not None:
+            return _empty_minima(rows, self.slots, self.m, self.product, self.need_arg, torch.device(device))
+        sim = torch.full((rows, self.slots, self.m), -2.0, dtype=torch.float32, device=device)
+        arg = torch.zeros((rows, self.slots, self.m), dtype=argmin_dtype(self.m), device=device) if self.need_arg else None
+        return sim, arg
+
+    @property
+    def recompute(self) -> bool:
+        return self.product is not None and bool(self.product.recompute)
+
+    def finish(self, best_sim: torch.Tensor, best_arg: torch.Tensor | None, q0: int = 0,
+               feats: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Distances (and argmins) of queries ``q0 : q0 + rows`` from their written maxima
+        (in place). ``feats``: the whole batch's unit features, for a recomputing product."""
+        rows = best_sim.shape[0]
+        if self.product is None:
+            dist = similarity_to_distance(best_sim)
+        else:
+            if self.recompute:
+                if feats is None or q0 != 0 or rows != self.n:
+                    raise ValueError("recomputed similarities need the whole batch's features")
+                best_sim = _exact_similarity(feats, best_arg, None if self.dense else self.refs)
+            else:
+                best_sim = self.product.to_similarity(best_sim)
+            # in place: at N = 500, M = 1024 each (N, N, M) temporary is 1 GB
+            dist = best_sim.mul_(-2.0).add_(2.0).clamp_(min=0.0).sqrt_()
+        arg = best_arg if self.with_arg else None
+        if self.dense:
+            idx = torch.arange(rows, device=dist.device)
+            dist[idx, idx + q0] = float("inf")
+            if self.refs is not None:  # the dense switch: the listed plan's slots
+                at = torch.arange(rows, device=dist.device).unsqueeze(1)
+                keep = self.refs[q0 : q0 + rows].to(dist.device)
+                dist = dist[at, keep]
+                arg = None if arg is None else arg[at, keep]
+        return dist, arg
+
+
+@dataclass
+class _MapJob:
+    """One map's pair tasks (``fn(ctx, task)`` -> slot rows) and their slot layout."""
+
+    fn: object
+    ctx: object
+    tasks: list
+    layout: SlotLayout
+    feats: torch.Tensor  # (N, M, C) fp32 unit features (a recomputing product reads them)
+
+
+def _collect(job: _MapJob, executor: Executor | None, progress: bool | Progress, desc: str) -> PairMinima:
+    """Run a map's tasks where the executor says and hold all its minima here."""
+    best_sim, best_arg = job.layout.empty(job.layout.n, job.feats.device)
+    _run_tasks(executor, job.fn, job.ctx, job.tasks, best_sim, best_arg, progress, desc)
+    dist, arg = job.layout.finish(best_sim, best_arg, 0, job.feats)
+    return PairMinima(dist=dist, argmin=arg, refs=job.layout.refs)
 
 
 @dataclass
@@ -334,6 +416,25 @@ def plan_minima(
     ``(h, w)``, or for volume tokens their 3D lattice (a ``(d, h, w)`` tuple or a Lattice3D).
     executor: where the pair tasks run (engine/executor.py; None: this process).
     """
+    job = plan_job(feats, plan, budget_mb, precision, with_argmin, window, grid)
+    return _collect(job, executor, progress, desc)
+
+
+def map_scores(job: _MapJob, q: float, executor: Executor | None = None, progress: bool | Progress = False,
+               desc: str = "mutual scoring") -> torch.Tensor:
+    """MSM scores ``(N, M)`` of one map. An executor that holds query shards (Ray) keeps the
+    map's minima spread over its workers; otherwise they are held here, as ``plan_minima``'s."""
+    shard_scores = getattr(executor, "shard_scores", None)
+    if shard_scores is not None and not job.layout.recompute:  # bf16 recomputes from all features
+        return shard_scores(job, q, progress, desc)
+    minima = _collect(job, executor, progress, desc)
+    return msm_scores(minima.dist, q, refs=job.layout.refs)
+
+
+def plan_job(feats: torch.Tensor, plan: ReferencePlan | None = None, budget_mb: float = 4096,
+             precision: str = "fp32", with_argmin: bool = False, window: int | None = None,
+             grid: tuple[int, int] | tuple[int, int, int] | Lattice3D | None = None) -> _MapJob:
+    """The pair tasks of ``plan_minima`` and their slot layout, to be run by any executor."""
     n = feats.shape[0]
     plan = plan if plan is not None else ReferencePlan(n)
     if plan.n_images != n:
@@ -342,21 +443,19 @@ def plan_minima(
         grid = _window_grid(grid, feats.shape[1])
         if symmetric_window_is_cheaper(plan, grid, window, budget_mb, feats.device):
             bias = window_bias(grid, window, feats.device)
-            return _product_minima(feats, plan, budget_mb, "fp32", with_argmin, progress, desc, executor, bias)
-        return _window_minima(feats, plan, budget_mb, with_argmin, progress, desc, window, grid, executor)
-    return _product_minima(feats, plan, budget_mb, precision, with_argmin, progress, desc, executor)
+            return _product_job(feats, plan, budget_mb, "fp32", with_argmin, bias)
+        return _window_job(feats, plan, budget_mb, with_argmin, window, grid)
+    return _product_job(feats, plan, budget_mb, precision, with_argmin)
 
 
-def _product_minima(feats: torch.Tensor, plan: ReferencePlan, budget_mb: float, precision: str,
-                    with_argmin: bool, progress: bool | Progress, desc: str, executor: Executor | None,
-                    bias: torch.Tensor | None = None) -> PairMinima:
+def _product_job(feats: torch.Tensor, plan: ReferencePlan, budget_mb: float, precision: str,
+                 with_argmin: bool, bias: torch.Tensor | None = None) -> _MapJob:
     """The plan's pairs by whole-image products (both directions of a pair from one product)."""
     if plan.dense:
-        return pair_minima(feats, budget_mb, precision, with_argmin, progress, desc, executor, bias)
+        return _dense_job(feats, budget_mb, precision, with_argmin, bias)
     if dense_is_cheaper(plan, feats.shape[1], budget_mb):
-        dense = pair_minima(feats, budget_mb, precision, with_argmin, progress, desc, executor, bias)
-        return listed_slots(dense, plan.refs)
-    return _listed_pair_minima(feats, plan, budget_mb, precision, with_argmin, progress, desc, executor, bias)
+        return _dense_job(feats, budget_mb, precision, with_argmin, bias, refs=plan.refs)
+    return _listed_job(feats, plan, budget_mb, precision, with_argmin, bias)
 
 
 # What one patch pair of the symmetric full product with a window bias costs (it serves both
@@ -432,23 +531,16 @@ def dense_is_cheaper(plan: ReferencePlan, m: int, budget_mb: float) -> bool:
     return plan.n_pairs() * _LISTED_PAIR_COST_SMALL_M > n * (n - 1) / 2
 
 
-def listed_slots(dense: PairMinima, refs: torch.Tensor) -> PairMinima:
-    """The exact plan's minima cut to a listed plan's slots: ``dist[q, s] = dense[q, refs[q, s]]``."""
-    rows = torch.arange(refs.shape[0], device=dense.dist.device).unsqueeze(1)
-    idx = refs.to(dense.dist.device)
-    return PairMinima(dense.dist[rows, idx], None if dense.argmin is None else dense.argmin[rows, idx], refs=refs)
-
-
-def _listed_pair_minima(feats: torch.Tensor, plan: ReferencePlan, budget_mb: float, precision: str,
-                        with_argmin: bool, progress: bool | Progress, desc: str,
-                        executor: Executor | None = None, bias: torch.Tensor | None = None) -> PairMinima:
+def _listed_job(feats: torch.Tensor, plan: ReferencePlan, budget_mb: float, precision: str,
+                with_argmin: bool, bias: torch.Tensor | None = None) -> _MapJob:
     """The sparse plan's pairs, grouped by their left image: one product of that image's
     patches against a run of its partners' patches serves both directions of every pair."""
     n, m, c = feats.shape
     feats = feats.float().contiguous()
     product = _product_for(precision, m, feats.device)
     _check_bias(bias, product, m)
-    best_sim, best_arg = _empty_minima(n, plan.n_slots, m, product, with_argmin or product.recompute, feats.device)
+    layout = SlotLayout(n, plan.n_slots, m, product, with_argmin or product.recompute, with_argmin,
+                        dense=False, refs=plan.refs)
     low = product.prepare(feats.reshape(n * m, c))
     pairs = plan.unordered_pairs()
     block_bytes = _block_bytes(budget_mb, feats.device)
@@ -459,12 +551,8 @@ def _listed_pair_minima(feats: torch.Tensor, plan: ReferencePlan, budget_mb: flo
     for hi in ends:  # runs of one left image, cut to the block size
         chunks.extend((s0, min(s0 + per_block, hi)) for s0 in range(lo, hi, per_block))
         lo = hi
-    ctx = _BlockContext(low, product, m, best_arg is not None, tuple(t.to(feats.device) for t in pairs), bias)
-    _run_tasks(executor, _listed_chunk, ctx, chunks, best_sim, best_arg, progress, desc)
-    best_sim = (_exact_similarity(feats, best_arg, plan.refs) if product.recompute
-                else product.to_similarity(best_sim))
-    dist = best_sim.mul_(-2.0).add_(2.0).clamp_(min=0.0).sqrt_()
-    return PairMinima(dist=dist, argmin=best_arg if with_argmin else None, refs=plan.refs)
+    ctx = _BlockContext(low, product, m, layout.need_arg, tuple(t.to(feats.device) for t in pairs), bias)
+    return _MapJob(_listed_chunk, ctx, chunks, layout, feats)
 
 
 def _listed_chunk(ctx: _BlockContext, chunk: tuple[int, int]) -> list[SlotRows]:
@@ -527,25 +615,19 @@ class _WindowContext:
     budget_bytes: int
 
 
-def _window_minima(feats: torch.Tensor, plan: ReferencePlan, budget_mb: float, with_argmin: bool,
-                   progress: bool | Progress, desc: str, radius: int, grid: tuple[int, int] | Lattice3D,
-                   executor: Executor | None = None) -> PairMinima:
+def _window_job(feats: torch.Tensor, plan: ReferencePlan, budget_mb: float, with_argmin: bool,
+                radius: int, grid: tuple[int, int] | Lattice3D) -> _MapJob:
     """Position-restricted minima: each query block against its slots' images, in fp32."""
     n, m, _ = feats.shape
     feats = feats.float().contiguous()
-    best_sim = torch.full((n, plan.n_slots, m), -2.0, dtype=torch.float32, device=feats.device)
-    best_arg = torch.zeros((n, plan.n_slots, m), dtype=argmin_dtype(m), device=feats.device) if with_argmin else None
+    layout = SlotLayout(n, plan.n_slots, m, None, with_argmin, with_argmin, dense=plan.dense,
+                        refs=None if plan.dense else plan.refs)
     step = _window_queries_per_task(plan, grid, m, budget_mb, feats.device)
     tasks = [(q0, min(q0 + step, n)) for q0 in range(0, n, step)]
     refs = None if plan.refs is None else plan.refs.to(feats.device)
     ctx = _WindowContext(feats, refs, grid, radius, with_argmin,
                          int(min(budget_mb * 1e6 * _BLOCK_SHARE, 64 << 20)))
-    _run_tasks(executor, _window_task, ctx, tasks, best_sim, best_arg, progress, desc)
-    dist = similarity_to_distance(best_sim)
-    if plan.dense:
-        idx = torch.arange(n, device=feats.device)
-        dist[idx, idx] = float("inf")
-    return PairMinima(dist=dist, argmin=best_arg, refs=plan.refs)
+    return _MapJob(_window_task, ctx, tasks, layout, feats)
 
 
 def _window_queries_per_task(plan: ReferencePlan, grid: tuple[int, int] | Lattice3D, m: int, budget_mb: float,

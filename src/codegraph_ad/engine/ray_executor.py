@@ -8,6 +8,10 @@ so scheduling costs stay small next to the products, and the results come back t
 driver as they finish, where ``mutual._run_tasks`` writes each slot once: the order cannot
 change a score, and the Ray run gives the local run's arrays bit for bit.
 
+MuSc goes one step further (``RayExecutor.shard_scores``): the map's minima are held by query
+shards, actors that each own a range of query images, and only their MSM scores come back, so
+the driver never holds an ``(N, S, M)`` array (docs/ray.md).
+
 A task whose worker dies is run again (``max_retries``); Ctrl-C cancels every task still
 queued or running, then the interrupt goes on (the run folder writes nothing partial).
 Ray is imported only when a Ray run starts: the package works without it.
@@ -217,6 +221,55 @@ class RayExecutor:
                 except Exception:  # noqa: BLE001 - it may have finished meanwhile
                     pass
 
+    def shard_scores(self, job: Any, q: float, progress: Any = False, desc: str = "mutual scoring") -> torch.Tensor:
+        """MSM scores ``(N, M)`` of one map (``mutual.plan_job``), its minima held by query
+        shards on the cluster: the driver sees each task's rows in passing, never the map."""
+        from codegraph_ad.progress import Progress
+
+        ray = connect(self.address, self.num_cpus)
+        n = job.layout.n
+        count = max(1, min(n, self.workers()))
+        bounds = np.linspace(0, n, count + 1).round().astype(int)
+        for attempt in range(self.max_retries + 1):
+            shards = self._query_shards(ray, count, fresh=attempt > 0)
+            try:
+                layout_ref = ray.put(pack(job.layout))
+                ray.get([a.open.remote(layout_ref, int(bounds[i]), int(bounds[i + 1])) for i, a in enumerate(shards)])
+                inner = torch.as_tensor(bounds[1:-1], dtype=torch.long)
+                writes: list[Any] = []
+                with Progress.of(progress).stage(desc, len(job.tasks), "blocks") as bar:
+                    for rows in self.map(job.fn, job.ctx, job.tasks):
+                        for sid, part in _split_rows(rows, inner).items():
+                            writes.append(shards[sid].write.remote(pack(part)))
+                        if len(writes) > 4 * count:  # bound what waits in the object store
+                            done, writes = ray.wait(writes, num_returns=len(writes) - 2 * count)
+                            ray.get(done)
+                        bar.advance()
+                ray.get(writes)
+                parts = ray.get([a.scores.remote(q) for a in shards])
+                return torch.cat([unpack(p) for p in parts])
+            except ray.exceptions.RayActorError as exc:  # a shard's worker died: its minima are gone
+                if attempt == self.max_retries:
+                    raise RayBackendError(f"a query shard of the Ray run died {attempt + 1} times: "
+                                          f"{_first_line(exc)}") from None
+        raise AssertionError("unreachable")
+
+    def _query_shards(self, ray: Any, count: int, fresh: bool = False) -> list[Any]:
+        """``count`` query-shard actors, kept between maps and runs (starting one costs a process)."""
+        if fresh:
+            for a in getattr(self, "_shards", []):
+                try:
+                    ray.kill(a)
+                except Exception:  # noqa: BLE001 - it may be dead already
+                    pass
+            self._shards = []
+        shards: list[Any] = getattr(self, "_shards", [])
+        if len(shards) < count:
+            actor = ray.remote(num_cpus=0, max_restarts=0)(QueryShard).options(scheduling_strategy="SPREAD")
+            shards.extend(actor.remote() for _ in range(count - len(shards)))
+            self._shards = shards
+        return shards[:count]
+
     def _get(self, ray: Any, ref: Any) -> list[Any]:
         try:
             return ray.get(ref)
@@ -227,6 +280,58 @@ class RayExecutor:
             raise
         except ray.exceptions.RayError as exc:  # a worker or node that died more often than retried
             raise RayBackendError(f"a Ray task failed after {self.max_retries} retries: {_first_line(exc)}") from None
+
+
+class QueryShard:
+    """A Ray actor holding the minima of one range of queries ``q0:q1`` of the map being scored,
+    so that MuSc's ``(N, S, M)`` minima live spread over the cluster, never on the driver: the
+    pair tasks' slot rows are written here, and only the range's ``(q1 - q0, M)`` MSM scores go
+    back. One map at a time: ``open`` forgets the previous one."""
+
+    def __init__(self) -> None:
+        torch.set_num_threads(1)  # it writes rows and sorts once per map; the tasks need the cores
+        self.layout: Any = None
+        self.sim: torch.Tensor | None = None
+        self.arg: torch.Tensor | None = None
+        self.q0 = 0
+
+    def open(self, layout: Any, q0: int, q1: int) -> None:
+        self.layout = unpack(layout)
+        self.q0 = q0
+        self.sim, self.arg = self.layout.empty(q1 - q0)
+
+    def write(self, rows: Any) -> None:
+        for r in unpack(rows):
+            q = r.queries.long() - self.q0
+            self.sim[q, r.slots.long()] = r.values.to(self.sim.dtype)
+            if self.arg is not None and r.args is not None:
+                self.arg[q, r.slots.long()] = r.args.to(self.arg.dtype)
+
+    def scores(self, q: float) -> Any:
+        from codegraph_ad.engine.msm import msm_scores_to_references
+
+        dist, _ = self.layout.finish(self.sim, self.arg, self.q0)
+        self.sim = self.arg = None
+        allowed = None
+        if self.layout.dense and self.layout.refs is None:  # each query's own slot is no reference
+            rows = torch.arange(dist.shape[0])
+            allowed = torch.ones(dist.shape[:2], dtype=torch.bool)
+            allowed[rows, rows + self.q0] = False
+        return pack(msm_scores_to_references(dist, q, allowed))
+
+
+def _split_rows(rows: list[Any], bounds: torch.Tensor) -> dict[int, list[Any]]:
+    """Slot rows grouped by the query shard (``bounds``: its first queries after shard 0) they belong to."""
+    from codegraph_ad.engine.executor import SlotRows
+
+    out: dict[int, list[Any]] = {}
+    for r in rows:
+        shard = torch.bucketize(r.queries.long(), bounds, right=True)
+        for sid in torch.unique(shard).tolist():
+            keep = shard == sid
+            out.setdefault(int(sid), []).append(
+                SlotRows(r.queries[keep], r.slots[keep], r.values[keep], None if r.args is None else r.args[keep]))
+    return out
 
 
 _EXECUTORS: dict[tuple[str | None, float], RayExecutor] = {}

@@ -7,9 +7,8 @@ from typing import Any
 import torch
 
 from codegraph_ad.config import EngineConfig, LNAMDConfig, MSMConfig, RsCINConfig
-from codegraph_ad.engine.msm import msm_scores
 from codegraph_ad.engine.device import resolve_device
-from codegraph_ad.engine.mutual import plan_minima
+from codegraph_ad.engine.mutual import map_scores, plan_job
 from codegraph_ad.engine.plan import ReferencePlan
 from codegraph_ad.engine.ray_executor import executor_for
 from codegraph_ad.features.extract import FeatureSet
@@ -82,20 +81,11 @@ class MuSc(BatchEstimator):
         total = None
         count = 0
         for li, r, feats in feature_maps(features, lnamd_cfg, resolve_device(engine.device)):
-            minima = plan_minima(
-                feats,
-                plan,
-                budget_mb=budget_mb(engine),
-                precision=engine.precision,
-                progress=bar,
-                desc=f"scoring layer {li + 1} r={r}",
-                window=engine.window,
-                grid=features.window_grid,
-                executor=executor_for(engine),
-            )
-            s = msm_scores(minima.dist, msm_cfg.q, refs=plan.refs)
+            job = plan_job(feats, plan, budget_mb(engine), engine.precision, window=engine.window,
+                           grid=features.window_grid)
+            s = map_scores(job, msm_cfg.q, executor_for(engine), bar, f"scoring layer {li + 1} r={r}")
             total = s if total is None else total + s
             count += 1
-            del minima
+            del job
         assert total is not None
         return (total / count).cpu(), plan
