@@ -60,12 +60,15 @@ def start_ray(workers: int) -> dict[str, float]:
     """A local instance of ``workers`` CPUs, its workers started and codegraph_ad imported in them."""
     import ray
 
-    from codegraph_ad.engine.ray_executor import RayExecutor
+    from codegraph_ad.engine.ray_executor import RayExecutor, executor_for
 
     _, t_init = timed(lambda: ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False))
     probe = unit_rows(workers * 4)
     _, t_warm = timed(lambda: list(RayExecutor(batches_per_worker=1).map(_echo, probe, list(range(workers * 4)))))
-    return {"ray_init_s": round(t_init, 3), "worker_warmup_s": round(t_warm, 3)}
+    # MuSc's query shards (actors kept by the run's executor between maps and runs)
+    shards = executor_for(EngineConfig(backend="ray"))
+    _, t_shards = timed(lambda: ray.get([a.__ray_ready__.remote() for a in shards._query_shards(ray, shards.workers())]))
+    return {"ray_init_s": round(t_init, 3), "worker_warmup_s": round(t_warm, 3), "shard_warmup_s": round(t_shards, 3)}
 
 
 def unit_rows(n: int) -> torch.Tensor:
@@ -83,7 +86,8 @@ def write_markdown(path: Path, out: dict[str, Any]) -> None:
     rows += [(f"{m} detect (end to end, cached features)", r) for m, r in out["end_to_end"].items()]
     lines = [f"# Ray overhead: bottle {out['size']} px, {out['n_images']} images, {out['workers']} workers",
              "", f"CPU: {out['machine']['cpu']} ({out['machine']['torch_cpu_capability']}); "
-             f"Ray start {out['ray']['ray_init_s']} s, worker warm-up {out['ray']['worker_warmup_s']} s "
+             f"Ray start {out['ray']['ray_init_s']} s, worker warm-up {out['ray']['worker_warmup_s']} s, "
+             f"query-shard start {out['ray'].get('shard_warmup_s')} s "
              "(once per cluster, not in the times below).", "",
              "| step | local (s) | Ray (s) | Ray / local | identical |", "|---|---|---|---|---|"]
     for name, r in rows:
