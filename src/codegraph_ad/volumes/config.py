@@ -36,14 +36,16 @@ def default_volume_run() -> RunConfig:
     community's density is one pair's link count, not an average over many pairs, and on a
     held-out cohort a dense healthy pair and a healthy-random pair lifted the fence over the
     consistent-lesion group (docs/volumes.md, "Pairs out of the Tukey fence").
-    k = 0.3 N, per-pair densities, one-by-one filtering and final q = 0.1 are pinned: every
+    k = 0.3 N, per-pair densities, one-by-one filtering, final q = 0.1 and the thesis's
+    dependency population (no look-alike fence) are pinned: every
     volume benchmark was measured with them; the 2D defaults moved after the image matrix
     (docs/codegraph.md), which no volume cohort has checked yet.
     """
     return RunConfig(features=FeatureConfig(batch_size=32), lnamd=LNAMDConfig(degrees=(1,)),
                      rscin=RsCINConfig(enabled=False),
                      graph=GraphConfig(alpha=0.5, kappa=1.5, min_community_size=3, k_fraction=0.3,
-                                       community_density="per_pair", joint_filtering=False, final_q=0.1))
+                                       community_density="per_pair", joint_filtering=False, final_q=0.1,
+                                       look_alike_kappa=None))
 
 
 @dataclass(frozen=True)
