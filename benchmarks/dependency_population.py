@@ -22,7 +22,7 @@ from codegraph_ad.config import FeatureConfig, GraphConfig, RunConfig
 from codegraph_ad.graph.filtering import look_alike_images
 from codegraph_ad.graph.pipeline import run_graph_stages
 from codegraph_ad.io.atomic import write_json
-from codegraph_ad.methods.codegraph import graph_inputs
+from codegraph_ad.methods.codegraph import graph_inputs, refined_score_fn
 
 
 def quantiles(a: np.ndarray) -> dict[str, float] | None:
@@ -44,17 +44,8 @@ def main() -> None:
     cell = cm.Cell(a.cell, sb.cells()[a.cell], sb, first, sizes, cfg)
     fp, graph = cell.first, GraphConfig()
     layers = graph_inputs(graph, fp.degrees, fp.features.layers.shape[1], tuple(cfg.features.layers))
-    cache: dict[bytes, list] = {}
-
-    def score_fn(refs: np.ndarray, excluded: np.ndarray) -> np.ndarray:
-        key = np.packbits(excluded).tobytes()
-        if key not in cache:
-            cache.clear()
-            cache[key] = fp.refined(np.asarray(excluded, dtype=bool))
-        return fp.scores(graph.final_q, refs, dists=cache[key]).cpu().numpy()
-
     mins = [fp.minima[(li, graph.graph_degree)].dist.cpu().numpy() for li in layers]
-    res = run_graph_stages(mins, graph, score_fn)
+    res = run_graph_stages(mins, graph, refined_score_fn(fp, graph.final_q))
     rec = res.filtering.records[0]
     delta = rec.dependency.astype(np.float64)
     n, m = delta.shape

@@ -31,7 +31,8 @@ import numpy as np
 import torch
 
 from codegraph_ad.config import EngineConfig
-from codegraph_ad.engine.executor import LOCAL, Executor
+from codegraph_ad.engine.executor import LOCAL, Executor, SlotRows
+from codegraph_ad.engine.msm import msm_scores_to_references
 from codegraph_ad.errors import CodegraphError, ConfigError
 
 T = TypeVar("T")
@@ -326,8 +327,6 @@ class QueryShard:
                 self.arg[q, r.slots.long()] = r.args.to(self.arg.dtype)
 
     def scores(self, q: float) -> Any:
-        from codegraph_ad.engine.msm import msm_scores_to_references
-
         dist, _ = self.layout.finish(self.sim, self.arg, self.q0)
         self.sim = self.arg = None
         allowed = None
@@ -340,8 +339,6 @@ class QueryShard:
 
 def _split_rows(rows: list[Any], bounds: torch.Tensor) -> dict[int, list[Any]]:
     """Slot rows grouped by the query shard (``bounds``: its first queries after shard 0) they belong to."""
-    from codegraph_ad.engine.executor import SlotRows
-
     out: dict[int, list[Any]] = {}
     for r in rows:
         shard = torch.bucketize(r.queries.long(), bounds, right=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import nullcontext
 from typing import Any
 
@@ -45,6 +46,23 @@ def graph_inputs(graph: GraphConfig, degrees: tuple[int, ...], n_layers: int,
     return graph_layer_indices(tuple(blocks), graph.graph_blocks)
 
 
+def refined_score_fn(first: FirstPass, q: float) -> Callable[..., np.ndarray]:
+    """The graph stages' ``score_fn(reference_images, excluded[, bar])``: MSM scores at ``q``
+    against the base set without the ``excluded`` positions, refining the first pass once per
+    base set (filtering moves forward: only the latest one is kept)."""
+    cache: dict[bytes, list[RefinedMinima]] = {}
+
+    def score_fn(reference_images: np.ndarray, excluded: np.ndarray, bar: Progress | None = None) -> np.ndarray:
+        excluded = np.asarray(excluded, dtype=bool)
+        key = np.packbits(excluded).tobytes()
+        if key not in cache:
+            cache.clear()
+            cache[key] = first.refined(excluded, bar if bar is not None else False)
+        return first.scores(q, reference_images, dists=cache[key]).cpu().numpy()
+
+    return score_fn
+
+
 def graph_and_rescore(first: FirstPass, graph: GraphConfig, patch_mask: np.ndarray | None = None,
                       blocks: tuple[int, ...] | None = None,
                       progress: bool | Progress = False) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
@@ -56,15 +74,7 @@ def graph_and_rescore(first: FirstPass, graph: GraphConfig, patch_mask: np.ndarr
     from codegraph_ad.graph.pipeline import run_graph_stages
 
     layers = graph_inputs(graph, first.degrees, first.features.layers.shape[1], blocks)
-    cache: dict[bytes, list[RefinedMinima]] = {}
-
-    def score_fn(reference_images: np.ndarray, excluded: np.ndarray, bar: Progress | None = None) -> np.ndarray:
-        excluded = np.asarray(excluded, dtype=bool)
-        key = np.packbits(excluded).tobytes()
-        if key not in cache:
-            cache.clear()  # filtering moves forward: only the latest base set is reused
-            cache[key] = first.refined(excluded, bar if bar is not None else False)
-        return first.scores(graph.final_q, reference_images, dists=cache[key]).cpu().numpy()
+    score_fn = refined_score_fn(first, graph.final_q)
 
     tracker = Progress.of(progress)
     graph_mins = [first.minima[(li, graph.graph_degree)].dist.cpu().numpy() for li in layers]
