@@ -222,6 +222,15 @@ class GraphConfig:
     look_alike_kappa: float | None = documented(
         3.0, "leave look-alike anomalies (Tukey fence with this kappa) out of the dependency threshold's "
         "population (none: every patch outside the outlier communities, thesis)")
+    # [extension] None: every patch of the outlier communities above the dependency threshold
+    # leaves the references (thesis). A percentile p: only those whose score without the
+    # communities is above the p-th percentile of the outside patches' scores, grown by the
+    # largest LNAMD half-width (graph/filtering.py: DefectGate); the copies' normal regions
+    # stay. Measured on five 224 px cells at p = 80-99 (benchmarks/lookalike_cost.py,
+    # docs/codegraph.md "What the fence costs"); off until the whole matrix has judged it.
+    defect_gate_percentile: float | None = documented(
+        None, "exclude only dependent patches scoring above this percentile of the outside patches "
+        "without the outlier communities (none: every dependent patch, thesis)")
     # which r feeds the graph [reconstructed]
     graph_degree: int = documented(1, "LNAMD degree r whose minima feed the graph (one of the run's degrees)")
     # [extension] None: the rank-wise mean over all extracted layers feeds the graph [thesis];
@@ -253,6 +262,8 @@ class GraphConfig:
         _require(0.0 < self.final_q <= 1.0, "final_q", self.final_q, "in (0, 1]")
         _require(self.look_alike_kappa is None or self.look_alike_kappa >= 0.0, "look_alike_kappa",
                  self.look_alike_kappa, ">= 0 or none")
+        _require(self.defect_gate_percentile is None or 0.0 < self.defect_gate_percentile < 100.0,
+                 "defect_gate_percentile", self.defect_gate_percentile, "in (0, 100) or none")
         _require(self.graph_blocks is None or (len(self.graph_blocks) > 0 and min(self.graph_blocks) >= 1
                  and len(set(self.graph_blocks)) == len(self.graph_blocks)),
                  "graph_blocks", self.graph_blocks, "None or distinct 1-based block numbers")

@@ -167,3 +167,60 @@ def test_look_alike_images_needs_quartiles_and_respects_the_mask():
     assert not look_alike_images(delta, outside, masked, 3.0).any()
     few = np.arange(10) >= 7  # three outside images: no quartiles
     assert not look_alike_images(delta, few, mask, 3.0).any()
+
+
+def _copies_scores(n, grid, members, defects, normals):
+    """c's patches score 1 with c. Without it its defect patches score 3 and its other
+    patches (transformed copies' normal regions) 1.5: both depend on c, but 1.5 is an
+    ordinary score among the other images' patches (1 to 2, unchanged without c)."""
+    m = grid[0] * grid[1]
+    base = 1.0 + np.random.default_rng(1).random((n, m))
+    base[members] = 1.0
+
+    def score_fn(refs, excluded):
+        s = base.copy()
+        if not refs[members].any():
+            s[defects] = 3.0
+            s[normals] = 1.5
+        return s
+
+    return score_fn
+
+
+def test_defect_gate_keeps_the_copies_normal_regions_and_grows_into_neighbours():
+    from codegraph_ad.graph.filtering import DefectGate
+
+    n, grid = 30, (6, 6)
+    m = grid[0] * grid[1]
+    members = np.arange(8)
+    defects = np.zeros((n, *grid), dtype=bool)
+    defects[members, 2:4, 2:4] = True  # a 2 x 2 defect in each copy
+    normals = np.zeros((n, *grid), dtype=bool)
+    normals[members] = ~defects[members]
+    defects, normals = defects.reshape(n, m), normals.reshape(n, m)
+    score_fn = _copies_scores(n, grid, members, defects, normals)
+    thesis = targeted_filtering(score_fn, [members], n, m, percentile=99.9)
+    np.testing.assert_array_equal(thesis.excluded, defects | normals)  # whole copies leave
+    gated = targeted_filtering(score_fn, [members], n, m, 99.9, defect_gate=DefectGate(95.0, grid, 0))
+    np.testing.assert_array_equal(gated.excluded, defects)
+    grown = targeted_filtering(score_fn, [members], n, m, 99.9, defect_gate=DefectGate(95.0, grid, 1))
+    ring = np.zeros((n, *grid), dtype=bool)
+    ring[members, 1:5, 1:5] = True  # the defect and its 8-neighbourhood
+    np.testing.assert_array_equal(grown.excluded, ring.reshape(n, m))
+    joint = targeted_filtering(score_fn, [members[:4], members[4:]], n, m, 99.9, joint=True,
+                               defect_gate=DefectGate(95.0, grid, 0))
+    np.testing.assert_array_equal(joint.excluded, defects)
+
+
+def test_defect_gate_checks_its_grid_and_the_pipeline_needs_one():
+    from codegraph_ad.config import GraphConfig
+    from codegraph_ad.graph.filtering import DefectGate
+    from codegraph_ad.graph.pipeline import run_graph_stages
+
+    with pytest.raises(ValueError, match="grid"):
+        DefectGate(90.0, (5, 5)).apply(np.ones((2, 24), bool), np.ones((2, 24)), np.ones((2, 24), bool))
+    mins = [np.random.default_rng(0).random((6, 6, 4)).astype(np.float32)]
+    with pytest.raises(ValueError, match="grid"):
+        run_graph_stages(mins, GraphConfig(defect_gate_percentile=90.0), lambda r, e: np.ones((6, 4)))
+    with pytest.raises(Exception, match="defect_gate_percentile"):
+        GraphConfig(defect_gate_percentile=100.0)

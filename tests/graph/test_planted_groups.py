@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy import ndimage
 import pytest
 import torch
 
@@ -121,3 +122,18 @@ def _check_planted(batch: PlantedBatch) -> None:
     s_mu = musc.patch_scores.numpy()[batch.defect]
     assert s_cg.mean() > s_mu.mean(), f"defect score CoDeGraph {s_cg.mean():.3f} vs MuSc q=0.3 {s_mu.mean():.3f}"
     assert np.mean(s_cg > s_mu) >= 0.7, f"only {np.mean(s_cg > s_mu):.0%} of defect patches above MuSc q=0.3"
+
+
+def test_defect_gate_keeps_the_planted_defects_out_and_excludes_no_more() -> None:
+    """The gate (graph/filtering.py: DefectGate) only keeps dependent patches in: the planted
+    defect still leaves the references, and nothing the ungated run kept is excluded."""
+    batch = modal_batch(0.30, 0)
+    plain = CoDeGraph(progress=False).fit_predict(batch.features)
+    gated = CoDeGraph(progress=False, defect_gate_percentile=90.0).fit_predict(batch.features)
+    ex_plain, ex_gated = plain.excluded.numpy(), gated.excluded.numpy()
+    assert ex_plain[batch.defect].mean() >= 0.7
+    assert ex_gated[batch.defect].mean() >= 0.7, _explain(gated.diagnostics["subsets"][0])
+    assert not (ex_gated & ~ex_plain).any()
+    # what leaves besides the defect is its LNAMD reach (r = 5: two cells), nothing farther
+    reach = ndimage.binary_dilation(batch.defect.reshape(-1, *GRID), structure=np.ones((1, 5, 5), bool))
+    assert not (ex_gated & ~reach.reshape(batch.defect.shape)).any()

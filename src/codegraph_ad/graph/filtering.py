@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
+from scipy import ndimage
 
 # score_fn(reference_images (N,) bool, excluded (N, M) bool) -> (N, M) MSM scores.
 ScoreFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -90,6 +91,40 @@ def look_alike_images(delta: np.ndarray, outside: np.ndarray, mask: np.ndarray, 
     return out
 
 
+@dataclass(frozen=True)
+class DefectGate:
+    """Keep the dependent patches that are not anomalous without c in the references.
+
+    A transformed copy's normal regions depend on c as much as its defect (the copies are
+    closer to each other than to any original) and leave with it, and then score high
+    themselves: the look-alike fence's AUPRO cost (docs/codegraph.md). Only dependent patches
+    whose score without c is above the ``percentile`` of the outside patches' scores without c
+    are excluded, grown by ``radius`` grid cells (Chebyshev) inside the dependent set: a patch
+    next to a defect carries it in its LNAMD-aggregated feature.
+
+    grid: the patch grid of one image (h, w), or any lattice shape whose product is M.
+    """
+
+    percentile: float
+    grid: tuple[int, ...]
+    radius: int = 0
+
+    def apply(self, dependent: np.ndarray, score_without: np.ndarray, population: np.ndarray) -> np.ndarray:
+        """The excluded subset of ``dependent (N, M)``; ``population (N, M)`` sets the level."""
+        n, m = dependent.shape
+        if int(np.prod(self.grid)) != m:
+            raise ValueError(f"defect gate grid {self.grid} has {int(np.prod(self.grid))} cells; M = {m}")
+        if not population.any():
+            return dependent
+        level = float(np.percentile(np.minimum(score_without[population], np.finfo(np.float64).max),
+                                    self.percentile))
+        core = dependent & (score_without > level)
+        if self.radius > 0:
+            cube = np.ones((1,) + (2 * self.radius + 1,) * len(self.grid), dtype=bool)
+            core = ndimage.binary_dilation(core.reshape((n,) + tuple(self.grid)), structure=cube).reshape(n, m)
+        return core & dependent
+
+
 def targeted_filtering(
     score_fn: ScoreFn,
     outlier_communities: Sequence[np.ndarray],
@@ -99,6 +134,7 @@ def targeted_filtering(
     patch_mask: np.ndarray | None = None,
     joint: bool = False,
     look_alike_kappa: float | None = None,
+    defect_gate: DefectGate | None = None,
 ) -> FilterResult:
     """Algorithm 2: visit the outlier communities in the given order, growing ``excluded``.
 
@@ -116,6 +152,9 @@ def targeted_filtering(
 
     look_alike_kappa: None keeps every outside patch in the threshold population (thesis); a
     value leaves out the images that depend on c themselves (``look_alike_images``).
+
+    defect_gate: None excludes every patch of c above t_c (thesis); a gate keeps those that
+    are not anomalous without c (``DefectGate``), judged on the same population.
     """
     n, m = int(n_images), int(n_patches)
     if not 0.0 <= percentile <= 100.0:
@@ -124,7 +163,8 @@ def targeted_filtering(
     if mask.shape != (n, m):
         raise ValueError(f"patch_mask must be ({n}, {m}), got {mask.shape}")
     if joint and len(outlier_communities) > 1:
-        return _joint_filtering(score_fn, outlier_communities, n, m, percentile, mask, look_alike_kappa)
+        return _joint_filtering(score_fn, outlier_communities, n, m, percentile, mask, look_alike_kappa,
+                                defect_gate)
     excluded = np.zeros((n, m), dtype=bool)
     all_refs = np.ones(n, dtype=bool)
     records: list[CommunityFilterRecord] = []
@@ -160,6 +200,8 @@ def targeted_filtering(
         threshold = float(np.percentile(outside, percentile))
         new = np.zeros((n, m), dtype=bool)
         new[inside] = (delta[inside] > threshold) & mask[inside] & ~excluded[inside]
+        if defect_gate is not None:
+            new = defect_gate.apply(new, s_minus, judges[:, None] & mask)
         excluded |= new
         records.append(
             CommunityFilterRecord(
@@ -181,11 +223,13 @@ def _check_members(members: np.ndarray, n: int) -> np.ndarray:
 
 
 def _joint_filtering(score_fn: ScoreFn, outlier_communities: Sequence[np.ndarray], n: int, m: int,
-                     percentile: float, mask: np.ndarray, look_alike_kappa: float | None) -> FilterResult:
+                     percentile: float, mask: np.ndarray, look_alike_kappa: float | None,
+                     defect_gate: DefectGate | None) -> FilterResult:
     """One dependency ratio against the base set without every outlier community at once."""
     parts = [_check_members(c, n) for c in outlier_communities]
     union = np.unique(np.concatenate(parts))
-    result = targeted_filtering(score_fn, [union], n, m, percentile, mask, look_alike_kappa=look_alike_kappa)
+    result = targeted_filtering(score_fn, [union], n, m, percentile, mask, look_alike_kappa=look_alike_kappa,
+                                defect_gate=defect_gate)
     rec = result.records[0]
     excluded = result.excluded
     records = [

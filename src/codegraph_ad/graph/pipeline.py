@@ -15,7 +15,7 @@ import numpy as np
 from codegraph_ad.config import GraphConfig
 from codegraph_ad.graph.communities import CommunityResult, detect_communities
 from codegraph_ad.graph.endurance import endurance_ratios, reference_rank
-from codegraph_ad.graph.filtering import FilterResult, ScoreFn, targeted_filtering
+from codegraph_ad.graph.filtering import DefectGate, FilterResult, ScoreFn, targeted_filtering
 from codegraph_ad.graph.links import LinkSelection, select_links
 from codegraph_ad.graph.similarity_vectors import MutualSimilarity, mutual_similarity_vectors, validate_minima
 
@@ -50,6 +50,8 @@ def run_graph_stages(
     patch_mask: np.ndarray | None = None,
     keep_similarity: bool = False,
     refs: np.ndarray | None = None,
+    grid: tuple[int, ...] | None = None,
+    gate_radius: int = 0,
 ) -> GraphResult:
     """Stages 1-3 on ``mins_per_layer``: L arrays (N, N, M) of per-image minima, or
     (N, K, M) over each image's listed references ``refs (N, K)`` (screening, fixed K).
@@ -57,8 +59,15 @@ def run_graph_stages(
     score_fn(reference_images (N,) bool, excluded (N, M) bool) -> (N, M) MSM scores.
     patch_mask: (N, M) bool, patches allowed to form links and to serve as the filtering
     threshold population (e.g. non-void cubes); None means all.
+    grid, gate_radius: the patch grid of one image and the growth of the defect gate
+    (``config.defect_gate_percentile``; needed only when it is set).
     """
     _, n, m = validate_minima(mins_per_layer, refs)
+    gate = None
+    if config.defect_gate_percentile is not None:
+        if grid is None:
+            raise ValueError("defect_gate_percentile needs the patch grid (run_graph_stages(grid=...))")
+        gate = DefectGate(config.defect_gate_percentile, tuple(grid), gate_radius)
     # k_fraction applies to the population each image is compared with: N exact, K + 1 listed
     population = n if refs is None else int(np.shape(refs)[1]) + 1
     k = reference_rank(population, config.k_fraction)
@@ -87,6 +96,7 @@ def run_graph_stages(
         patch_mask=patch_mask,
         joint=config.joint_filtering,
         look_alike_kappa=config.look_alike_kappa,
+        defect_gate=gate,
     )
     return GraphResult(
         k=k,

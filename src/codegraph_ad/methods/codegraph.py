@@ -63,6 +63,16 @@ def refined_score_fn(first: FirstPass, q: float) -> Callable[..., np.ndarray]:
     return score_fn
 
 
+def _gate_grid(first: FirstPass) -> dict[str, Any]:
+    """Where the defect gate grows its cores: the image's patch grid by the largest LNAMD
+    half-width (the reach of a defect into its neighbours' aggregated features). Volume tokens
+    sit on a 3D lattice that LNAMD does not aggregate over: no growth there."""
+    feats = first.features
+    if feats.lattice is not None:
+        return {"grid": (feats.layers.shape[2],), "gate_radius": 0}
+    return {"grid": tuple(feats.grid), "gate_radius": (max(first.degrees) - 1) // 2}
+
+
 def graph_and_rescore(first: FirstPass, graph: GraphConfig, patch_mask: np.ndarray | None = None,
                       blocks: tuple[int, ...] | None = None,
                       progress: bool | Progress = False) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
@@ -81,7 +91,8 @@ def graph_and_rescore(first: FirstPass, graph: GraphConfig, patch_mask: np.ndarr
     # stages 1-3 run as one call whose length depends on the communities found: one unit
     with tracker.stage("graph", 1, "step"):
         refs = None if first.plan.refs is None else first.plan.refs.numpy()
-        result = run_graph_stages(graph_mins, graph, score_fn, patch_mask=patch_mask, refs=refs)
+        result = run_graph_stages(graph_mins, graph, score_fn, patch_mask=patch_mask, refs=refs,
+                                  **_gate_grid(first))
     excluded = np.asarray(result.excluded, dtype=bool)
     with tracker.stage("final pass", 2, "steps") as bar:  # refined minima, then MSM scores
         final = score_fn(np.ones(first.n_images, dtype=bool), excluded, bar)
