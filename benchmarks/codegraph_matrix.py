@@ -33,6 +33,7 @@ import json
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -148,6 +149,27 @@ def first_pass_for(sb: SuperBatch, category: str, cfg: RunConfig) -> tuple[First
     timings = {"features": round(t_feat, 1), "first_pass": round(t_first, 1), "n_images": len(batch)}
     torch.save({"first": first, "time_s": timings, "names": names, "sizes": batch.original_sizes}, stash)
     return first, timings, batch.original_sizes
+
+
+def stored_cells_args(description: str, cells: str) -> argparse.Namespace:
+    """The command line of the analyses that read the matrix's stored first pass."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--category", choices=sorted(CATEGORIES), default="mpdd")
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--sources", default="a")
+    ap.add_argument("--cells", default=cells, help="comma-separated cell names")
+    return ap.parse_args()
+
+
+def stored_cells(a: argparse.Namespace) -> Iterator["Cell"]:
+    """The cells ``a.cells`` at the default settings and ``a.size``, cut one at a time from the
+    stored first pass of ``a.category`` / ``a.sources`` (computed and stashed if missing)."""
+    cfg = RunConfig(features=FeatureConfig(image_size=a.size))
+    sb = SuperBatch(a.category, a.sources)
+    first, _, sizes = first_pass_for(sb, a.category, cfg)
+    specs = sb.cells()
+    for name in a.cells.split(","):
+        yield Cell(name, specs[name], sb, first, sizes, cfg)
 
 
 def _upgraded(first: FirstPass) -> FirstPass:

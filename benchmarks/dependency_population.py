@@ -1,7 +1,7 @@
 """Who sets CoDeGraph's dependency threshold: the ratios of the repeated group's patches
 against those of the patches outside the outlier union, on one matrix cell.
 
-    python benchmarks/dependency_population.py --category mpdd --size 224 --sources a --cell a_35
+    python benchmarks/dependency_population.py --category mpdd --size 224 --sources a --cells a_35
 
 Reads the matrix's stored first pass (benchmarks/codegraph_matrix.py), runs the graph stages
 at the defaults and reports, for the joint filter record: the threshold, the ratio
@@ -12,13 +12,11 @@ and without the look-alike fence. Writes results/dependency_population_<category
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 from common import RESULTS
 
 import codegraph_matrix as cm
-from codegraph_ad.config import FeatureConfig, GraphConfig, RunConfig
+from codegraph_ad.config import GraphConfig
 from codegraph_ad.graph.filtering import look_alike_images
 from codegraph_ad.graph.pipeline import run_graph_stages
 from codegraph_ad.io.atomic import write_json
@@ -32,18 +30,10 @@ def quantiles(a: np.ndarray) -> dict[str, float] | None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--category", choices=sorted(cm.CATEGORIES), default="mpdd")
-    ap.add_argument("--size", type=int, default=224)
-    ap.add_argument("--sources", default="a")
-    ap.add_argument("--cell", default="a_35")
-    a = ap.parse_args()
-    cfg = RunConfig(features=FeatureConfig(image_size=a.size))
-    sb = cm.SuperBatch(a.category, a.sources)
-    first, _, sizes = cm.first_pass_for(sb, a.category, cfg)
-    cell = cm.Cell(a.cell, sb.cells()[a.cell], sb, first, sizes, cfg)
+    a = cm.stored_cells_args(__doc__.split("\n\n")[0], cells="a_35")
+    cell = next(cm.stored_cells(a))
     fp, graph = cell.first, GraphConfig()
-    layers = graph_inputs(graph, fp.degrees, fp.features.layers.shape[1], tuple(cfg.features.layers))
+    layers = graph_inputs(graph, fp.degrees, fp.features.layers.shape[1], tuple(cell.cfg.features.layers))
     mins = [fp.minima[(li, graph.graph_degree)].dist.cpu().numpy() for li in layers]
     res = run_graph_stages(mins, graph, refined_score_fn(fp, graph.final_q))
     rec = res.filtering.records[0]
@@ -59,7 +49,7 @@ def main() -> None:
     outside = ~inside
     above = outside[:, None] & (delta > rec.threshold)
     out = {
-        "cell": a.cell, "category": a.category, "size": a.size, "threshold": round(rec.threshold, 4),
+        "cell": cell.name, "category": a.category, "size": a.size, "threshold": round(rec.threshold, 4),
         "union_images": int(inside.sum()), "group_images": int(group.sum()),
         "ratios": {
             "group_defect": quantiles(delta[group][defect[group]]),
@@ -82,7 +72,7 @@ def main() -> None:
             "threshold": round(t, 4),
             "group_defect_excluded_pct": round(100 * float((delta[group][defect[group]] > t).mean()), 1),
             "group_normal_excluded_pct": round(100 * float((delta[group][~defect[group]] > t).mean()), 1)}
-    path = RESULTS / f"dependency_population_{a.category}_{a.size}_{a.cell}.json"
+    path = RESULTS / f"dependency_population_{a.category}_{a.size}_{cell.name}.json"
     write_json(path, out)
     print(out)
     print(f"wrote {path}")
