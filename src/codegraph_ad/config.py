@@ -226,8 +226,9 @@ class GraphConfig:
     # leaves the references (thesis). A percentile p: only those whose score without the
     # communities is above the p-th percentile of the outside patches' scores, grown by the
     # largest LNAMD half-width (graph/filtering.py: DefectGate); the copies' normal regions
-    # stay. Measured on five 224 px cells at p = 80-99 (benchmarks/lookalike_cost.py,
-    # docs/codegraph.md "What the fence costs"); off until the whole matrix has judged it.
+    # stay. On the 224 px matrix p = 95 was at or above the fence in 15 of 16 cells and passed
+    # bottle c_25 / c_35; off until the 448 px rows are run (docs/codegraph.md, "What the
+    # fence costs"): p = 99 collapsed on MPDD a_35 in benchmarks/lookalike_cost.py.
     defect_gate_percentile: float | None = documented(
         None, "exclude only dependent patches scoring above this percentile of the outside patches "
         "without the outlier communities (none: every dependent patch, thesis)")
