@@ -26,11 +26,11 @@ from dataclasses import replace
 import numpy as np
 import torch
 from common import RESULTS, machine_info
-from scipy import ndimage
 
 import codegraph_matrix as cm
 from codegraph_ad.config import GraphConfig, RunConfig
 from codegraph_ad.evaluation import batch_metrics, eval_maps
+from codegraph_ad.graph.filtering import DefectGate
 from codegraph_ad.io.atomic import write_json
 from codegraph_ad.methods import CoDeGraph
 from codegraph_ad.methods.codegraph import refined_score_fn
@@ -42,14 +42,6 @@ def pixel_metrics(cell: cm.Cell, patch: np.ndarray, image_scores: np.ndarray, si
     maps = eval_maps(torch.from_numpy(patch), cell.first.features.grid, size, cm.EVAL_SIZE)
     m = batch_metrics(image_scores, maps, cell.masks, cell.labels)["pixel"]
     return {k: round(100 * float(m[k]), 2) for k in ("f1_max", "ap", "aupro")}
-
-
-def grow(core: np.ndarray, grid: tuple[int, int], radius: int) -> np.ndarray:
-    """Chebyshev dilation by ``radius`` grid cells within each image."""
-    if radius == 0:
-        return core
-    square = np.ones((1, 2 * radius + 1, 2 * radius + 1), dtype=bool)
-    return ndimage.binary_dilation(core.reshape(core.shape[0], *grid), structure=square).reshape(core.shape)
 
 
 def analyse(cell: cm.Cell, cfg: RunConfig) -> dict:
@@ -82,11 +74,13 @@ def analyse(cell: cm.Cell, cfg: RunConfig) -> dict:
     score_fn = refined_score_fn(cell.first, GraphConfig().final_q)
     without_union = score_fn(~union, np.zeros_like(ex_fence))
     radius = (max(cfg.lnamd.degrees) - 1) // 2
+    grid = tuple(cell.first.features.grid)
+    outside = np.broadcast_to(~union[:, None], ex_fence.shape)
     out["gates"] = {}
     for p in GATE_PERCENTILES:
-        level = float(np.percentile(without_union[~union], p))
+        level = float(np.percentile(without_union[outside], p))
         for r in (0, radius):
-            ex = grow(ex_fence & (without_union > level), cell.first.features.grid, r) & ex_fence
+            ex = DefectGate(p, grid, r).apply(ex_fence, without_union, outside)
             refined = score_fn(np.ones(n, dtype=bool), ex)
             out["gates"][f"p{p:g}_grow{r}"] = {
                 **pixel_metrics(cell, refined, fence.image_scores, size), "level": round(level, 4),

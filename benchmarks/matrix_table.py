@@ -116,7 +116,7 @@ def write_tables(results: Path) -> Path:
            "repeated group's images inside outlier communities; capture: the one capture rate "
            "(evaluation.consistency_rates). ok: the issue's acceptance rules for that cell.", ""]
     for path in sorted(results.glob("codegraph_matrix_*.json")):
-        if not FILE.search(path.name) and not path.name.endswith("_dev3.json"):
+        if not FILE.search(path.name) and not path.name.endswith(("_dev3.json", "_gate.json")):
             continue
         res = json.loads(path.read_text())
         lines, _ = table_for(res)
