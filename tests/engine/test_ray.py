@@ -156,6 +156,70 @@ def test_musc_on_ray_keeps_no_minima_on_the_driver(monkeypatch):
         assert np.array_equal(want.image_scores, got.image_scores)
 
 
+def _planted_features(seed: int = 0) -> FeatureSet:
+    """A constructed batch (tests/graph/synthetic.py) with one defect copied into four images:
+    CoDeGraph finds their community and excludes patches, so the graph stages and the refined
+    scores all have work to do."""
+    from tests.graph.synthetic import make_batch
+
+    batch = make_batch(n=16, m=36, c=16, n_layers=2, planted_images=(2, 7, 11, 14), seed=seed)
+    layers = torch.from_numpy(np.stack(batch.feats, axis=1))  # (N, L, M, C)
+    return FeatureSet(layers, torch.randn(16, 8, generator=torch.Generator().manual_seed(seed)), (6, 6))
+
+
+def _toy_graph(**knobs):
+    from dataclasses import asdict
+
+    from tests.graph.synthetic import toy_graph
+    return {**asdict(toy_graph(kappa=0.5)), **knobs}
+
+
+@pytest.mark.parametrize("knobs", [{}, {"references": 8}, {"screening_percent": 50.0},
+                                   {"defect_gate_percentile": 95.0}, {"window": 1}],
+                         ids=["exact", "K", "screen", "gate", "window"])
+def test_codegraph_on_ray_keeps_no_minima_on_the_driver(knobs, monkeypatch):
+    """CoDeGraph's first pass, graph stages and refined scores run in the query shards: the
+    local engine's scores and exclusions bit for bit, and the driver never holds a map."""
+    from codegraph_ad.graph import pipeline
+    from codegraph_ad.methods import codegraph
+
+    fs = _planted_features(3)
+    local = CoDeGraph(degrees=(1,), **_toy_graph(**knobs)).fit_predict(fs)
+    assert local.excluded.any()  # the planted group was found: the sharded filtering is exercised
+    _no_driver_minima(monkeypatch)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the driver ran a stage on the whole minima")
+    monkeypatch.setattr(codegraph, "compute_first_pass", refuse)
+    monkeypatch.setattr(pipeline, "mutual_similarity_vectors", refuse)
+    remote = CoDeGraph(degrees=(1,), backend="ray", **_toy_graph(**knobs)).fit_predict(fs)
+    assert torch.equal(local.excluded, remote.excluded)
+    assert torch.equal(local.patch_scores, remote.patch_scores)
+    assert np.array_equal(local.image_scores, remote.image_scores)
+    graph_local, graph_remote = local.diagnostics["subsets"][0], remote.diagnostics["subsets"][0]
+    for key in ("links", "edges", "communities", "outlier_communities"):
+        assert graph_local[key] == graph_remote[key], key
+
+
+def test_a_dead_codegraph_shard_reruns_the_batch_with_the_same_scores(monkeypatch):
+    from codegraph_ad.methods import sharded_first_pass
+
+    fs = _planted_features(3)
+    local = CoDeGraph(degrees=(1,), **_toy_graph()).fit_predict(fs)
+    killed = []
+    real = sharded_first_pass.ShardedFirstPass.graph_stages
+
+    def kill_then_run(self, *args, **kwargs):
+        if not killed:  # the maps are in the shards: lose one of them
+            killed.append(True)
+            ray.kill(self.shards[0])
+        return real(self, *args, **kwargs)
+    monkeypatch.setattr(sharded_first_pass.ShardedFirstPass, "graph_stages", kill_then_run)
+    remote = CoDeGraph(degrees=(1,), backend="ray", **_toy_graph()).fit_predict(fs)
+    assert killed and torch.equal(local.patch_scores, remote.patch_scores)
+    assert torch.equal(local.excluded, remote.excluded)
+
+
 def test_a_dead_query_shard_reruns_the_map_with_the_same_scores():
     x = unit_features(9, 16, 24, seed=6)
     job = plan_job(x, None, budget_mb=0.02)
@@ -190,12 +254,12 @@ def test_scores_on_ray_equal_local_scores(method, knobs):
 
 
 def test_a_killed_worker_is_replaced_and_the_scores_do_not_change(tmp_path, monkeypatch):
-    from codegraph_ad.methods import first_pass
+    from codegraph_ad.methods import codegraph
 
     fs = _features(1)
     local = CoDeGraph(degrees=(1,)).fit_predict(fs)
     marker = tmp_path / "killed"
-    monkeypatch.setattr(first_pass, "executor_for", lambda engine: DyingExecutor(marker))
+    monkeypatch.setattr(codegraph, "executor_for", lambda engine: DyingExecutor(marker))
     remote = CoDeGraph(degrees=(1,), backend="ray").fit_predict(fs)
     pid = int(marker.read_text())  # a worker did die in the run
     with pytest.raises(ProcessLookupError):

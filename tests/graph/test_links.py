@@ -196,3 +196,36 @@ def test_weights_are_sparse_at_a_size_where_dense_would_not_be_small():
     assert w.sum() == 2 * n_layers * got.n_links
     q, t = got.link_image, ranks[0, got.link_image, got.link_patch, got.link_rank - 1]
     assert (w[q, t] > 0).all()
+
+
+@pytest.mark.parametrize("case", range(12))
+def test_query_shards_merged_select_the_same_links(case):
+    """Query ranges ordered apart and merged (the Ray shards' path) give select_links' result."""
+    from codegraph_ad.graph.links import LocalCandidates, MergedCandidates, check_link_inputs, select_links_from
+
+    rng = np.random.default_rng(100 + case)
+    n = int(rng.integers(5, 14))
+    m = int(rng.integers(3, 30))
+    k1 = int(rng.integers(1, 5))
+    zeta, ranks = _random_case(rng, n, m, k1, int(rng.integers(1, 4)), ties=bool(case % 2), crowd=case % 3 == 0)
+    mask = rng.uniform(size=(n, m)) < 0.8 if case % 4 == 1 else None
+    batch = int(rng.integers(1, 3 * n))
+    want = select_links(zeta, ranks, 0.9, batch, mask)
+    cuts = np.unique(np.concatenate([[0, n], rng.integers(1, n, size=int(rng.integers(0, 4)))]))
+    streams = []
+    for q0, q1 in zip(cuts[:-1], cuts[1:]):
+        z, r, valid = check_link_inputs(zeta[q0:q1], ranks[:, q0:q1], None if mask is None else mask[q0:q1])
+        streams.append(LocalCandidates(z, r, valid, offset=int(q0) * m * k1))
+    asked = []
+
+    def fetch(counts):
+        asked.append(list(counts))
+        return [st.next_chunk(c) if c else None for st, c in zip(streams, counts)]
+
+    got = select_links_from(MergedCandidates([s.n_candidates for s in streams], fetch), (n, m, k1), 0.9, batch)
+    assert got.n_links == want.n_links and got.n_candidates == want.n_candidates
+    for name in ("link_image", "link_patch", "link_rank", "coverage_history"):
+        assert np.array_equal(getattr(got, name), getattr(want, name)), name
+    assert (got.weights != want.weights).nnz == 0
+    assert got.zeta_cutoff == want.zeta_cutoff or (math.isnan(got.zeta_cutoff) and math.isnan(want.zeta_cutoff))
+    assert all(c <= max(16 * batch, 64 * n, want.n_links) * 4 for a in asked for c in a)

@@ -19,6 +19,7 @@ def msm_scores(
     q: float,
     reference_images: torch.Tensor | None = None,
     refs: torch.Tensor | None = None,
+    query_offset: int = 0,
 ) -> torch.Tensor:
     """Patch scores ``(N, M)`` from per-slot minima ``dist: (N, S, M)`` (engine/plan.py).
 
@@ -29,13 +30,15 @@ def msm_scores(
     of references, so a query inside a removed group and one outside it are both averaged
     over the same share q. Images at infinite distance (fully excluded) are never among the
     K smallest unless nothing is left, in which case the score is 2.0 (the largest unit distance).
+    query_offset: ``dist`` holds the rows of queries ``query_offset :`` of the batch (a query
+    shard); each row's scores are those of the whole array's row.
     """
     n, s_count = dist.shape[0], dist.shape[1]
     if reference_images is None:
         allowed = torch.ones((n, s_count), dtype=torch.bool, device=dist.device)
     elif reference_images.dim() == 1:
         ref = reference_images.to(dist.device)
-        allowed = ref.view(1, n).expand(n, n) if refs is None else ref[refs.to(dist.device)]
+        allowed = ref.view(1, -1).expand(n, ref.numel()) if refs is None else ref[refs.to(dist.device)]
     else:
         allowed = reference_images.to(dist.device)
     d = dist
@@ -43,7 +46,10 @@ def msm_scores(
         d = dist.masked_fill(~allowed.unsqueeze(2), float("inf"))
     real = allowed
     if refs is None:  # the dense layout holds each query's own slot
-        real = allowed & ~torch.eye(n, dtype=torch.bool, device=dist.device)
+        own = torch.zeros((n, s_count), dtype=torch.bool, device=dist.device)
+        rows = torch.arange(n, device=dist.device)
+        own[rows, rows + query_offset] = True
+        real = allowed & ~own
     n_refs = real.sum(dim=1)  # (N,)
     scores = torch.empty(n, dist.shape[2], dtype=torch.float32, device=dist.device)
     most = s_count - 1 if refs is None else s_count

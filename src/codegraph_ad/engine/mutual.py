@@ -50,10 +50,10 @@ class PairMinima:
     refs: torch.Tensor | None = None
 
     def slot_images(self) -> torch.Tensor:
-        n = self.dist.shape[0]
         if self.refs is not None:
             return self.refs
-        return torch.arange(n, device=self.dist.device).view(1, -1).expand(n, -1)
+        rows, slots = self.dist.shape[0], self.dist.shape[1]  # a query shard holds rows < slots
+        return torch.arange(slots, device=self.dist.device).view(1, -1).expand(rows, -1)
 
 
 def argmin_dtype(n_patches: int) -> torch.dtype:
@@ -342,6 +342,7 @@ def refined_entries(
     budget_mb: float = 4096,
     window: int | None = None,
     grid: tuple[int, ...] | Lattice3D | None = None,
+    query_offset: int = 0,
 ) -> RefinedMinima:
     """The entries of ``minima`` that change when the ``excluded: (N, M)`` positions leave the references.
 
@@ -351,9 +352,10 @@ def refined_entries(
     window, grid: the first pass's position window (``plan_minima``); the recomputed nearest
     patch is searched inside it too, so a refined entry means what the first pass's did (a
     patch whose window holds no remaining patch is at infinite distance).
+    query_offset: ``minima`` holds the queries ``query_offset :`` of the batch whose features
+    ``feats`` are (a query shard); its entries are refined as the whole array's would be.
     """
-    n, _, m = minima.dist.shape
-    c = feats.shape[2]
+    n, m, c = feats.shape
     dev = minima.dist.device
     feats = feats.float().to(dev)
     excluded = excluded.to(dev)
@@ -364,7 +366,7 @@ def refined_entries(
     parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = []
     for j in torch.nonzero(excluded.any(dim=1)).flatten().tolist():
         queries, slots = torch.nonzero(slot_images == j, as_tuple=True)  # who holds image j, and where
-        own = queries != j  # the exact plan's self slot stays at infinity
+        own = queries + query_offset != j  # the exact plan's self slot stays at infinity
         queries, slots = queries[own], slots[own]
         keep = ~excluded[j]
         if not bool(keep.any()):
@@ -378,7 +380,7 @@ def refined_entries(
             hit = torch.ones((queries.numel(), m), dtype=torch.bool, device=dev)
         pair_idx, patch_idx = torch.nonzero(hit, as_tuple=True)
         q_all, s_all = queries[pair_idx], slots[pair_idx]
-        rows_all = q_all * m + patch_idx
+        rows_all = (q_all + query_offset) * m + patch_idx
         refs = feats[j][keep] if window is None else feats[j]
         values = torch.empty(rows_all.numel(), dtype=torch.float32, device=dev)
         with fp32_matmul(dev):

@@ -231,40 +231,11 @@ class RayExecutor:
     def shard_scores(self, job: Any, q: float, progress: Any = False, desc: str = "mutual scoring") -> torch.Tensor:
         """MSM scores ``(N, M)`` of one map (``mutual.plan_job``), its minima held by query
         shards on the cluster: the driver sees each task's rows in passing, never the map."""
-        from codegraph_ad.progress import Progress
-
         ray = connect(self.address, self.num_cpus)
-        n = job.layout.n
-        count = max(1, min(n, self.workers()))
-        bounds = np.linspace(0, n, count + 1).round().astype(int)
         for attempt in range(self.max_retries + 1):
-            shards = self._query_shards(ray, count, fresh=attempt > 0)
+            shards, bounds = self.query_shards(job.layout.n, fresh=attempt > 0)
             try:
-                layout_ref = ray.put(pack(job.layout))
-                ray.get([a.open.remote(layout_ref, int(bounds[i]), int(bounds[i + 1])) for i, a in enumerate(shards)])
-                inner = torch.as_tensor(bounds[1:-1], dtype=torch.long)
-                writes: list[Any] = []
-                held: dict[int, list[Any]] = {}
-                held_bytes = [0] * count
-
-                def send(sid: int) -> None:
-                    writes.append(shards[sid].write.remote(pack(held.pop(sid))))
-                    held_bytes[sid] = 0
-
-                with Progress.of(progress).stage(desc, len(job.tasks), "blocks") as bar:
-                    for rows in self.map(job.fn, job.ctx, job.tasks):
-                        for sid, part in _split_rows(rows, inner).items():
-                            held.setdefault(sid, []).extend(part)
-                            held_bytes[sid] += sum(r.values.numel() * r.values.element_size() for r in part)
-                            if held_bytes[sid] >= SHARD_WRITE_BYTES:  # few, large actor calls
-                                send(sid)
-                        if len(writes) > 4 * count:  # bound what waits in the object store
-                            done, writes = ray.wait(writes, num_returns=len(writes) - 2 * count)
-                            ray.get(done)
-                        bar.advance()
-                for sid in list(held):
-                    send(sid)
-                ray.get(writes)
+                self.fill_shards(shards, bounds, job, progress, desc)
                 parts = ray.get([a.scores.remote(q) for a in shards])
                 return torch.cat([unpack(p) for p in parts])
             except ray.exceptions.RayActorError as exc:  # a shard's worker died: its minima are gone
@@ -273,20 +244,70 @@ class RayExecutor:
                                           f"{_first_line(exc)}") from None
         raise AssertionError("unreachable")
 
-    def _query_shards(self, ray: Any, count: int, fresh: bool = False) -> list[Any]:
-        """``count`` query-shard actors, kept between maps and runs (starting one costs a process)."""
+    def query_shards(self, n: int, fresh: bool = False, kind: type | None = None) -> tuple[list[Any], np.ndarray]:
+        """Shard actors of class ``kind`` (default ``QueryShard``), one per worker slot and at
+        most one per query, and the query range bounds they own (shard i: ``bounds[i]:bounds[i + 1]``)."""
+        ray = connect(self.address, self.num_cpus)
+        count = max(1, min(n, self.workers()))
+        bounds = np.linspace(0, n, count + 1).round().astype(int)
+        return self._query_shards(ray, count, fresh, kind or QueryShard), bounds
+
+    def fill_shards(self, shards: list[Any], bounds: np.ndarray, job: Any, progress: Any = False,
+                    desc: str = "mutual scoring", key: Any = None) -> None:
+        """Run one map's pair tasks, routing each task's slot rows to the shards that own their
+        queries (in calls of up to ``SHARD_WRITE_BYTES``). key: the shards keep the finished
+        map under it (``FirstPassShard.seal``); None leaves it open for ``scores``."""
+        from codegraph_ad.progress import Progress
+
+        ray = connect(self.address, self.num_cpus)
+        count = len(shards)
+        layout_ref = ray.put(pack(job.layout))
+        ray.get([a.open.remote(layout_ref, int(bounds[i]), int(bounds[i + 1])) for i, a in enumerate(shards)])
+        inner = torch.as_tensor(bounds[1:-1], dtype=torch.long)
+        writes: list[Any] = []
+        held: dict[int, list[Any]] = {}
+        held_bytes = [0] * count
+
+        def send(sid: int) -> None:
+            writes.append(shards[sid].write.remote(pack(held.pop(sid))))
+            held_bytes[sid] = 0
+
+        with Progress.of(progress).stage(desc, len(job.tasks), "blocks") as bar:
+            for rows in self.map(job.fn, job.ctx, job.tasks):
+                for sid, part in _split_rows(rows, inner).items():
+                    held.setdefault(sid, []).extend(part)
+                    held_bytes[sid] += sum(r.values.numel() * r.values.element_size() for r in part)
+                    if held_bytes[sid] >= SHARD_WRITE_BYTES:  # few, large actor calls
+                        send(sid)
+                if len(writes) > 4 * count:  # bound what waits in the object store
+                    done, writes = ray.wait(writes, num_returns=len(writes) - 2 * count)
+                    ray.get(done)
+                bar.advance()
+        for sid in list(held):
+            send(sid)
+        ray.get(writes)
+        if key is not None:
+            ray.get([a.seal.remote(key) for a in shards])
+
+    def _query_shards(self, ray: Any, count: int, fresh: bool = False, kind: type | None = None) -> list[Any]:
+        """``count`` shard actors of class ``kind``, kept between maps and runs (starting one
+        costs a process); ``fresh`` replaces them (their minima died with one of them)."""
+        kind = kind or QueryShard
+        pools: dict[str, list[Any]] = self.__dict__.setdefault("_pools", {})
+        name = kind.__qualname__
         if fresh:
-            for a in getattr(self, "_shards", []):
+            for a in pools.get(name, []):
                 try:
                     ray.kill(a)
                 except Exception:  # noqa: BLE001 - it may be dead already
                     pass
-            self._shards = []
-        shards: list[Any] = getattr(self, "_shards", [])
+            pools[name] = []
+        shards = pools.setdefault(name, [])
         if len(shards) < count:
-            actor = ray.remote(num_cpus=0, max_restarts=0)(QueryShard).options(scheduling_strategy="SPREAD")
+            actor = ray.remote(num_cpus=0, max_restarts=0)(kind).options(scheduling_strategy="SPREAD")
             shards.extend(actor.remote() for _ in range(count - len(shards)))
-            self._shards = shards
+        if kind is QueryShard:
+            self._shards = shards  # the MuSc shards, as the tests and benchmarks name them
         return shards[:count]
 
     def _get(self, ray: Any, ref: Any) -> list[Any]:

@@ -173,6 +173,73 @@ def link_graph(n: int, sources: np.ndarray, targets: np.ndarray) -> sparse.csr_a
     return out
 
 
+class LocalCandidates:
+    """The candidate links of ``zeta`` in (value, flat index) order, with their target images.
+
+    offset: added to every flat index, so a holder of the query rows ``q0 : q1`` (a query
+    shard) reports positions in the whole batch's (N, M, k-1) array (offset q0 M (k-1)).
+    """
+
+    def __init__(self, zeta: np.ndarray, rank_images: np.ndarray, valid: np.ndarray | None = None,
+                 offset: int = 0) -> None:
+        self.zeta = zeta
+        self.rank_images = rank_images
+        self.offset = int(offset)
+        self._order = _candidate_order(zeta, valid)
+        self.n_candidates = self._order.n_candidates
+
+    def next_chunk(self, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The next ``count`` candidates: flat indices (int64), zeta values (float32) and
+        target images (L, count) int64."""
+        local = self._order.next_chunk(count)
+        q, pm, ri = np.unravel_index(local, self.zeta.shape)
+        targets = self.rank_images[:, q, pm, ri].astype(np.int64)
+        return local + self.offset, self.zeta[q, pm, ri].astype(np.float32), targets
+
+
+class MergedCandidates:
+    """Candidate streams of disjoint query ranges merged into the one global order.
+
+    fetch(counts) -> one chunk per stream (``next_chunk(counts[s])`` of stream s; a count of
+    0 asks nothing): a cluster asks all of its shards at once. The ``count`` smallest of what
+    remains lie within each stream's next ``count``, so a round fetches at most that many
+    per stream and keeps what it did not take for the next round: the driver holds O(count
+    x streams) candidates, never the (N, M, k-1) ratios.
+    """
+
+    def __init__(self, sizes: list[int], fetch) -> None:
+        self.n_candidates = int(sum(sizes))
+        self._left = [int(x) for x in sizes]  # not yet fetched, per stream
+        self._fetch = fetch
+        empty = (np.zeros(0, np.int64), np.zeros(0, np.float32), None)
+        self._held: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = [empty] * len(sizes)
+
+    def next_chunk(self, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        want = [min(self._left[s], max(0, count - self._held[s][0].size)) for s in range(len(self._left))]
+        if any(want):
+            for s, chunk in enumerate(self._fetch(want)):
+                if want[s]:
+                    self._held[s] = _join(self._held[s], chunk)
+                    self._left[s] -= chunk[0].size
+        flat = np.concatenate([h[0] for h in self._held])
+        vals = np.concatenate([h[1] for h in self._held])
+        held_targets = [h[2] for h in self._held if h[2] is not None]
+        targets = np.concatenate(held_targets, axis=1) if held_targets else np.zeros((0, 0), np.int64)
+        stream = np.repeat(np.arange(len(self._held)), [h[0].size for h in self._held])
+        take = np.lexsort((flat, vals))[:count]  # value, then flat index: the global order
+        # each stream's taken candidates are a prefix of what it held: cut them off
+        per_stream = np.bincount(stream[take], minlength=len(self._held))
+        self._held = [(h[0][k:], h[1][k:], None if h[2] is None else h[2][:, k:])
+                      for h, k in zip(self._held, per_stream)]
+        return flat[take], vals[take], targets[:, take]
+
+
+def _join(a: tuple[np.ndarray, np.ndarray, np.ndarray | None],
+          b: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    targets = b[2] if a[2] is None else np.concatenate([a[2], b[2]], axis=1)
+    return np.concatenate([a[0], b[0]]), np.concatenate([a[1], b[1]]), targets
+
+
 def select_links(
     zeta: np.ndarray,
     rank_images: np.ndarray,
@@ -187,49 +254,66 @@ def select_links(
     bool, query patches that may form links (e.g. non-void cubes); None means all.
     Non-finite ratios never form links. links_per_batch None means N.
     """
+    zeta, rank_images, valid = check_link_inputs(zeta, rank_images, patch_mask)
+    n, m, k1 = zeta.shape
+    return select_links_from(LocalCandidates(zeta, rank_images, valid), (n, m, k1), target_coverage,
+                             links_per_batch)
+
+
+def check_link_inputs(zeta: np.ndarray, rank_images: np.ndarray, patch_mask: np.ndarray | None = None,
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """``select_links``'s inputs checked; returns zeta (float32), rank_images and the valid mask."""
     zeta = np.asarray(zeta, dtype=np.float32)
     if zeta.ndim != 3:
         raise ValueError(f"zeta must be (N, M, k-1), got shape {zeta.shape}")
     n, m, k1 = zeta.shape
     rank_images = np.asarray(rank_images)
-    n_layers = rank_images.shape[0] if rank_images.ndim else 0
     if rank_images.ndim != 4 or rank_images.shape[1:3] != (n, m) or rank_images.shape[3] < k1:
         raise ValueError(
             f"rank_images must be (L, {n}, {m}, R >= {k1}) to match zeta, got {rank_images.shape}"
         )
     if np.isnan(zeta).any() or (zeta < 0).any():
         raise ValueError("zeta must be >= 0 and free of NaN (see endurance_ratios)")
+    if patch_mask is None:
+        return zeta, rank_images, None
+    patch_mask = np.asarray(patch_mask, dtype=bool)
+    if patch_mask.shape != (n, m):
+        raise ValueError(f"patch_mask must be ({n}, {m}), got {patch_mask.shape}")
+    return zeta, rank_images, np.broadcast_to(patch_mask[:, :, None], zeta.shape)
+
+
+def select_links_from(
+    candidates: LocalCandidates | MergedCandidates,
+    shape: tuple[int, int, int],
+    target_coverage: float,
+    links_per_batch: int | None = None,
+) -> LinkSelection:
+    """Algorithm 1 over a candidate stream of the (N, M, k-1) ratios ``shape`` names: the
+    whole array here (``select_links``) or query shards merged (``MergedCandidates``)."""
+    n, m, k1 = shape
     if not 0.0 < target_coverage <= 1.0:
         raise ValueError(f"target_coverage must be in (0, 1], got {target_coverage}")
     batch = n if links_per_batch is None else int(links_per_batch)
     if batch < 1:
         raise ValueError(f"links_per_batch must be >= 1 or None, got {links_per_batch}")
-    if patch_mask is not None:
-        patch_mask = np.asarray(patch_mask, dtype=bool)
-        if patch_mask.shape != (n, m):
-            raise ValueError(f"patch_mask must be ({n}, {m}), got {patch_mask.shape}")
-        valid = np.broadcast_to(patch_mask[:, :, None], zeta.shape)
-    else:
-        valid = None
 
-    candidates = _candidate_order(zeta, valid)
     n_cand = candidates.n_candidates
     needed = required_touched(n, target_coverage)
     never = np.iinfo(np.int64).max
     first_touch = np.full(n, never, dtype=np.int64)
     lo = 0
     size = min(n_cand, max(16 * batch, 64 * n))
-    chunks: list[np.ndarray] = []  # flat link indices, in order
+    chunks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # flat index, value, targets; in order
     n_links = 0
     while lo < n_cand:
-        flat_idx = candidates.next_chunk(size - lo)
-        chunks.append(flat_idx)
-        q, pm, ri = np.unravel_index(flat_idx, (n, m, k1))
-        nodes = np.empty((flat_idx.size, n_layers + 1), dtype=np.int64)
+        flat_idx, values, targets = candidates.next_chunk(size - lo)
+        chunks.append((flat_idx, values, targets))
+        q = flat_idx // (m * k1)
+        nodes = np.empty((flat_idx.size, targets.shape[0] + 1), dtype=np.int64)
         nodes[:, 0] = q
-        nodes[:, 1:] = rank_images[:, q, pm, ri].T
+        nodes[:, 1:] = targets.T
         uniq, first = np.unique(nodes.reshape(-1), return_index=True)
-        pos = lo + first // (n_layers + 1)
+        pos = lo + first // nodes.shape[1]
         first_touch[uniq] = np.minimum(first_touch[uniq], pos)
         touched = np.sort(first_touch[first_touch != never])
         lo = size
@@ -243,9 +327,13 @@ def select_links(
             n_links = n_cand
             size = min(n_cand, 4 * size)
 
-    order = np.concatenate(chunks)[:n_links] if chunks else np.zeros(0, dtype=np.int64)
+    if chunks:
+        order = np.concatenate([c[0] for c in chunks])[:n_links]
+        values = np.concatenate([c[1] for c in chunks])[:n_links]
+        targets = np.concatenate([c[2] for c in chunks], axis=1)[:, :n_links]
+    else:
+        order, values, targets = np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros((0, 0), np.int64)
     q, pm, ri = np.unravel_index(order, (n, m, k1))
-    targets = rank_images[:, q, pm, ri].astype(np.int64)  # (L, n_links)
     if targets.size and (targets.min() < 0 or targets.max() >= n):
         raise ValueError(f"rank_images of the selected links must be image ids in [0, {n})")
     weights = link_graph(n, np.broadcast_to(q, targets.shape).reshape(-1), targets.reshape(-1))
@@ -255,7 +343,7 @@ def select_links(
     ends = np.minimum(np.arange(1, n_batches + 1, dtype=np.int64) * batch, n_links)
     history = np.searchsorted(ft, ends, side="left") / n  # touched before each batch end
     coverage = float(history[-1]) if n_batches else 0.0
-    cutoff = float(zeta.reshape(-1)[order[-1]]) if n_links else math.nan
+    cutoff = float(values[-1]) if n_links else math.nan
     return LinkSelection(
         weights=weights,
         n_links=int(n_links),

@@ -63,14 +63,8 @@ def run_graph_stages(
     (``config.defect_gate_percentile``; needed only when it is set).
     """
     _, n, m = validate_minima(mins_per_layer, refs)
-    gate = None
-    if config.defect_gate_percentile is not None:
-        if grid is None:
-            raise ValueError("defect_gate_percentile needs the patch grid (run_graph_stages(grid=...))")
-        gate = DefectGate(config.defect_gate_percentile, tuple(grid), gate_radius)
-    # k_fraction applies to the population each image is compared with: N exact, K + 1 listed
-    population = n if refs is None else int(np.shape(refs)[1]) + 1
-    k = reference_rank(population, config.k_fraction)
+    gate = defect_gate(config, grid, gate_radius)
+    k = graph_rank(n, None if refs is None else int(np.shape(refs)[1]), config)
     sim = mutual_similarity_vectors(mins_per_layer, max_rank=k, refs=refs, keep_per_layer=keep_similarity)
     zeta = endurance_ratios(sim.dbar, k, config.alpha)
     links = select_links(
@@ -83,6 +77,37 @@ def run_graph_stages(
     del zeta
     if not keep_similarity:  # the filtering below refines every map: leave it the memory
         sim = None
+    return finish_graph_stages(k, links, (n, m), config, score_fn, patch_mask, gate, sim)
+
+
+def defect_gate(config: GraphConfig, grid: tuple[int, ...] | None, gate_radius: int) -> DefectGate | None:
+    """The gate ``config.defect_gate_percentile`` asks for, checked before any work."""
+    if config.defect_gate_percentile is None:
+        return None
+    if grid is None:
+        raise ValueError("defect_gate_percentile needs the patch grid (run_graph_stages(grid=...))")
+    return DefectGate(config.defect_gate_percentile, tuple(grid), gate_radius)
+
+
+def graph_rank(n_images: int, n_refs: int | None, config: GraphConfig) -> int:
+    """Reference rank k: k_fraction applies to the population each image is compared with
+    (N exact, K + 1 with K listed references)."""
+    return reference_rank(n_images if n_refs is None else n_refs + 1, config.k_fraction)
+
+
+def finish_graph_stages(
+    k: int,
+    links: LinkSelection,
+    shape: tuple[int, int],
+    config: GraphConfig,
+    score_fn: ScoreFn,
+    patch_mask: np.ndarray | None = None,
+    gate: DefectGate | None = None,
+    similarity: MutualSimilarity | None = None,
+) -> GraphResult:
+    """Communities of the link graph and the targeted filtering: what follows stage 2 wherever
+    its links were selected (here, or over query shards)."""
+    n, m = shape
     comms = detect_communities(links.weights, kappa=config.kappa, seed=config.leiden_seed,
                                min_size=config.min_community_size, density=config.community_density,
                                resolution_percentile=config.resolution_percentile,
@@ -98,10 +123,4 @@ def run_graph_stages(
         look_alike_kappa=config.look_alike_kappa,
         defect_gate=gate,
     )
-    return GraphResult(
-        k=k,
-        links=links,
-        communities=comms,
-        filtering=filt,
-        similarity=sim if keep_similarity else None,
-    )
+    return GraphResult(k=k, links=links, communities=comms, filtering=filt, similarity=similarity)

@@ -79,6 +79,7 @@ def validate_minima(mins_per_layer: Sequence[np.ndarray], refs: np.ndarray | Non
 def mutual_similarity_vectors(
     mins_per_layer: Sequence[np.ndarray], max_rank: int | None = None, refs: np.ndarray | None = None,
     keep_per_layer: bool = True,
+    query_offset: int | None = None,
 ) -> MutualSimilarity:
     """Sort each patch's per-image minima, keeping the first ``max_rank`` ranks.
 
@@ -91,15 +92,28 @@ def mutual_similarity_vectors(
     image index. keep_per_layer=False leaves ``sorted_per_layer`` None: the graph stages read
     only the layer mean and the rank images, and the per-layer array is the largest here
     (200 MB at N = 1,000, M = 256, R = 51).
+
+    query_offset: the arrays hold only the query rows ``query_offset :`` of the batch (a query
+    shard: dense arrays are (rows, N, M), ``refs`` its (rows, K) rows); every row's vectors
+    are the whole batch's. The batch-size checks are then the caller's.
     """
-    n_layers, n, m = validate_minima(mins_per_layer, refs)
-    n_valid = n - 1 if refs is None else int(np.shape(refs)[1])
+    if query_offset is None:
+        n_layers, n, m = validate_minima(mins_per_layer, refs)
+        n_total, offset = n, 0
+    else:
+        n_layers, (n, n_total, m), offset = len(mins_per_layer), np.shape(mins_per_layer[0]), int(query_offset)
+        if refs is None and offset + n > n_total:
+            raise ValueError(f"query rows {offset}:{offset + n} lie outside the {n_total} images")
+    n_valid = n_total - 1 if refs is None else int(np.shape(refs)[1])
     r = n_valid if max_rank is None else int(max_rank)
     if not 1 <= r <= n_valid:
         raise ValueError(f"max_rank must be in [1, {n_valid}] (the references per image), got {max_rank}")
 
     sorted_pl = np.empty((n_layers, n, m, r), dtype=np.float32) if keep_per_layer else None
-    rank_img = np.empty((n_layers, n, m, r), dtype=_index_dtype(n))
+    if query_offset is not None and refs is not None:  # image ids up to the largest listed
+        n_total = int(np.max(refs, initial=0)) + 1
+    index_dtype = _index_dtype(n_total)
+    rank_img = np.empty((n_layers, n, m, r), dtype=index_dtype)
     dbar = np.empty((n, m, r), dtype=np.float32)
     slot_ids = None if refs is None else np.asarray(refs)[:, None, :]  # (N, 1, K)
     # rows of query images at a time, every layer of them before the next rows: the sort's
@@ -110,7 +124,7 @@ def mutual_similarity_vectors(
         q1 = min(q0 + step, n)
         total = None
         for l, mins in enumerate(mins_per_layer):
-            vals, idx = _sorted_rows(mins, l, q0, q1, r, n_valid, refs is None)
+            vals, idx = _sorted_rows(mins, l, q0, q1, r, n_valid, refs is None, offset)
             if sorted_pl is not None:
                 sorted_pl[l, q0:q1] = vals
             rank_img[l, q0:q1] = idx if slot_ids is None else np.take_along_axis(
@@ -123,7 +137,7 @@ def mutual_similarity_vectors(
 
 
 def _sorted_rows(mins: np.ndarray, layer: int, q0: int, q1: int, r: int, n_valid: int,
-                 dense: bool) -> tuple[np.ndarray, np.ndarray]:
+                 dense: bool, offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """The r smallest per-image minima of query rows q0:q1, ascending, with their slots."""
     # (rows, M, S): the per-image distances of one patch are contiguous for the sort.
     a = np.ascontiguousarray(np.moveaxis(np.asarray(mins[q0:q1], dtype=np.float32), 2, 1))
@@ -131,7 +145,7 @@ def _sorted_rows(mins: np.ndarray, layer: int, q0: int, q1: int, r: int, n_valid
         raise ValueError(f"mins_per_layer[{layer}] contains NaN")
     if dense:
         rows = np.arange(q1 - q0)
-        a[rows, :, rows + q0] = np.inf
+        a[rows, :, rows + q0 + offset] = np.inf
     if r < n_valid:
         part = np.argpartition(a, r - 1, axis=-1)[..., :r]
         vals = np.take_along_axis(a, part, axis=-1)

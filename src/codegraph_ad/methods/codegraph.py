@@ -22,7 +22,9 @@ from codegraph_ad.methods.base import (
 )
 from codegraph_ad.methods.estimator import RSCIN_NAMES, BatchEstimator, Section, flat_parameters
 from codegraph_ad.engine.mutual import RefinedMinima
+from codegraph_ad.engine.ray_executor import RayBackendError, RayExecutor, executor_for
 from codegraph_ad.methods.first_pass import FirstPass, compute_first_pass
+from codegraph_ad.methods.sharded_first_pass import ShardLost, ShardedFirstPass, compute_sharded_first_pass
 from codegraph_ad.progress import Progress
 
 
@@ -63,7 +65,7 @@ def refined_score_fn(first: FirstPass, q: float) -> Callable[..., np.ndarray]:
     return score_fn
 
 
-def _gate_grid(first: FirstPass) -> dict[str, Any]:
+def _gate_grid(first: FirstPass | ShardedFirstPass) -> dict[str, Any]:
     """Where the defect gate grows its cores: the image's patch grid by the largest LNAMD
     half-width (the reach of a defect into its neighbours' aggregated features). Volume tokens
     sit on a 3D lattice that LNAMD does not aggregate over: no growth there."""
@@ -73,7 +75,7 @@ def _gate_grid(first: FirstPass) -> dict[str, Any]:
     return {"grid": tuple(feats.grid), "gate_radius": (max(first.degrees) - 1) // 2}
 
 
-def graph_and_rescore(first: FirstPass, graph: GraphConfig, patch_mask: np.ndarray | None = None,
+def graph_and_rescore(first: FirstPass | ShardedFirstPass, graph: GraphConfig, patch_mask: np.ndarray | None = None,
                       blocks: tuple[int, ...] | None = None,
                       progress: bool | Progress = False) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
     """Stages 1-3 on a first pass, then final scoring against the refined base set.
@@ -84,15 +86,19 @@ def graph_and_rescore(first: FirstPass, graph: GraphConfig, patch_mask: np.ndarr
     from codegraph_ad.graph.pipeline import run_graph_stages
 
     layers = graph_inputs(graph, first.degrees, first.features.layers.shape[1], blocks)
-    score_fn = refined_score_fn(first, graph.final_q)
+    sharded = isinstance(first, ShardedFirstPass)
+    score_fn = first.score_fn(graph.final_q) if sharded else refined_score_fn(first, graph.final_q)
 
     tracker = Progress.of(progress)
-    graph_mins = [first.minima[(li, graph.graph_degree)].dist.cpu().numpy() for li in layers]
     # stages 1-3 run as one call whose length depends on the communities found: one unit
     with tracker.stage("graph", 1, "step"):
-        refs = None if first.plan.refs is None else first.plan.refs.numpy()
-        result = run_graph_stages(graph_mins, graph, score_fn, patch_mask=patch_mask, refs=refs,
-                                  **_gate_grid(first))
+        if sharded:  # the maps stay on the cluster's query shards
+            result = first.graph_stages(layers, graph, score_fn, patch_mask, **_gate_grid(first))
+        else:
+            graph_mins = [first.minima[(li, graph.graph_degree)].dist.cpu().numpy() for li in layers]
+            refs = None if first.plan.refs is None else first.plan.refs.numpy()
+            result = run_graph_stages(graph_mins, graph, score_fn, patch_mask=patch_mask, refs=refs,
+                                      **_gate_grid(first))
     excluded = np.asarray(result.excluded, dtype=bool)
     with tracker.stage("final pass", 2, "steps") as bar:  # refined minima, then MSM scores
         final = score_fn(np.ones(first.n_images, dtype=bool), excluded, bar)
@@ -150,10 +156,8 @@ class CoDeGraph(BatchEstimator):
             for part in parts:
                 with bar.stage("subset", 3) if len(parts) > 1 else nullcontext(bar) as sub:
                     idx = torch.as_tensor(part)
-                    first = compute_first_pass(features.subset(part), lnamd_cfg, engine, sub)
                     mask = None if self.patch_mask is None else np.asarray(self.patch_mask)[part]
-                    s, ex, diag = graph_and_rescore(first, graph, mask, self.blocks, sub)
-                    diag["references"] = first.plan.summary()
+                    s, ex, diag = self._subset_scores(features.subset(part), configs, mask, sub)
                 patch[idx] = s.cpu()
                 excluded[idx] = ex.cpu()
                 diag["images"] = [int(i) for i in part]
@@ -162,6 +166,32 @@ class CoDeGraph(BatchEstimator):
         diagnostics = {"method": "codegraph", "exclusion_rate": float(excluded.float().mean()), "subsets": subsets,
                        "image_pairs": sum(int(d["references"]["image_pairs"]) for d in subsets)}
         return ScoreResult(patch, final, raw, features.grid, excluded, diagnostics)
+
+    def _subset_scores(self, features: FeatureSet, configs: dict[str, Any], mask: np.ndarray | None,
+                       progress: Progress) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+        """First pass, graph stages and final scores of one (sub-)batch. On Ray the first pass
+        stays in query shards; a shard that dies takes its maps along: the batch is rerun."""
+        lnamd_cfg, graph, engine = configs["lnamd"], configs["graph"], configs["engine"]
+        executor = executor_for(engine)
+        retries = getattr(executor, "max_retries", 0)
+        for attempt in range(retries + 1):
+            first: FirstPass | ShardedFirstPass | None = None
+            if isinstance(executor, RayExecutor):
+                try:
+                    first = compute_sharded_first_pass(features, lnamd_cfg, engine, executor, progress,
+                                                       fresh=attempt > 0)
+                    if first is not None:
+                        s, ex, diag = graph_and_rescore(first, graph, mask, self.blocks, progress)
+                except ShardLost as exc:
+                    if attempt == retries:
+                        raise RayBackendError(f"a query shard of the Ray run died {attempt + 1} times: {exc}") from None
+                    continue
+            if first is None:  # this process holds the minima (local engine, or bf16 on Ray)
+                first = compute_first_pass(features, lnamd_cfg, engine, progress)
+                s, ex, diag = graph_and_rescore(first, graph, mask, self.blocks, progress)
+            diag["references"] = first.plan.summary()
+            return s, ex, diag
+        raise AssertionError("unreachable")
 
     def _rescore(self, first: FirstPass, configs: dict[str, Any]) -> ScoreResult:
         graph = configs["graph"]
