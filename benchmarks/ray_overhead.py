@@ -65,9 +65,16 @@ def start_ray(workers: int) -> dict[str, float]:
     _, t_init = timed(lambda: ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False))
     probe = unit_rows(workers * 4)
     _, t_warm = timed(lambda: list(RayExecutor(batches_per_worker=1).map(_echo, probe, list(range(workers * 4)))))
-    # MuSc's query shards (actors kept by the run's executor between maps and runs)
-    shards = executor_for(EngineConfig(backend="ray"))
-    _, t_shards = timed(lambda: ray.get([a.__ray_ready__.remote() for a in shards._query_shards(ray, shards.workers())]))
+    # MuSc's query shards and CoDeGraph's first-pass shards (actors kept by the run's executor
+    # between maps and runs)
+    from codegraph_ad.methods.sharded_first_pass import FirstPassShard
+
+    executor = executor_for(EngineConfig(backend="ray"))
+
+    def warm() -> None:
+        for kind in (None, FirstPassShard):
+            ray.get([a.__ray_ready__.remote() for a in executor.query_shards(10**6, kind=kind)[0]])
+    _, t_shards = timed(warm)
     return {"ray_init_s": round(t_init, 3), "worker_warmup_s": round(t_warm, 3), "shard_warmup_s": round(t_shards, 3)}
 
 

@@ -93,3 +93,26 @@ def test_whole_set_subset_is_not_copied():
     part = feats.subset([4, 1])
     assert part.n_images == 2 and torch.equal(part.layers[0], feats.layers[4])
     assert part.layers.data_ptr() != feats.layers.data_ptr()
+
+
+def test_on_ray_the_driver_estimate_leaves_the_minima_to_the_shards():
+    """A batch whose minima exceed the budget here is accepted on Ray, where the query shards
+    hold them; the driver still needs room for the features."""
+    from codegraph_ad.methods.base import check_run_memory
+
+    fs = _features(6)
+    for method in ("musc", "codegraph"):
+        local = estimate_memory(1000, 1024, 384, 4, 3, method)
+        ray = estimate_memory(1000, 1024, 384, 4, 3, method, sharded=True)
+        assert ray.stored_maps_mb == 0 and ray.per_map_mb < local.per_map_mb / 10  # one LNAMD stack, no minima
+        assert ray.features_mb == local.features_mb
+    # a budget between what the driver holds on Ray and what it holds here
+    here = estimate_memory(6, 16, 8, 2, 2, "codegraph").total_mb
+    there = estimate_memory(6, 16, 8, 2, 2, "codegraph", sharded=True).total_mb
+    assert there < here
+    budget = (here + there) / 2
+    with pytest.raises(MemoryBudgetError):
+        check_run_memory(fs, "codegraph", 2, EngineConfig(memory_budget_mb=budget))
+    check_run_memory(fs, "codegraph", 2, EngineConfig(backend="ray", memory_budget_mb=budget))
+    with pytest.raises(MemoryBudgetError):  # bf16 collects its maps on the driver
+        check_run_memory(fs, "codegraph", 2, EngineConfig(backend="ray", precision="bf16", memory_budget_mb=budget))

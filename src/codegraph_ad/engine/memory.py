@@ -49,7 +49,7 @@ class MemoryEstimate:
 
 def estimate_memory(n: int, m: int, c: int, n_layers: int, n_degrees: int, method: str,
                     subsets: int = 1, k_fraction: float = 0.3, block_mb: float = 32.0,
-                    slots: int | None = None, feature_bytes: int = _F32) -> MemoryEstimate:
+                    slots: int | None = None, feature_bytes: int = _F32, sharded: bool = False) -> MemoryEstimate:
     """Peak memory of scoring ``n`` images of ``m`` patches (``c`` channels).
 
     Subsets are scored one after another, so the per-map arrays scale with the subset
@@ -59,11 +59,16 @@ def estimate_memory(n: int, m: int, c: int, n_layers: int, n_degrees: int, metho
     MuSc holds one map at a time (minima, argmins, MSM's masked copy and gathered rows, the
     top-K values and indices, one LNAMD stack); CoDeGraph keeps every map's minima and
     argmins; its refinement holds only the changed entries and one map rebuilt at a time.
+    sharded: the minima live in query shards on a Ray cluster (docs/ray.md), so the driver
+    holds the features, one map's LNAMD stack, a block and a few (N, M) score arrays.
     """
     ns = math.ceil(n / max(1, subsets))
     s = ns if slots is None else min(int(slots), ns)
     population = ns if slots is None else s + 1
     features = n * n_layers * m * c * feature_bytes
+    if sharded:
+        return MemoryEstimate(features / 1e6, (ns * m * c * _F32 + block_mb * 1e6) / 1e6, 0.0,
+                              4 * n * m * _F32 / 1e6)
     pair = ns * s * m
     k = max(1, math.ceil(0.3 * (population - 1)))
     arg = argmin_bytes(m)
