@@ -227,8 +227,9 @@ class GraphConfig:
     # communities is above the p-th percentile of the outside patches' scores, grown by the
     # largest LNAMD half-width (graph/filtering.py: DefectGate); the copies' normal regions
     # stay. On the 224 px matrix p = 95 was at or above the fence in 15 of 16 cells and passed
-    # bottle c_25 / c_35; off until the 448 px rows are run (docs/codegraph.md, "What the
-    # fence costs"): p = 99 collapsed on MPDD a_35 in benchmarks/lookalike_cost.py.
+    # bottle c_25 / c_35, but at 448 px it collapsed on MPDD a_35 (F1 44.4; p = 90: 88.0, the
+    # fence 84.1); off until bottle 448 px is run with p = 90 (docs/codegraph.md, "What the
+    # fence costs").
     defect_gate_percentile: float | None = documented(
         None, "exclude only dependent patches scoring above this percentile of the outside patches "
         "without the outlier communities (none: every dependent patch, thesis)")
