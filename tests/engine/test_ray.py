@@ -92,20 +92,20 @@ def test_pack_round_trip_keeps_dtypes_shapes_and_values():
     assert back[0].args.dtype == torch.int16 and back[1][0].dtype == torch.bfloat16 and bool(back[1][1]["b"])
 
 
-@pytest.mark.parametrize("case", ["dense", "listed", "window_kernel", "window_symmetric", "int8"])
+@pytest.mark.parametrize("case", ["dense", "listed", "window_kernel", "window_symmetric", "int8", "bf16"])
 def test_plan_minima_on_ray_equals_local_bit_for_bit(case, monkeypatch):
     x = unit_features(10, 16, 24, seed=3)
     n = x.shape[0]
     refs = torch.stack([torch.tensor([j for j in range(n) if j != q][:5]) for q in range(n)])
-    plan = ReferencePlan(n, refs) if case != "dense" and case != "int8" else None
+    plan = ReferencePlan(n, refs) if case not in ("dense", "int8", "bf16") else None
     kw = dict(with_argmin=True, budget_mb=0.02)  # small blocks: many tasks, several per Ray task
     if case.startswith("window"):  # both window paths: the 2D kernel, and whole products with the bias
         from codegraph_ad.engine import mutual
 
         monkeypatch.setattr(mutual, "symmetric_window_is_cheaper", lambda *a, **k: case == "window_symmetric")
         kw.update(window=1, grid=(4, 4))
-    if case == "int8":
-        kw.update(precision="int8", with_argmin=False)
+    if case in ("int8", "bf16"):  # int8 falls back to fp32 below 17 patches; bf16 runs at any size
+        kw.update(precision=case, with_argmin=case == "bf16")
     local = plan_minima(x, plan, **kw)
     remote = plan_minima(x, plan, executor=RayExecutor(), **kw)
     assert torch.equal(local.dist, remote.dist)
@@ -121,18 +121,19 @@ def _no_driver_minima(monkeypatch):
     monkeypatch.setattr(mutual, "_collect", refuse)
 
 
-@pytest.mark.parametrize("case", ["dense", "listed", "dense_switch", "window_kernel", "window_symmetric", "int8"])
+@pytest.mark.parametrize("case", ["dense", "listed", "dense_switch", "window_kernel", "window_symmetric", "int8",
+                                  "bf16"])
 def test_query_shards_give_the_local_msm_scores_without_the_minima_on_the_driver(case, monkeypatch):
     x = unit_features(11, 16, 24, seed=4)
     n = x.shape[0]
     refs = torch.stack([torch.tensor([j for j in range(n) if j != q][q % 3 : q % 3 + 6]) for q in range(n)])
-    plan = None if case in ("dense", "int8") else ReferencePlan(n, refs)
+    plan = None if case in ("dense", "int8", "bf16") else ReferencePlan(n, refs)
     kw = dict(budget_mb=0.02)
     if case.startswith("window"):
         monkeypatch.setattr(mutual, "symmetric_window_is_cheaper", lambda *a, **k: case == "window_symmetric")
         kw.update(window=1, grid=(4, 4))
-    if case == "int8":
-        kw.update(precision="int8")
+    if case in ("int8", "bf16"):
+        kw.update(precision=case)
     if case == "dense_switch":
         monkeypatch.setattr(mutual, "dense_is_cheaper", lambda *a, **k: True)
     minima = plan_minima(x, plan, **kw)

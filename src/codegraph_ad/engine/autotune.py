@@ -85,7 +85,7 @@ def fastest_reduced_precision(n_patches: int, engine: Engine, device: str | torc
 
     Modes the device cannot run are left out (``precision_available``), then modes whose bare
     product is far slower than fp32's (``_plausible_modes``); the rest are timed end to end
-    (block products, maxima, bf16's fp32 recomputation) on 4,096 patches (65,536 on a GPU) in
+    (block products and their maxima) on 4,096 patches (65,536 on a GPU) in
     images of ``n_patches`` patches, best of three interleaved repeats (well under a second,
     once per process, device type and patch count).
     On a 2-core machine with AVX-512 VNNI (no BF16) bf16 is 4x slower than fp32 and int8

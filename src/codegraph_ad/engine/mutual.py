@@ -107,11 +107,9 @@ def pair_minima(
 ) -> PairMinima:
     """Nearest-patch distances between every ordered image pair of ``feats: (N, M, C)`` (unit rows).
 
-    ``bf16`` only chooses the nearest patch; its similarity is then recomputed in fp32 from
-    the two vectors (N^2 M dot products, 1/M of the work), so the minima stay fp32-accurate
-    unless rounding swaps two near-tied neighbours. ``int8`` keeps its own maxima, dequantised
-    (similarity error about 1e-3 on unit vectors; see products.py). ``fast`` is whichever of
-    the three runs fastest here.
+    ``bf16`` and ``int8`` keep their own maxima (similarity error below 1e-3 for bf16's near
+    neighbours, about 1e-3 for int8, on unit vectors; see products.py). ``fast`` is whichever
+    of the three runs fastest here.
 
     progress: a stage's Progress, whose bar the image blocks advance (one unit of it), or a
     bool for a bar of its own named ``desc``. executor: where the blocks run (engine/executor.py).
@@ -133,8 +131,8 @@ def _dense_job(feats: torch.Tensor, budget_mb: float, precision: str, with_argmi
     b = min(n, images_per_block(m, budget_mb, device=feats.device))
     starts = list(range(0, n, b))
     blocks = [(i0, min(i0 + b, n), j0, min(j0 + b, n)) for i0 in starts for j0 in starts if j0 >= i0]
-    layout = SlotLayout(n, n, m, product, with_argmin or product.recompute, with_argmin, dense=True, refs=refs)
-    ctx = _BlockContext(low, product, m, layout.need_arg, bias=bias)
+    layout = SlotLayout(n, n, m, product, with_argmin, dense=True, refs=refs)
+    ctx = _BlockContext(low, product, m, with_argmin, bias=bias)
     return _MapJob(_dense_block, ctx, blocks, layout, feats)
 
 
@@ -144,9 +142,8 @@ class SlotLayout:
     minima (this process, or a worker holding a range of queries) needs to know.
 
     slots: slots the tasks write (the batch's images when ``dense``, else the plan's list).
-    product: the pair product (None: the window kernel's fp32 similarities). need_arg: the
-    tasks send argmins (asked for, or needed to recompute bf16 similarities); with_arg: the
-    caller wants them back. dense: each query's own slot becomes inf. refs: the plan's listed
+    product: the pair product (None: the window kernel's fp32 similarities). with_arg: the
+    tasks send argmins and the caller gets them back. dense: each query's own slot becomes inf. refs: the plan's listed
     references (the result's slots); with ``dense`` they are cut out of the dense slots.
     """
 
@@ -154,7 +151,6 @@ class SlotLayout:
     slots: int
     m: int
     product: object | None
-    need_arg: bool
     with_arg: bool
     dense: bool
     refs: torch.Tensor | None = None
@@ -162,29 +158,19 @@ class SlotLayout:
     def empty(self, rows: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor | None]:
         """Minima of ``rows`` queries before any task wrote to them."""
         if self.product is not None:
-            return _empty_minima(rows, self.slots, self.m, self.product, self.need_arg, torch.device(device))
+            return _empty_minima(rows, self.slots, self.m, self.product, self.with_arg, torch.device(device))
         sim = torch.full((rows, self.slots, self.m), -2.0, dtype=torch.float32, device=device)
-        arg = torch.zeros((rows, self.slots, self.m), dtype=argmin_dtype(self.m), device=device) if self.need_arg else None
+        arg = torch.zeros((rows, self.slots, self.m), dtype=argmin_dtype(self.m), device=device) if self.with_arg else None
         return sim, arg
 
-    @property
-    def recompute(self) -> bool:
-        return self.product is not None and bool(self.product.recompute)
-
-    def finish(self, best_sim: torch.Tensor, best_arg: torch.Tensor | None, q0: int = 0,
-               feats: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Distances (and argmins) of queries ``q0 : q0 + rows`` from their written maxima
-        (in place). ``feats``: the whole batch's unit features, for a recomputing product."""
+    def finish(self, best_sim: torch.Tensor, best_arg: torch.Tensor | None,
+               q0: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Distances (and argmins) of queries ``q0 : q0 + rows`` from their written maxima (in place)."""
         rows = best_sim.shape[0]
         if self.product is None:
             dist = similarity_to_distance(best_sim)
         else:
-            if self.recompute:
-                if feats is None or q0 != 0 or rows != self.n:
-                    raise ValueError("recomputed similarities need the whole batch's features")
-                best_sim = _exact_similarity(feats, best_arg, None if self.dense else self.refs)
-            else:
-                best_sim = self.product.to_similarity(best_sim)
+            best_sim = self.product.to_similarity(best_sim)
             # in place: at N = 500, M = 1024 each (N, N, M) temporary is 1 GB
             dist = best_sim.mul_(-2.0).add_(2.0).clamp_(min=0.0).sqrt_()
         arg = best_arg if self.with_arg else None
@@ -207,14 +193,14 @@ class _MapJob:
     ctx: object
     tasks: list
     layout: SlotLayout
-    feats: torch.Tensor  # (N, M, C) fp32 unit features (a recomputing product reads them)
+    feats: torch.Tensor  # (N, M, C) fp32 unit features
 
 
 def _collect(job: _MapJob, executor: Executor | None, progress: bool | Progress, desc: str) -> PairMinima:
     """Run a map's tasks where the executor says and hold all its minima here."""
     best_sim, best_arg = job.layout.empty(job.layout.n, job.feats.device)
     _run_tasks(executor, job.fn, job.ctx, job.tasks, best_sim, best_arg, progress, desc)
-    dist, arg = job.layout.finish(best_sim, best_arg, 0, job.feats)
+    dist, arg = job.layout.finish(best_sim, best_arg)
     return PairMinima(dist=dist, argmin=arg, refs=job.layout.refs)
 
 
@@ -230,21 +216,12 @@ class _BlockContext:
     bias: torch.Tensor | None = None  # (M, M) symmetric window mask, added before the maxima
 
 
-def _empty_minima(n: int, slots: int, m: int, product, need_arg: bool,
+def _empty_minima(n: int, slots: int, m: int, product, with_arg: bool,
                   device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
-    best_sim = torch.full((n, slots, m), -2.0 if product.exact else torch.iinfo(torch.int32).min,
-                          dtype=product.out_dtype, device=device)
+    best_sim = torch.full((n, slots, m), product.empty_value, dtype=product.out_dtype, device=device)
     best_arg = (torch.zeros((n, slots, m), dtype=argmin_dtype(m), device=device)
-                if need_arg else None)
+                if with_arg else None)
     return best_sim, best_arg
-
-
-def _reduce(sim: torch.Tensor, dim: int, with_arg: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Max over ``dim`` (amax alone when no index is needed: it skips the bookkeeping)."""
-    if not with_arg:
-        return sim.amax(dim=dim), None
-    v, i = sim.max(dim=dim)
-    return v, i.to(torch.int16 if sim.shape[dim] < 32768 else torch.int32)
 
 
 def _dense_block(ctx: _BlockContext, block: tuple[int, int, int, int]) -> list[SlotRows]:
@@ -256,11 +233,11 @@ def _dense_block(ctx: _BlockContext, block: tuple[int, int, int, int]) -> list[S
     if ctx.bias is not None:
         sim.add_(ctx.bias.view(1, m, 1, m))
     rows_i, rows_j = torch.arange(i0, i1, device=sim.device), torch.arange(j0, j1, device=sim.device)
-    v, a = _reduce(sim, 3, ctx.with_arg)  # (bi, m, bj)
+    v, a = ctx.product.nearest(sim, 3, ctx.with_arg)  # (bi, m, bj)
     out = [SlotRows(rows_i.repeat_interleave(bj), rows_j.repeat(bi), v.permute(0, 2, 1).reshape(bi * bj, m),
                     None if a is None else a.permute(0, 2, 1).reshape(bi * bj, m))]
     if j0 != i0:
-        v, a = _reduce(sim, 1, ctx.with_arg)  # (bi, bj, m)
+        v, a = ctx.product.nearest(sim, 1, ctx.with_arg)  # (bi, bj, m)
         out.append(SlotRows(rows_j.repeat_interleave(bi), rows_i.repeat(bj), v.permute(1, 0, 2).reshape(bj * bi, m),
                             None if a is None else a.permute(1, 0, 2).reshape(bj * bi, m)))
     return out
@@ -277,21 +254,6 @@ def _run_tasks(executor: Executor | None, fn, ctx, tasks: list, best_sim: torch.
                 if best_arg is not None and r.args is not None:
                     best_arg[q, sl] = r.args.to(device=best_arg.device, dtype=best_arg.dtype)
             bar.advance()
-
-
-def _exact_similarity(feats: torch.Tensor, arg: torch.Tensor, slot_images: torch.Tensor | None = None) -> torch.Tensor:
-    """fp32 dot product of every patch with the neighbour chosen in each of its slots' images."""
-    n, m, c = feats.shape
-    s_count = arg.shape[1]
-    out = torch.empty((n, s_count, m), dtype=torch.float32, device=feats.device)
-    flat = feats.reshape(n * m, c)
-    dense_offsets = torch.arange(s_count, device=feats.device).view(s_count, 1) * m
-    for q in range(n):  # one query image at a time bounds the (S, M, C) gather
-        offsets = dense_offsets if slot_images is None else slot_images[q].to(feats.device).view(-1, 1) * m
-        rows = (arg[q].long() + offsets).reshape(-1)  # (S*M,) indices into flat
-        neigh = flat[rows].view(s_count, m, c)
-        out[q] = (neigh * feats[q].unsqueeze(0)).sum(-1)
-    return out
 
 
 @dataclass
@@ -427,7 +389,7 @@ def map_scores(job: _MapJob, q: float, executor: Executor | None = None, progres
     """MSM scores ``(N, M)`` of one map. An executor that holds query shards (Ray) keeps the
     map's minima spread over its workers; otherwise they are held here, as ``plan_minima``'s."""
     shard_scores = getattr(executor, "shard_scores", None)
-    if shard_scores is not None and not job.layout.recompute:  # bf16 recomputes from all features
+    if shard_scores is not None:
         return shard_scores(job, q, progress, desc)
     minima = _collect(job, executor, progress, desc)
     return msm_scores(minima.dist, q, refs=job.layout.refs)
@@ -541,8 +503,7 @@ def _listed_job(feats: torch.Tensor, plan: ReferencePlan, budget_mb: float, prec
     feats = feats.float().contiguous()
     product = _product_for(precision, m, feats.device)
     _check_bias(bias, product, m)
-    layout = SlotLayout(n, plan.n_slots, m, product, with_argmin or product.recompute, with_argmin,
-                        dense=False, refs=plan.refs)
+    layout = SlotLayout(n, plan.n_slots, m, product, with_argmin, dense=False, refs=plan.refs)
     low = product.prepare(feats.reshape(n * m, c))
     pairs = plan.unordered_pairs()
     block_bytes = _block_bytes(budget_mb, feats.device)
@@ -553,7 +514,7 @@ def _listed_job(feats: torch.Tensor, plan: ReferencePlan, budget_mb: float, prec
     for hi in ends:  # runs of one left image, cut to the block size
         chunks.extend((s0, min(s0 + per_block, hi)) for s0 in range(lo, hi, per_block))
         lo = hi
-    ctx = _BlockContext(low, product, m, layout.need_arg, tuple(t.to(feats.device) for t in pairs), bias)
+    ctx = _BlockContext(low, product, m, with_argmin, tuple(t.to(feats.device) for t in pairs), bias)
     return _MapJob(_listed_chunk, ctx, chunks, layout, feats)
 
 
@@ -576,12 +537,12 @@ def _listed_chunk(ctx: _BlockContext, chunk: tuple[int, int]) -> list[SlotRows]:
     # the block's listed columns out first
     fwd = torch.nonzero(slot_ab >= 0).flatten()  # a lists the partner: a -> partner
     if fwd.numel():
-        v, i = _reduce(sim, 2, ctx.with_arg)  # (m, partners)
+        v, i = ctx.product.nearest(sim, 2, ctx.with_arg)  # (m, partners)
         out.append(SlotRows(torch.full((fwd.numel(),), a, device=sim.device), slot_ab[fwd], v.T[fwd],
                             None if i is None else i.T[fwd]))
     bwd = torch.nonzero(slot_ba >= 0).flatten()  # the partner lists a: partner -> a
     if bwd.numel():
-        v, i = _reduce(sim, 0, ctx.with_arg)  # (partners, m)
+        v, i = ctx.product.nearest(sim, 0, ctx.with_arg)  # (partners, m)
         out.append(SlotRows(right[bwd], slot_ba[bwd], v[bwd], None if i is None else i[bwd]))
     return out
 
@@ -622,7 +583,7 @@ def _window_job(feats: torch.Tensor, plan: ReferencePlan, budget_mb: float, with
     """Position-restricted minima: each query block against its slots' images, in fp32."""
     n, m, _ = feats.shape
     feats = feats.float().contiguous()
-    layout = SlotLayout(n, plan.n_slots, m, None, with_argmin, with_argmin, dense=plan.dense,
+    layout = SlotLayout(n, plan.n_slots, m, None, with_argmin, dense=plan.dense,
                         refs=None if plan.dense else plan.refs)
     step = _window_queries_per_task(plan, grid, m, budget_mb, feats.device)
     tasks = [(q0, min(q0 + step, n)) for q0 in range(0, n, step)]

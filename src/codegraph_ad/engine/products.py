@@ -1,14 +1,15 @@
 """Block products at different precisions (the kernels; engine/autotune.py times them).
 
-The engine only needs each block's row and column maxima. bf16 ranks neighbours in low
-precision and the chosen neighbour's similarity is recomputed in fp32 (that needs the
-argmax indices, whose bookkeeping costs more than the product itself on this CPU). int8
-keeps its own maxima: integer products of vectors quantised with one batch-wide scale,
-turned back into similarities by that scale, so it needs neither indices nor a second pass;
-a fixed random rotation first spreads the few large channels of ViT tokens over all
-channels so that the quantisation step stays small. Which reduced precision is fast depends
-on the CPU: bf16 needs AVX512-BF16/AMX, int8 needs AVX512-VNNI; ``fast`` picks among them
-by timing (engine/autotune.py).
+The engine only needs, for each block, every row's and every column's nearest patch: the
+products keep their own "nearest" reduction (``nearest``), so no mode needs a second pass.
+int8: integer products of vectors quantised with one batch-wide scale, turned back into
+similarities by that scale; a fixed random rotation first spreads the few large channels
+of ViT tokens over all channels so that the quantisation step stays small. bf16: the
+product is ``o - x.y`` (an extra channel), accumulated in fp32 and rounded to bf16 only once
+the similarity has been taken from ``o``, so near neighbours come out as small numbers whose
+8-bit mantissa is fine (see ``Bf16Product``). Which reduced precision is fast depends on the
+CPU: bf16 needs AVX512-BF16/AMX, int8 needs AVX512-VNNI; ``fast`` picks among them by timing
+(engine/autotune.py).
 
 Every product runs on the device of its input. On CUDA the fp32 product runs with TF32 off
 (``engine.device.fp32_matmul``), so "fp32" means IEEE fp32 there too; bf16 and int8 need an
@@ -31,11 +32,20 @@ PRECISIONS = ("fp32", "bf16", "int8", "fast")
 _PREPARE_ROWS = 65536  # rows rotated and quantised at a time (96 MB of fp32 at C = 384)
 
 
+def _best(sim: torch.Tensor, dim: int, with_arg: bool, smallest: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Max (or min) over ``dim``; amax/amin alone when no index is needed: it skips the
+    bookkeeping, which costs more than the product itself on a CPU."""
+    if not with_arg:
+        return (sim.amin(dim=dim) if smallest else sim.amax(dim=dim)), None
+    v, i = sim.min(dim=dim) if smallest else sim.max(dim=dim)
+    return v, i.to(torch.int16 if sim.shape[dim] < 32768 else torch.int32)
+
+
 @dataclass
 class Fp32Product:
     exact: bool = True
-    recompute: bool = False  # recompute chosen neighbours in fp32 (needs argmax indices)
     out_dtype: torch.dtype = torch.float32
+    empty_value: float = -2.0  # below every similarity of unit vectors
 
     def prepare(self, flat: torch.Tensor) -> torch.Tensor:
         return flat
@@ -49,27 +59,70 @@ class Fp32Product:
                 return left @ right
         return left @ right
 
+    def nearest(self, sim: torch.Tensor, dim: int, with_arg: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return _best(sim, dim, with_arg, smallest=False)
+
     def to_similarity(self, best: torch.Tensor) -> torch.Tensor:
         return best
 
 
+_BF16_POSITIVE_INF = 0x7F80  # the int16 bit pattern of bf16 +inf: no block value is above it
+_BF16_WIDTH_MULTIPLE = 32  # the padded channel count: AMX takes bf16 in 32-element tiles
+
+
 @dataclass
 class Bf16Product:
+    """bf16 operands, fp32 accumulation, and a result that is small where precision matters.
+
+    The block holds ``o - x.y`` instead of ``x.y``: the left rows carry an extra channel 1,
+    the right rows ``-y`` and ``o``, a bf16 number just above the batch's largest squared
+    norm, so every value is positive. The accumulator (fp32) subtracts the similarity from
+    ``o`` before the result is rounded to bf16, so a near neighbour (s near 1) comes out near
+    0 with bf16's relative step of 2^-9, where s itself would be rounded in steps of 2^-8
+    (about 2e-3 in similarity; measured on clustered unit vectors, C = 384: row-maxima error
+    7e-4 here against 2e-3 for a plain bf16 product and 3e-3 for int8). Positive bf16 values
+    order like their int16 bit patterns, so the nearest patch is the int16 minimum, which a CPU
+    reduces 4x faster than bf16 values. Both operand forms sit side by side in one prepared
+    row (``[x, 1 | -x, o]``), so the engine slices rows as for any other product.
+    """
+
     exact: bool = False
-    recompute: bool = True
-    out_dtype: torch.dtype = torch.bfloat16
+    out_dtype: torch.dtype = torch.int16
+    empty_value: int = _BF16_POSITIVE_INF
+    offset: torch.Tensor | None = None  # o, a 0-dim tensor on the operands' device (no host sync)
+    width: int = 0  # padded channels of one operand form
 
     def prepare(self, flat: torch.Tensor) -> torch.Tensor:
-        return flat.to(torch.bfloat16)
+        rows, c = flat.shape
+        self.width = -(-(c + 1) // _BF16_WIDTH_MULTIPLE) * _BF16_WIDTH_MULTIPLE
+        out = torch.zeros((rows, 2 * self.width), dtype=torch.bfloat16, device=flat.device)
+        largest = torch.zeros((), dtype=torch.float32, device=flat.device)
+        for i in range(0, rows, _PREPARE_ROWS):  # in chunks: a bf16 copy of a whole large batch is half its size again
+            part = flat[i : i + _PREPARE_ROWS].to(torch.bfloat16)
+            out[i : i + _PREPARE_ROWS, :c] = part
+            out[i : i + _PREPARE_ROWS, self.width : self.width + c] = -part
+            largest = torch.maximum(largest, part.float().square().sum(dim=1).amax())
+        # above every x.y of the rounded rows (Cauchy-Schwarz), with room for the fp32
+        # accumulator's rounding; a bf16 number, so that o itself is exact in the operands
+        target = largest * (1 + 2**-8) + 1e-6
+        o = target.to(torch.bfloat16)
+        o = torch.where(o.float() < target, (o.view(torch.int16) + 1).view(torch.bfloat16), o)  # next one up
+        self.offset = o.float()
+        out[:, c] = 1.0
+        out[:, self.width + c] = o
+        return out
 
     def right(self, rows: torch.Tensor) -> torch.Tensor:
-        return rows.T
+        return rows[:, self.width :].T
 
     def block(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
-        return left @ right
+        return (left[:, : self.width] @ right).view(torch.int16)
+
+    def nearest(self, sim: torch.Tensor, dim: int, with_arg: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return _best(sim, dim, with_arg, smallest=True)
 
     def to_similarity(self, best: torch.Tensor) -> torch.Tensor:
-        return best.float()
+        return best.view(torch.bfloat16).float().neg_().add_(self.offset.to(best.device))
 
 
 @dataclass
@@ -83,8 +136,8 @@ class Int8Product:
     """
 
     exact: bool = False
-    recompute: bool = False
     out_dtype: torch.dtype = torch.int32
+    empty_value: int = torch.iinfo(torch.int32).min
     scale: float = 1.0
 
     def prepare(self, flat: torch.Tensor) -> torch.Tensor:
@@ -110,6 +163,9 @@ class Int8Product:
 
     def block(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
         return torch._int_mm(left, right)
+
+    def nearest(self, sim: torch.Tensor, dim: int, with_arg: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return _best(sim, dim, with_arg, smallest=False)
 
     def to_similarity(self, best: torch.Tensor) -> torch.Tensor:
         return best.float().div_(self.scale * self.scale)

@@ -147,8 +147,7 @@ def check_run_memory(features: FeatureSet, method: str, n_degrees: int, engine_c
     est = estimate_memory(n, m, c, n_layers, n_degrees, method, engine_cfg.subsets, k_fraction,
                           slots=planned_slots(ns, engine_cfg.screening_percent, engine_cfg.references),
                           feature_bytes=features.layers.element_size(),
-                          # on Ray the minima stay in query shards (bf16 collects them here)
-                          sharded=engine_cfg.backend == "ray" and engine_cfg.precision != "bf16")
+                          sharded=engine_cfg.backend == "ray")  # on Ray the minima stay in query shards
     budget = budget_mb(engine_cfg)
     log.info("memory estimate: %.2f GB of a %.1f GB budget (%s, %d images, %d patches)",
              est.total_mb / 1e3, budget / 1e3, method, n, m)

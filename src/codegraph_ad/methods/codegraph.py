@@ -175,18 +175,17 @@ class CoDeGraph(BatchEstimator):
         executor = executor_for(engine)
         retries = getattr(executor, "max_retries", 0)
         for attempt in range(retries + 1):
-            first: FirstPass | ShardedFirstPass | None = None
+            first: FirstPass | ShardedFirstPass
             if isinstance(executor, RayExecutor):
                 try:
                     first = compute_sharded_first_pass(features, lnamd_cfg, engine, executor, progress,
                                                        fresh=attempt > 0)
-                    if first is not None:
-                        s, ex, diag = graph_and_rescore(first, graph, mask, self.blocks, progress)
+                    s, ex, diag = graph_and_rescore(first, graph, mask, self.blocks, progress)
                 except ShardLost as exc:
                     if attempt == retries:
                         raise RayBackendError(f"a query shard of the Ray run died {attempt + 1} times: {exc}") from None
                     continue
-            if first is None:  # this process holds the minima (local engine, or bf16 on Ray)
+            else:  # this process holds the minima
                 first = compute_first_pass(features, lnamd_cfg, engine, progress)
                 s, ex, diag = graph_and_rescore(first, graph, mask, self.blocks, progress)
             diag["references"] = first.plan.summary()

@@ -169,9 +169,8 @@ class ShardedFirstPass:
 
 def compute_sharded_first_pass(features: FeatureSet, lnamd_cfg: LNAMDConfig, engine: EngineConfig,
                                executor: RayExecutor, progress: bool | Progress = False,
-                               fresh: bool = False) -> ShardedFirstPass | None:
-    """``compute_first_pass`` into query shards; None when the maps cannot be sharded (bf16
-    recomputes its similarities from all features on the driver)."""
+                               fresh: bool = False) -> ShardedFirstPass:
+    """``compute_first_pass`` into query shards."""
     plan = reference_plan(features, engine)
     budget = budget_mb(engine)
     maps = [(li, r) for li in range(features.layers.shape[1]) for r in lnamd_cfg.degrees]
@@ -185,8 +184,6 @@ def compute_sharded_first_pass(features: FeatureSet, lnamd_cfg: LNAMDConfig, eng
         for li, r in maps:
             job = plan_job(lnamd(features.layers[:, li], features.grid, r), plan, budget, engine.precision,
                            True, engine.window, features.window_grid)
-            if job.layout.recompute:
-                return None
             try:
                 executor.fill_shards(shards, bounds, job, bar, f"first pass layer {li + 1} r={r}", key=(li, r))
             except ray.exceptions.RayActorError as exc:
