@@ -275,3 +275,22 @@ def test_argmins_use_the_narrowest_type_and_reach_every_patch(m, dtype):
     refined = refine_minima(x, got, excluded)
     ref = torch.cdist(x[0].double(), x[1][:200].double()).min(dim=1).values
     assert torch.allclose(refined[0, 1].double(), ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape, dim", [((1, 1024, 1, 1024), 1), ((2, 512, 2, 512), 1), ((1024, 3, 1024), 0),
+                                        ((4, 256, 4, 256), 1)])
+def test_nearest_with_indices_on_aliased_strides_equals_torch_max(shape, dim):
+    """The transposed-row path (4 KB-aliased strides) returns torch's values and first-tie indices."""
+    from codegraph_ad.engine import products
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 50, shape, generator=g).float()  # many ties
+    if shape[dim] >= 512:
+        assert products._aliased_reduction(x, dim)
+    v, i = products.Fp32Product().nearest(x, dim, with_arg=True)
+    want_v, want_i = x.max(dim=dim)
+    assert torch.equal(v, want_v) and torch.equal(i.long(), want_i)
+    bits = x.to(torch.bfloat16).view(torch.int16)
+    v, i = products.Bf16Product().nearest(bits, dim, with_arg=True)
+    want_v, want_i = bits.min(dim=dim)
+    assert torch.equal(v, want_v) and torch.equal(i.long(), want_i)
