@@ -32,7 +32,7 @@ def quantiles(a: np.ndarray) -> dict[str, float] | None:
 def main() -> None:
     a = cm.stored_cells_args(__doc__.split("\n\n")[0], cells="a_35")
     cell = next(cm.stored_cells(a))
-    fp, graph = cell.first, GraphConfig()
+    fp, graph = cell.first, GraphConfig(defect_gate_percentile=None)  # the population without the gate, as stored
     layers = graph_inputs(graph, fp.degrees, fp.features.layers.shape[1], tuple(cell.cfg.features.layers))
     mins = [fp.minima[(li, graph.graph_degree)].dist.cpu().numpy() for li in layers]
     res = run_graph_stages(mins, graph, refined_score_fn(fp, graph.final_q))

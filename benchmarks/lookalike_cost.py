@@ -46,7 +46,8 @@ def pixel_metrics(cell: cm.Cell, patch: np.ndarray, image_scores: np.ndarray, si
 
 def analyse(cell: cm.Cell, cfg: RunConfig) -> dict:
     size = cfg.features.image_size
-    runs = {name: CoDeGraph.from_config(replace(cfg, graph=replace(GraphConfig(), look_alike_kappa=k))).rescore(cell.first)
+    ungated = replace(GraphConfig(), defect_gate_percentile=None)  # the gates are applied below, one by one
+    runs = {name: CoDeGraph.from_config(replace(cfg, graph=replace(ungated, look_alike_kappa=k))).rescore(cell.first)
             for name, k in (("thesis", None), ("fence", GraphConfig().look_alike_kappa))}
     thesis, fence = runs["thesis"], runs["fence"]
     pa, pb = thesis.patch_scores.numpy(), fence.patch_scores.numpy()

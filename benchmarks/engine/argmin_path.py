@@ -1,8 +1,8 @@
 """CoDeGraph's first-pass product (minima with argmins) with and without the transposed-row
 reduction for 4 KB-aliased strides (engine/products.py: ``_best_over_rows``), in one process.
 
-    python benchmarks/engine/argmin_path.py [--n 24] [--repeats 3]
-writes benchmarks/results/argmin_path_<cpu capability>.json. The old path is the same code
+    python benchmarks/engine/argmin_path.py [--n 24] [--repeats 3] [--threads 1]
+writes benchmarks/results/argmin_path_<cpu capability>_t<threads>.json. The old path is the same code
 with ``_aliased_reduction`` forced to False; the runs are interleaved, best of ``--repeats``.
 Random unit features, C = 384; M = 1,024 (448 px) and M = 256 (224 px, where the rule keeps
 the in-place reduction, so both columns should match).
@@ -44,7 +44,10 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=24)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--precisions", default="fp32,bf16")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     a = ap.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
     rows = []
     for m in (1024, 256):
         n = a.n if m == 1024 else a.n * 4
@@ -66,7 +69,7 @@ def main() -> None:
     result = {"machine": machine_info(), "threads": torch.get_num_threads(), "c": 384, "rows": rows}
     cap = str(result["machine"].get("torch_cpu_capability", "cpu")).lower()
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"argmin_path_{cap}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / f"argmin_path_{cap}_t{result['threads']}.json").write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -110,9 +110,12 @@ class EngineConfig:
 
     # fp32 stays the default: exact distances, the same scores on every machine. "fast"
     # (int8 on AVX-512 VNNI CPUs) scored bottle at 448 px 2.3x faster with pixel metrics
-    # within 0.02 points (docs/engine.md), but which mode it picks depends on the machine.
+    # within 0.02 points (docs/engine.md), but which mode it picks depends on the machine
+    # (bf16 with AMX: 3.7x fp32's engine; on the MPDD 224 px matrix it moved one CoDeGraph
+    # community by two images and the metrics by at most 0.43, docs/codegraph.md).
     precision: Literal["fp32", "bf16", "int8", "fast"] = documented(
-        "fp32", "block-product precision; fast times fp32, bf16 and int8 on this CPU and keeps the fastest")
+        "fp32", "block-product precision; fast times fp32, bf16 and int8 on this CPU and keeps the fastest "
+        "(bf16/int8 distances differ from fp32 by about 1e-3 and can move a CoDeGraph community's edge)")
     # None: 70% of physical memory (engine/memory.py)
     memory_budget_mb: int | None = documented(None, "scoring memory budget in MB (none: 70% of physical memory)")
     threads: int | None = documented(None, "CPU threads (none: all cores)")  # None: all cores
@@ -226,12 +229,12 @@ class GraphConfig:
     # leaves the references (thesis). A percentile p: only those whose score without the
     # communities is above the p-th percentile of the outside patches' scores, grown by the
     # largest LNAMD half-width (graph/filtering.py: DefectGate); the copies' normal regions
-    # stay. On the 224 px matrix p = 95 was at or above the fence in 15 of 16 cells and passed
-    # bottle c_25 / c_35, but at 448 px it collapsed on MPDD a_35 (F1 44.4; p = 90: 88.0, the
-    # fence 84.1); off until bottle 448 px is run with p = 90 (docs/codegraph.md, "What the
-    # fence costs").
+    # stay. p = 90 is the default: at or above the fence alone on all 16 cells at 224 px, on
+    # all 5 MPDD cells at 448 px (a_35 F1 88.0 against 84.1) and within 0.12 of it on all 10
+    # bottle cells at 448 px (AUPRO up to +0.2), with 20-60% fewer patches excluded; p = 95
+    # collapsed on MPDD a_35 at 448 px (F1 44.4). docs/codegraph.md, "What the fence costs".
     defect_gate_percentile: float | None = documented(
-        None, "exclude only dependent patches scoring above this percentile of the outside patches "
+        90.0, "exclude only dependent patches scoring above this percentile of the outside patches "
         "without the outlier communities (none: every dependent patch, thesis)")
     # which r feeds the graph [reconstructed]
     graph_degree: int = documented(1, "LNAMD degree r whose minima feed the graph (one of the run's degrees)")

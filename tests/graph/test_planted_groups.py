@@ -128,8 +128,8 @@ def test_defect_gate_keeps_the_planted_defects_out_and_excludes_no_more() -> Non
     """The gate (graph/filtering.py: DefectGate) only keeps dependent patches in: the planted
     defect still leaves the references, and nothing the ungated run kept is excluded."""
     batch = modal_batch(0.30, 0)
-    plain = CoDeGraph(progress=False).fit_predict(batch.features)
-    gated = CoDeGraph(progress=False, defect_gate_percentile=90.0).fit_predict(batch.features)
+    plain = CoDeGraph(progress=False, defect_gate_percentile=None).fit_predict(batch.features)
+    gated = CoDeGraph(progress=False).fit_predict(batch.features)  # the default gate, p = 90
     ex_plain, ex_gated = plain.excluded.numpy(), gated.excluded.numpy()
     assert ex_plain[batch.defect].mean() >= 0.7
     assert ex_gated[batch.defect].mean() >= 0.7, _explain(gated.diagnostics["subsets"][0])

@@ -89,8 +89,9 @@ def fastest_reduced_precision(n_patches: int, engine: Engine, device: str | torc
     images of ``n_patches`` patches, best of three interleaved repeats (well under a second,
     once per process, device type and patch count).
     On a 2-core machine with AVX-512 VNNI (no BF16) bf16 is 4x slower than fp32 and int8
-    about 3x faster at M = 1024 (benchmarks/results/engine.json); on an AVX2-only one int8
-    runs at 5 GOPS and fp32 wins (engine_avx2.json).
+    about 3x faster at M = 1024 (benchmarks/results/engine.json); with AMX bf16 wins (3.7x
+    fp32, 1.5x int8: peer_msm_avx512.json); on an AVX2-only one int8 runs at 5 GOPS and
+    fp32 wins (engine_avx2.json).
     """
     return _fastest(torch.device(device).type, int(n_patches), engine)
 

@@ -37,7 +37,7 @@ def default_volume_run() -> RunConfig:
     held-out cohort a dense healthy pair and a healthy-random pair lifted the fence over the
     consistent-lesion group (docs/volumes.md, "Pairs out of the Tukey fence").
     k = 0.3 N, per-pair densities, one-by-one filtering, final q = 0.1 and the thesis's
-    dependency population (no look-alike fence) are pinned: every
+    dependency population (no look-alike fence, no defect gate) are pinned: every
     volume benchmark was measured with them; the 2D defaults moved after the image matrix
     (docs/codegraph.md), which no volume cohort has checked yet.
     """
@@ -45,7 +45,7 @@ def default_volume_run() -> RunConfig:
                      rscin=RsCINConfig(enabled=False),
                      graph=GraphConfig(alpha=0.5, kappa=1.5, min_community_size=3, k_fraction=0.3,
                                        community_density="per_pair", joint_filtering=False, final_q=0.1,
-                                       look_alike_kappa=None))
+                                       look_alike_kappa=None, defect_gate_percentile=None))
 
 
 @dataclass(frozen=True)
