@@ -79,7 +79,8 @@ def table_for(res: dict) -> tuple[list[str], dict[str, int]]:
     cells = res["cells"]
     methods = [JUDGE, "musc_q0.1"] + [k for k in res["variants"]]
     default = current_default(res["variants"])
-    lines = [f"### {res['category']}, {res['size']} px (sources: "
+    precision = res.get("precision", "fp32")
+    lines = [f"### {res['category']}, {res['size']} px{'' if precision == 'fp32' else ', ' + precision} (sources: "
              + ", ".join(f"{t} = {s}" for t, s in res["sources"].items()) + ")", "",
              f"Today's defaults are the setting `{default}` in this file." if default else
              "No setting in this file equals today's defaults.", ""]
@@ -116,7 +117,7 @@ def write_tables(results: Path) -> Path:
            "repeated group's images inside outlier communities; capture: the one capture rate "
            "(evaluation.consistency_rates). ok: the issue's acceptance rules for that cell.", ""]
     for path in sorted(results.glob("codegraph_matrix_*.json")):
-        if not FILE.search(path.name) and not path.name.endswith(("_dev3.json", "_gate.json")):
+        if not FILE.search(path.name) and not path.name.endswith(("_dev3.json", "_gate.json", "_bf16.json")):
             continue
         res = json.loads(path.read_text())
         lines, _ = table_for(res)
