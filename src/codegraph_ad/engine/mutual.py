@@ -143,8 +143,9 @@ class SlotLayout:
 
     slots: slots the tasks write (the batch's images when ``dense``, else the plan's list).
     product: the pair product (None: the window kernel's fp32 similarities). with_arg: the
-    tasks send argmins and the caller gets them back. dense: each query's own slot becomes inf. refs: the plan's listed
-    references (the result's slots); with ``dense`` they are cut out of the dense slots.
+    tasks send argmins and the caller gets them back. dense: each query's own slot becomes
+    inf. refs: the plan's listed references (the result's slots); with ``dense`` they are cut
+    out of the dense slots.
     """
 
     n: int
