@@ -141,3 +141,21 @@ def test_graph_and_rescore_final_scores_are_msm_against_the_refined_base() -> No
     np.testing.assert_allclose(final.double().numpy(), want, atol=1e-5)
     # and it is not the unrefined score: the exclusions changed some patches' scores
     assert np.abs(want - _brute_scores(units, graph.final_q, None)).max() > 1e-3
+
+
+def test_fast_runs_the_first_pass_in_fp32_and_an_explicit_reduced_precision_warns(monkeypatch):
+    """The graph stages read the first pass; quantisation noise in its small distances reads
+    as endurance cliffs (docs/codegraph.md), so ``fast`` keeps it fp32 even where the
+    calibration would pick int8, and an explicit int8 runs with a warning."""
+    rng = np.random.default_rng(4)
+    layers = torch.from_numpy(rng.standard_normal((6, 1, 24, 16)).astype(np.float32))
+    # 24 patches per image: int8 needs a multiple of 8 above 16 (else it falls back to fp32)
+    fs = FeatureSet(layers, torch.from_numpy(rng.standard_normal((6, 4)).astype(np.float32)), (4, 6))
+    monkeypatch.setattr(mutual, "fastest_reduced_precision", lambda *a, **k: "int8")
+    lnamd_cfg = LNAMDConfig(degrees=(1,))
+    exact = compute_first_pass(fs, lnamd_cfg, EngineConfig(precision="fp32"))
+    fast = compute_first_pass(fs, lnamd_cfg, EngineConfig(precision="fast"))
+    assert torch.equal(fast.minima[(0, 1)].dist, exact.minima[(0, 1)].dist)
+    with pytest.warns(RuntimeWarning, match="outlier communities"):
+        int8 = compute_first_pass(fs, lnamd_cfg, EngineConfig(precision="int8"))
+    assert not torch.equal(int8.minima[(0, 1)].dist, exact.minima[(0, 1)].dist)  # int8 did run

@@ -7,6 +7,7 @@ under many settings for the cost of one.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -97,6 +98,26 @@ class FirstPass:
         return total / len(maps)
 
 
+def first_pass_precision(precision: str) -> str:
+    """The block precision of a first pass (minima with argmins, what CoDeGraph's graph stages
+    read): ``fast`` means fp32 here, an explicit bf16 or int8 is honoured with a warning.
+
+    Reduced precisions round small distances between near-identical patches (bottle's dark
+    background, the copies of a repeated defect) to other small values or to 0; the endurance
+    ratios divide exactly those distances, so quantisation noise reads as cliffs. On the 224 px
+    matrix (docs/codegraph.md) int8 halved the outlier communities' densities on bottle and
+    lost c_35's 44-image group (pixel F1 -15.8); bf16 lowered them by 10-30% and lost a_5's
+    group; MuSc's scores moved by at most 0.03 in both. So ``fast`` speeds up MuSc only.
+    """
+    if precision == "fast":
+        return "fp32"
+    if precision in ("bf16", "int8"):
+        warnings.warn(f"precision {precision!r} in CoDeGraph's first pass can change its outlier communities "
+                      "(bottle at 224 px lost repeated groups; docs/codegraph.md); fp32 keeps them",
+                      RuntimeWarning, stacklevel=3)
+    return precision
+
+
 def compute_first_pass(features: FeatureSet, lnamd_cfg: LNAMDConfig, engine: EngineConfig,
                        progress: bool | Progress = False, plan: ReferencePlan | None = None) -> FirstPass:
     """Minima and argmins for every layer and degree (the only full-cost step).
@@ -107,6 +128,7 @@ def compute_first_pass(features: FeatureSet, lnamd_cfg: LNAMDConfig, engine: Eng
     n_maps = features.layers.shape[1] * len(lnamd_cfg.degrees)
     plan = plan if plan is not None else reference_plan(features, engine)
     device = resolve_device(engine.device)
+    precision = first_pass_precision(engine.precision)
     with Progress.of(progress).stage("first pass", n_maps, "maps") as bar:
         for li in range(features.layers.shape[1]):
             for r in lnamd_cfg.degrees:
@@ -114,7 +136,7 @@ def compute_first_pass(features: FeatureSet, lnamd_cfg: LNAMDConfig, engine: Eng
                     lnamd(features.layers[:, li], features.grid, r, device=device),
                     plan,
                     budget_mb=budget_mb(engine),
-                    precision=engine.precision,
+                    precision=precision,
                     with_argmin=True,
                     progress=bar,
                     desc=f"first pass layer {li + 1} r={r}",

@@ -31,6 +31,7 @@ from codegraph_ad.graph.links import LocalCandidates, MergedCandidates, check_li
 from codegraph_ad.graph.pipeline import GraphResult, defect_gate, finish_graph_stages, graph_rank
 from codegraph_ad.graph.similarity_vectors import mutual_similarity_vectors
 from codegraph_ad.methods.base import budget_mb, reference_plan
+from codegraph_ad.methods.first_pass import first_pass_precision
 from codegraph_ad.progress import Progress
 
 
@@ -180,9 +181,10 @@ def compute_sharded_first_pass(features: FeatureSet, lnamd_cfg: LNAMDConfig, eng
     layers_ref = ray.put(pack(features.layers.float()))
     window_grid = features.window_grid if engine.window is not None else None
     first._get([a.reset.remote(layers_ref, features.grid, window_grid, engine.window, budget) for a in shards])
+    precision = first_pass_precision(engine.precision)
     with Progress.of(progress).stage("first pass", len(maps), "maps") as bar:
         for li, r in maps:
-            job = plan_job(lnamd(features.layers[:, li], features.grid, r), plan, budget, engine.precision,
+            job = plan_job(lnamd(features.layers[:, li], features.grid, r), plan, budget, precision,
                            True, engine.window, features.window_grid)
             try:
                 executor.fill_shards(shards, bounds, job, bar, f"first pass layer {li + 1} r={r}", key=(li, r))
