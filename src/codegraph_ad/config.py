@@ -111,12 +111,12 @@ class EngineConfig:
     # fp32 stays the default: exact distances, the same scores on every machine. "fast"
     # (int8 on AVX-512 VNNI CPUs) scored bottle at 448 px 2.3x faster with pixel metrics
     # within 0.02 points (docs/engine.md), but which mode it picks depends on the machine
-    # (bf16 with AMX: 3.7x fp32's engine). CoDeGraph's first pass stays fp32 under fast: on
-    # the bottle 224 px matrix bf16 and int8 thinned its outlier communities (int8 lost c_35's
-    # group, F1 -15.8; methods/first_pass.py: first_pass_precision, docs/codegraph.md).
+    # (bf16 with AMX: 3.7x fp32's engine). CoDeGraph's first pass stays fp32 under fast
+    # (methods/first_pass.py: first_pass_precision; int8 lost repeated groups on bottle until
+    # its small distances were recomputed in fp32, docs/codegraph.md).
     precision: Literal["fp32", "bf16", "int8", "fast"] = documented(
         "fp32", "block-product precision; fast times fp32, bf16 and int8 on this CPU and keeps the fastest "
-        "for MuSc (CoDeGraph's first pass stays fp32: reduced precisions can lose repeated groups)")
+        "for MuSc (CoDeGraph's first pass stays fp32)")
     # None: 70% of physical memory (engine/memory.py)
     memory_budget_mb: int | None = documented(None, "scoring memory budget in MB (none: 70% of physical memory)")
     threads: int | None = documented(None, "CPU threads (none: all cores)")  # None: all cores

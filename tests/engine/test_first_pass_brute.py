@@ -156,6 +156,6 @@ def test_fast_runs_the_first_pass_in_fp32_and_an_explicit_reduced_precision_warn
     exact = compute_first_pass(fs, lnamd_cfg, EngineConfig(precision="fp32"))
     fast = compute_first_pass(fs, lnamd_cfg, EngineConfig(precision="fast"))
     assert torch.equal(fast.minima[(0, 1)].dist, exact.minima[(0, 1)].dist)
-    with pytest.warns(RuntimeWarning, match="outlier communities"):
+    with pytest.warns(RuntimeWarning, match="Tukey fence"):
         int8 = compute_first_pass(fs, lnamd_cfg, EngineConfig(precision="int8"))
-    assert not torch.equal(int8.minima[(0, 1)].dist, exact.minima[(0, 1)].dist)  # int8 did run
+    assert not torch.equal(int8.minima[(0, 1)].dist, exact.minima[(0, 1)].dist)  # int8 did run (d > 0.2 here)

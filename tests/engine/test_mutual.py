@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from codegraph_ad.engine.msm import msm_k, msm_scores
-from codegraph_ad.engine.mutual import pair_minima, refine_minima
+from codegraph_ad.engine.mutual import pair_minima, plan_minima, refine_minima
 from codegraph_ad.engine.rscin import rscin
 from tests.conftest import unit_features
 
@@ -79,6 +79,29 @@ def test_bf16_keeps_near_neighbours_finer_than_a_plain_bf16_product():
     int8 = pair_minima(x, precision="int8").dist
     ours, theirs, int8_err = ((d[f] - exact[f]).abs().mean() for d in (got, plain, int8))
     assert ours < theirs / 2 and ours < int8_err / 2
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_small_distances_with_argmins_are_recomputed_in_fp32(precision):
+    """CoDeGraph's endurance ratios divide small distances: with argmins, a reduced precision
+    only chooses the neighbour of a near-duplicate and its distance is fp32's."""
+    g = torch.Generator().manual_seed(7)
+    base = torch.nn.functional.normalize(torch.randn(64, 384, generator=g), dim=-1)
+    x = torch.stack([torch.nn.functional.normalize(base + 0.003 * torch.randn(64, 384, generator=g), dim=-1)
+                     for _ in range(4)])  # distances about 0.08
+    exact = pair_minima(x, precision="fp32", with_argmin=True)
+    f = torch.isfinite(exact.dist)
+    with_arg = pair_minima(x, precision=precision, with_argmin=True)
+    without = pair_minima(x, precision=precision)
+    assert torch.equal(with_arg.argmin, exact.argmin)
+    assert float((with_arg.dist[f] - exact.dist[f]).abs().max()) < 1e-4
+    assert float((without.dist[f] - exact.dist[f]).abs().max()) > 1e-3  # the product's own error
+    # a listed plan's slots are recomputed against the listed images
+    from codegraph_ad.engine.plan import ReferencePlan
+    refs = torch.tensor([[1, 2], [2, 3], [3, 0], [0, 1]])
+    listed = plan_minima(x, ReferencePlan(4, refs), precision=precision, with_argmin=True)
+    want = exact.dist[torch.arange(4).unsqueeze(1), refs]
+    assert float((listed.dist - want).abs().max()) < 1e-4
 
 
 def test_bf16_block_values_are_positive_and_order_like_the_similarities():

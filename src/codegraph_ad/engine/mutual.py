@@ -164,9 +164,13 @@ class SlotLayout:
         arg = torch.zeros((rows, self.slots, self.m), dtype=argmin_dtype(self.m), device=device) if self.with_arg else None
         return sim, arg
 
-    def finish(self, best_sim: torch.Tensor, best_arg: torch.Tensor | None,
-               q0: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Distances (and argmins) of queries ``q0 : q0 + rows`` from their written maxima (in place)."""
+    def finish(self, best_sim: torch.Tensor, best_arg: torch.Tensor | None, q0: int = 0,
+               feats: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Distances (and argmins) of queries ``q0 : q0 + rows`` from their written maxima (in place).
+
+        feats: the whole batch's ``(N, M, C)`` unit features of this map; given with argmins
+        and a reduced precision, the small distances are recomputed in fp32 at their argmins
+        (``_exact_small_distances``)."""
         rows = best_sim.shape[0]
         if self.product is None:
             dist = similarity_to_distance(best_sim)
@@ -174,6 +178,9 @@ class SlotLayout:
             best_sim = self.product.to_similarity(best_sim)
             # in place: at N = 500, M = 1024 each (N, N, M) temporary is 1 GB
             dist = best_sim.mul_(-2.0).add_(2.0).clamp_(min=0.0).sqrt_()
+            if feats is not None and best_arg is not None and not self.product.exact:
+                slot_images = self.refs[q0 : q0 + rows] if self.refs is not None and not self.dense else None
+                _exact_small_distances(dist, best_arg, feats, q0, slot_images)
         arg = best_arg if self.with_arg else None
         if self.dense:
             idx = torch.arange(rows, device=dist.device)
@@ -201,8 +208,36 @@ def _collect(job: _MapJob, executor: Executor | None, progress: bool | Progress,
     """Run a map's tasks where the executor says and hold all its minima here."""
     best_sim, best_arg = job.layout.empty(job.layout.n, job.feats.device)
     _run_tasks(executor, job.fn, job.ctx, job.tasks, best_sim, best_arg, progress, desc)
-    dist, arg = job.layout.finish(best_sim, best_arg)
+    dist, arg = job.layout.finish(best_sim, best_arg, 0, job.feats)
     return PairMinima(dist=dist, argmin=arg, refs=job.layout.refs)
+
+
+# Reduced-precision distances below this are recomputed in fp32 at their argmins (0.2: int8
+# reads a true 0.08 as up to 0.11 on near-duplicates, tests/engine/test_mutual.py). A
+# similarity error of about 1e-3 is a relative distance error of about 1e-3 / d^2: small
+# distances are where it is large (on bottle at 224 px, 21% (bf16) and 45% (int8) median
+# below d = 0.05) and where CoDeGraph's endurance ratios divide (docs/codegraph.md). They are
+# few (0.4% of bottle's entries below 0.05), so the fp32 gather is cheap.
+_EXACT_BELOW = 0.2
+_EXACT_ROWS = 16  # query rows whose small entries are found at a time (a bool mask each)
+
+
+def _exact_small_distances(dist: torch.Tensor, arg: torch.Tensor, feats: torch.Tensor, q0: int,
+                           slot_images: torch.Tensor | None) -> None:
+    """Overwrite the entries of ``dist (rows, S, M)`` below ``_EXACT_BELOW`` with the fp32
+    distance of each query patch to its stored nearest patch ``arg`` in the slot's image
+    (dense slots: image s; listed slots: ``slot_images (rows, S)``)."""
+    m, c = feats.shape[1], feats.shape[2]
+    flat = feats.reshape(-1, c)
+    for r0 in range(0, dist.shape[0], _EXACT_ROWS):
+        part = dist[r0 : r0 + _EXACT_ROWS]
+        r, s, p = torch.nonzero(part < _EXACT_BELOW, as_tuple=True)
+        if r.numel() == 0:
+            continue
+        images = s if slot_images is None else slot_images[r0 : r0 + _EXACT_ROWS].to(s.device)[r, s]
+        query = flat[((r + r0 + q0) * m + p).to(flat.device)]
+        neigh = flat[(images * m + arg[r0 : r0 + _EXACT_ROWS][r, s, p].long()).to(flat.device)]
+        part[r, s, p] = similarity_to_distance((query * neigh).sum(dim=1)).to(part.device)
 
 
 @dataclass

@@ -102,18 +102,20 @@ def first_pass_precision(precision: str) -> str:
     """The block precision of a first pass (minima with argmins, what CoDeGraph's graph stages
     read): ``fast`` means fp32 here, an explicit bf16 or int8 is honoured with a warning.
 
-    Reduced precisions round small distances between near-identical patches (bottle's dark
-    background, the copies of a repeated defect) to other small values or to 0; the endurance
-    ratios divide exactly those distances, so quantisation noise reads as cliffs. On the 224 px
-    matrix (docs/codegraph.md) int8 halved the outlier communities' densities on bottle and
-    lost c_35's 44-image group (pixel F1 -15.8); bf16 lowered them by 10-30% and lost a_5's
-    group; MuSc's scores moved by at most 0.03 in both. So ``fast`` speeds up MuSc only.
+    Reduced precisions distort small distances between near-identical patches (bottle's dark
+    background, a repeated defect's copies), which the endurance ratios divide: on the bottle
+    224 px matrix int8 halved the outlier communities' densities and lost c_35's group (pixel
+    F1 -15.8). With argmins, the distances below 0.2 are now recomputed in fp32 at the chosen
+    neighbour (engine/mutual.py: ``_exact_small_distances``), and int8 matches fp32 there to
+    0.09 points with the same communities, except one group at the Tukey fence (a_5) that
+    flips; ``fast``'s calibration times the engine without argmins and int8's first pass was
+    no faster than fp32's, so ``fast`` keeps fp32 for CoDeGraph (docs/codegraph.md).
     """
     if precision == "fast":
         return "fp32"
     if precision in ("bf16", "int8"):
-        warnings.warn(f"precision {precision!r} in CoDeGraph's first pass can change its outlier communities "
-                      "(bottle at 224 px lost repeated groups; docs/codegraph.md); fp32 keeps them",
+        warnings.warn(f"precision {precision!r} in CoDeGraph's first pass: its small distances are recomputed "
+                      "in fp32, but a community at the Tukey fence can still flip (docs/codegraph.md)",
                       RuntimeWarning, stacklevel=3)
     return precision
 

@@ -57,7 +57,11 @@ class FirstPassShard(QueryShard):
         self.window, self.budget = window, budget
 
     def seal(self, key: Any) -> None:
-        dist, arg = self.layout.finish(self.sim, self.arg, self.q0)
+        li, r = key
+        product = self.layout.product
+        exact = product is None or product.exact
+        feats = None if exact else lnamd(self.layers[:, li], self.grid, r)  # small distances in fp32
+        dist, arg = self.layout.finish(self.sim, self.arg, self.q0, feats)
         refs = self.layout.refs
         local_refs = None if refs is None else refs[self.q0 : self.q0 + dist.shape[0]].contiguous()
         self.maps[tuple(key)] = PairMinima(dist.contiguous(), arg, local_refs)
