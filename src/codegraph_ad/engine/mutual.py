@@ -227,12 +227,17 @@ def _exact_small_distances(dist: torch.Tensor, arg: torch.Tensor, feats: torch.T
                            slot_images: torch.Tensor | None) -> None:
     """Overwrite the entries of ``dist (rows, S, M)`` below ``_EXACT_BELOW`` with the fp32
     distance of each query patch to its stored nearest patch ``arg`` in the slot's image
-    (dense slots: image s; listed slots: ``slot_images (rows, S)``)."""
+    (dense slots: image s, whose own slot is skipped: it becomes inf; listed slots:
+    ``slot_images (rows, S)``)."""
     m, c = feats.shape[1], feats.shape[2]
     flat = feats.reshape(-1, c)
     for r0 in range(0, dist.shape[0], _EXACT_ROWS):
         part = dist[r0 : r0 + _EXACT_ROWS]
-        r, s, p = torch.nonzero(part < _EXACT_BELOW, as_tuple=True)
+        small = part < _EXACT_BELOW
+        if slot_images is None:  # a query's own image: distance 0 at every patch, set to inf later
+            own = torch.arange(small.shape[0], device=small.device)
+            small[own, own + r0 + q0] = False
+        r, s, p = torch.nonzero(small, as_tuple=True)
         if r.numel() == 0:
             continue
         images = s if slot_images is None else slot_images[r0 : r0 + _EXACT_ROWS].to(s.device)[r, s]
