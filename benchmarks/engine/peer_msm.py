@@ -29,9 +29,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import machine_info  # noqa: E402
 
-from codegraph_ad.engine.autotune import bare_product_seconds  # noqa: E402
 from codegraph_ad.engine.msm import msm_scores  # noqa: E402
 from codegraph_ad.engine.mutual import pair_minima, resolve_precision  # noqa: E402
+from run import matmul_peak  # noqa: E402  (benchmarks/engine/run.py: the same peak as the engine benchmark)
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 
@@ -55,11 +55,6 @@ def engine_msm(z: torch.Tensor, q: float, precision: str) -> torch.Tensor:
     return msm_scores(pair_minima(z, precision=precision).dist, q)
 
 
-def peaks() -> dict[str, float]:
-    a = torch.nn.functional.normalize(torch.randn(2048, 384, generator=torch.Generator().manual_seed(1)), dim=1)
-    return {name: round(2 * 2048 * 2048 * 384 / s / 1e9, 1) for name, s in bare_product_seconds(a, repeats=5).items()}
-
-
 def timed(fn, times: list[float]) -> torch.Tensor:
     """Run ``fn``, append its wall time to ``times``, return its output."""
     t0 = time.perf_counter()
@@ -79,7 +74,7 @@ def main() -> None:
     a = ap.parse_args()
     g = torch.Generator().manual_seed(0)
     z = torch.nn.functional.normalize(torch.randn(a.n, a.m, a.c, generator=g), dim=-1)
-    peak_before = peaks()
+    peak_before = matmul_peak(torch.get_num_threads())
     fast_mode = resolve_precision("fast", a.m)  # calibration happens here, outside the timings
     modes = ["fp32", "bf16", "int8"]
     times: dict[str, list[float]] = {k: [] for k in ["peer", *modes]}
@@ -89,7 +84,7 @@ def main() -> None:
         for mode in modes:
             outs[mode] = timed(lambda: engine_msm(z, a.q, mode), times[mode])
         print(json.dumps({k: round(v[-1], 3) for k, v in times.items()}), flush=True)
-    peak_after = peaks()
+    peak_after = matmul_peak(torch.get_num_threads())
     best = {k: min(v) for k, v in times.items()}
     gflop_engine = 2.0 * (a.n * (a.n + 1) / 2) * a.m * a.m * a.c / 1e9
     peak = {k: max(peak_before[k], peak_after[k]) for k in peak_before}
