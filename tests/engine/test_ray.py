@@ -176,8 +176,8 @@ def _toy_graph(**knobs):
 
 
 @pytest.mark.parametrize("knobs", [{}, {"references": 8}, {"screening_percent": 50.0},
-                                   {"defect_gate_percentile": 95.0}, {"window": 1}],
-                         ids=["exact", "K", "screen", "gate", "window"])
+                                   {"defect_gate_percentile": 95.0}, {"window": 1}, {"precision": "bf16"}],
+                         ids=["exact", "K", "screen", "gate", "window", "bf16"])
 def test_codegraph_on_ray_keeps_no_minima_on_the_driver(knobs, monkeypatch):
     """CoDeGraph's first pass, graph stages and refined scores run in the query shards: the
     local engine's scores and exclusions bit for bit, and the driver never holds a map."""
