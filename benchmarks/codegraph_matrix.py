@@ -143,7 +143,9 @@ def first_pass_for(sb: SuperBatch, category: str, cfg: RunConfig) -> tuple[First
     t_feat = time.perf_counter() - t0
     print(f"features {len(batch)} images: {t_feat:.0f} s", flush=True)
     t0 = time.perf_counter()
-    first = MuSc.from_config(cfg).first_pass(feats)  # the same for every method and setting
+    # the same for every method and setting; CoDeGraph's, so that in bf16/int8 the small
+    # distances are recomputed in fp32 on the graph degree's maps only, as in a CoDeGraph run
+    first = CoDeGraph.from_config(cfg).first_pass(feats)
     t_first = time.perf_counter() - t0
     print(f"first pass: {t_first:.0f} s", flush=True)
     timings = {"features": round(t_feat, 1), "first_pass": round(t_first, 1), "n_images": len(batch)}

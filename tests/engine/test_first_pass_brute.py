@@ -159,3 +159,33 @@ def test_fast_runs_the_first_pass_in_fp32_and_an_explicit_reduced_precision_warn
     with pytest.warns(RuntimeWarning, match="Tukey fence"):
         int8 = compute_first_pass(fs, lnamd_cfg, EngineConfig(precision="int8"))
     assert not torch.equal(int8.minima[(0, 1)].dist, exact.minima[(0, 1)].dist)  # int8 did run (d > 0.2 here)
+
+
+def test_a_reduced_first_pass_recomputes_small_distances_on_the_graph_degree_only():
+    """In bf16 CoDeGraph's first pass recomputes the small distances in fp32 only on the maps
+    of its graph degree (the endurance ratios divide those); the other maps keep bf16's, and a
+    rescore that would build the graph from them is refused."""
+    from codegraph_ad.config import GraphConfig
+    from codegraph_ad.errors import ConfigError
+    from codegraph_ad.methods import CoDeGraph
+
+    rng = np.random.default_rng(5)
+    base = rng.standard_normal((1, 1, M, 64))
+    layers = base + 0.003 * rng.standard_normal((6, 1, M, 64))  # near-duplicate images
+    fs = FeatureSet(torch.from_numpy(layers.astype(np.float32)),
+                    torch.from_numpy(rng.standard_normal((6, 4)).astype(np.float32)), GRID)
+    lnamd_cfg = LNAMDConfig(degrees=(1, 3))
+    exact = compute_first_pass(fs, lnamd_cfg, EngineConfig(precision="fp32"))
+    with pytest.warns(RuntimeWarning):
+        bf16 = compute_first_pass(fs, lnamd_cfg, EngineConfig(precision="bf16"), exact_degrees=(1,))
+    assert bf16.exact_degrees == (1,) and exact.small_distances_exact == (1, 3)
+    off = ~torch.eye(6, dtype=torch.bool)
+    error = {r: float((bf16.minima[(0, r)].dist[off] - exact.minima[(0, r)].dist[off]).abs().max()) for r in (1, 3)}
+    assert float(exact.minima[(0, 3)].dist[off].max()) < 0.2  # every distance is small here
+    assert error[1] < 1e-4 and error[3] > 1e-3  # r = 3: bf16's own error (0.05 here)
+    # the estimator asks for its own graph degree, and refuses another one's graph
+    with pytest.warns(RuntimeWarning):
+        stored = CoDeGraph(precision="bf16", degrees=(1, 3), graph_degree=3).first_pass(fs)
+    assert stored.exact_degrees == (3,)
+    with pytest.raises(ConfigError, match="graph_degree 1"):
+        CoDeGraph(precision="bf16", degrees=(1, 3), graph_degree=1).rescore(stored)

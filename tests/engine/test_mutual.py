@@ -96,6 +96,9 @@ def test_small_distances_with_argmins_are_recomputed_in_fp32(precision):
     assert torch.equal(with_arg.argmin, exact.argmin)
     assert float((with_arg.dist[f] - exact.dist[f]).abs().max()) < 1e-4
     assert float((without.dist[f] - exact.dist[f]).abs().max()) > 1e-3  # the product's own error
+    # a map whose small distances nothing divides keeps the product's own (exact_small=False)
+    kept = plan_minima(x, precision=precision, with_argmin=True, exact_small=False)
+    assert torch.equal(kept.dist, without.dist) and torch.equal(kept.argmin, exact.argmin)
     # a listed plan's slots are recomputed against the listed images
     from codegraph_ad.engine.plan import ReferencePlan
     refs = torch.tensor([[1, 2], [2, 3], [3, 0], [0, 1]])

@@ -145,7 +145,9 @@ class SlotLayout:
     product: the pair product (None: the window kernel's fp32 similarities). with_arg: the
     tasks send argmins and the caller gets them back. dense: each query's own slot becomes
     inf. refs: the plan's listed references (the result's slots); with ``dense`` they are cut
-    out of the dense slots.
+    out of the dense slots. exact_small: with argmins and a reduced precision, recompute the
+    small distances in fp32 (``_exact_small_distances``); off for maps whose small distances
+    nothing divides (CoDeGraph's maps that do not feed the graph).
     """
 
     n: int
@@ -155,6 +157,7 @@ class SlotLayout:
     with_arg: bool
     dense: bool
     refs: torch.Tensor | None = None
+    exact_small: bool = True
 
     def empty(self, rows: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor | None]:
         """Minima of ``rows`` queries before any task wrote to them."""
@@ -178,7 +181,7 @@ class SlotLayout:
             best_sim = self.product.to_similarity(best_sim)
             # in place: at N = 500, M = 1024 each (N, N, M) temporary is 1 GB
             dist = best_sim.mul_(-2.0).add_(2.0).clamp_(min=0.0).sqrt_()
-            if feats is not None and best_arg is not None and not self.product.exact:
+            if feats is not None and best_arg is not None and not self.product.exact and self.exact_small:
                 slot_images = self.refs[q0 : q0 + rows] if self.refs is not None and not self.dense else None
                 _exact_small_distances(dist, best_arg, feats, q0, slot_images)
         arg = best_arg if self.with_arg else None
@@ -412,6 +415,7 @@ def plan_minima(
     window: int | None = None,
     grid: tuple[int, int] | tuple[int, int, int] | Lattice3D | None = None,
     executor: Executor | None = None,
+    exact_small: bool = True,
 ) -> PairMinima:
     """Nearest-patch distances for the image pairs of ``plan`` (None: the exact plan).
 
@@ -421,8 +425,10 @@ def plan_minima(
     patches within that many grid cells of its own position, fp32; ``grid`` = the patch grid
     ``(h, w)``, or for volume tokens their 3D lattice (a ``(d, h, w)`` tuple or a Lattice3D).
     executor: where the pair tasks run (engine/executor.py; None: this process).
+    exact_small: with argmins in bf16 or int8, the distances below ``_EXACT_BELOW`` are
+    recomputed in fp32 at their argmins (``SlotLayout.exact_small``).
     """
-    job = plan_job(feats, plan, budget_mb, precision, with_argmin, window, grid)
+    job = plan_job(feats, plan, budget_mb, precision, with_argmin, window, grid, exact_small)
     return _collect(job, executor, progress, desc)
 
 
@@ -439,8 +445,17 @@ def map_scores(job: _MapJob, q: float, executor: Executor | None = None, progres
 
 def plan_job(feats: torch.Tensor, plan: ReferencePlan | None = None, budget_mb: float = 4096,
              precision: str = "fp32", with_argmin: bool = False, window: int | None = None,
-             grid: tuple[int, int] | tuple[int, int, int] | Lattice3D | None = None) -> _MapJob:
+             grid: tuple[int, int] | tuple[int, int, int] | Lattice3D | None = None,
+             exact_small: bool = True) -> _MapJob:
     """The pair tasks of ``plan_minima`` and their slot layout, to be run by any executor."""
+    job = _plan_job(feats, plan, budget_mb, precision, with_argmin, window, grid)
+    job.layout.exact_small = exact_small
+    return job
+
+
+def _plan_job(feats: torch.Tensor, plan: ReferencePlan | None, budget_mb: float, precision: str,
+              with_argmin: bool, window: int | None,
+              grid: tuple[int, int] | tuple[int, int, int] | Lattice3D | None) -> _MapJob:
     n = feats.shape[0]
     plan = plan if plan is not None else ReferencePlan(n)
     if plan.n_images != n:

@@ -179,22 +179,29 @@ class CoDeGraph(BatchEstimator):
             if isinstance(executor, RayExecutor):
                 try:
                     first = compute_sharded_first_pass(features, lnamd_cfg, engine, executor, progress,
-                                                       fresh=attempt > 0)
+                                                       fresh=attempt > 0, exact_degrees=(graph.graph_degree,))
                     s, ex, diag = graph_and_rescore(first, graph, mask, self.blocks, progress)
                 except ShardLost as exc:
                     if attempt == retries:
                         raise RayBackendError(f"a query shard of the Ray run died {attempt + 1} times: {exc}") from None
                     continue
             else:  # this process holds the minima
-                first = compute_first_pass(features, lnamd_cfg, engine, progress)
+                first = compute_first_pass(features, lnamd_cfg, engine, progress, exact_degrees=(graph.graph_degree,))
                 s, ex, diag = graph_and_rescore(first, graph, mask, self.blocks, progress)
             diag["references"] = first.plan.summary()
             return s, ex, diag
         raise AssertionError("unreachable")
 
+    def _exact_degrees(self, configs: dict[str, Any]) -> tuple[int, ...] | None:
+        return (configs["graph"].graph_degree,)
+
     def _rescore(self, first: FirstPass, configs: dict[str, Any]) -> ScoreResult:
         graph = configs["graph"]
         graph_inputs(graph, tuple(first.degrees), first.features.layers.shape[1], self.blocks)
+        if graph.graph_degree not in first.small_distances_exact:
+            raise ConfigError(f"graph_degree {graph.graph_degree}: this reduced-precision first pass recomputed "
+                              f"the small distances of degrees {first.small_distances_exact} only; compute it "
+                              "with this graph degree (or in fp32)")
         mask = None if self.patch_mask is None else np.asarray(self.patch_mask)
         patch, excluded, diag = graph_and_rescore(first, graph, mask, self.blocks, self.progress)
         diag["images"] = list(range(first.n_images))

@@ -83,7 +83,13 @@ class BatchEstimator(FlatParams):
             raise ConfigError(f"{type(self).__name__}: first_pass covers the whole batch; "
                               f"subsets={configs['engine'].subsets} needs fit_predict")
         with thread_budget(configs["engine"].threads):
-            return compute_first_pass(fs, configs["lnamd"], configs["engine"], getattr(self, "progress", False))
+            return compute_first_pass(fs, configs["lnamd"], configs["engine"], getattr(self, "progress", False),
+                                      exact_degrees=self._exact_degrees(configs))
+
+    def _exact_degrees(self, configs: dict[str, Any]) -> tuple[int, ...] | None:
+        """The degrees whose small distances a reduced-precision first pass recomputes in fp32
+        (``compute_first_pass``; None: all)."""
+        return None
 
     def rescore(self, first: FirstPass) -> ScoreResult:
         """Scores of a stored ``first_pass`` under this estimator's scoring parameters (its

@@ -39,6 +39,9 @@ class FirstPass:
     plan: ReferencePlan
     memory_budget_mb: float
     window: int | None = None  # the position window the minima were taken in (EngineConfig.window)
+    # degrees whose small distances are fp32-exact (all of them in fp32; in bf16/int8 those that
+    # ``compute_first_pass`` was asked to recompute): the graph may only read these
+    exact_degrees: tuple[int, ...] | None = None
 
     @property
     def n_images(self) -> int:
@@ -61,7 +64,13 @@ class FirstPass:
                             None if pm.argmin is None else pm.argmin[idx][:, idx].contiguous())
             for key, pm in self.minima.items()
         }
-        return FirstPass(self.features.subset(idx), self.degrees, cut, plan, self.memory_budget_mb, self.window)
+        return FirstPass(self.features.subset(idx), self.degrees, cut, plan, self.memory_budget_mb, self.window,
+                         self.exact_degrees)
+
+    @property
+    def small_distances_exact(self) -> tuple[int, ...]:
+        """The degrees whose small distances are fp32-exact (every degree unless stated)."""
+        return self.degrees if self.exact_degrees is None else self.exact_degrees
 
     def distances(self, excluded: np.ndarray | None, progress: bool | Progress = False) -> list[torch.Tensor]:
         """Per-map minima against the base set without the ``excluded (N, M)`` positions."""
@@ -121,11 +130,17 @@ def first_pass_precision(precision: str) -> str:
 
 
 def compute_first_pass(features: FeatureSet, lnamd_cfg: LNAMDConfig, engine: EngineConfig,
-                       progress: bool | Progress = False, plan: ReferencePlan | None = None) -> FirstPass:
+                       progress: bool | Progress = False, plan: ReferencePlan | None = None,
+                       exact_degrees: tuple[int, ...] | None = None) -> FirstPass:
     """Minima and argmins for every layer and degree (the only full-cost step).
 
     progress: the run's Progress (one "first pass" bar, each map one unit) or a bool.
-    plan: the reference lists to compare (None: the one ``engine`` asks for, engine/plan.py)."""
+    plan: the reference lists to compare (None: the one ``engine`` asks for, engine/plan.py).
+    exact_degrees: in bf16 or int8, the degrees whose small distances are recomputed in fp32
+    (None: all). CoDeGraph asks for its graph degree only: the endurance ratios divide the
+    small distances of those maps, while the other maps only enter MSM means, where the
+    reduced precisions cost MuSc under 0.03 points; the recompute is most of a reduced
+    first pass's extra time (docs/codegraph.md, reduced precisions)."""
     minima: dict[tuple[int, int], PairMinima] = {}
     n_maps = features.layers.shape[1] * len(lnamd_cfg.degrees)
     plan = plan if plan is not None else reference_plan(features, engine)
@@ -145,5 +160,7 @@ def compute_first_pass(features: FeatureSet, lnamd_cfg: LNAMDConfig, engine: Eng
                     window=engine.window,
                     grid=features.window_grid,
                     executor=executor_for(engine),
+                    exact_small=exact_degrees is None or r in exact_degrees,
                 )
-    return FirstPass(features, tuple(lnamd_cfg.degrees), minima, plan, budget_mb(engine), engine.window)
+    exact = None if exact_degrees is None or precision == "fp32" else tuple(exact_degrees)
+    return FirstPass(features, tuple(lnamd_cfg.degrees), minima, plan, budget_mb(engine), engine.window, exact)

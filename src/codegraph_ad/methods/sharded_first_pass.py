@@ -59,7 +59,7 @@ class FirstPassShard(QueryShard):
     def seal(self, key: Any) -> None:
         li, r = key
         product = self.layout.product
-        exact = product is None or product.exact
+        exact = product is None or product.exact or not self.layout.exact_small
         feats = None if exact else lnamd(self.layers[:, li], self.grid, r)  # small distances in fp32
         dist, arg = self.layout.finish(self.sim, self.arg, self.q0, feats)
         refs = self.layout.refs
@@ -174,8 +174,8 @@ class ShardedFirstPass:
 
 def compute_sharded_first_pass(features: FeatureSet, lnamd_cfg: LNAMDConfig, engine: EngineConfig,
                                executor: RayExecutor, progress: bool | Progress = False,
-                               fresh: bool = False) -> ShardedFirstPass:
-    """``compute_first_pass`` into query shards."""
+                               fresh: bool = False, exact_degrees: tuple[int, ...] | None = None) -> ShardedFirstPass:
+    """``compute_first_pass`` into query shards (``exact_degrees`` as there)."""
     plan = reference_plan(features, engine)
     budget = budget_mb(engine)
     maps = [(li, r) for li in range(features.layers.shape[1]) for r in lnamd_cfg.degrees]
@@ -189,7 +189,8 @@ def compute_sharded_first_pass(features: FeatureSet, lnamd_cfg: LNAMDConfig, eng
     with Progress.of(progress).stage("first pass", len(maps), "maps") as bar:
         for li, r in maps:
             job = plan_job(lnamd(features.layers[:, li], features.grid, r), plan, budget, precision,
-                           True, engine.window, features.window_grid)
+                           True, engine.window, features.window_grid,
+                           exact_small=exact_degrees is None or r in exact_degrees)
             try:
                 executor.fill_shards(shards, bounds, job, bar, f"first pass layer {li + 1} r={r}", key=(li, r))
             except ray.exceptions.RayActorError as exc:
