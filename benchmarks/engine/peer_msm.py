@@ -31,6 +31,7 @@ from common import machine_info  # noqa: E402
 
 from codegraph_ad.engine.msm import msm_scores  # noqa: E402
 from codegraph_ad.engine.mutual import pair_minima, resolve_precision  # noqa: E402
+from codegraph_ad.engine.products import Bf16Product, Fp32Product, Int8Product  # noqa: E402
 from run import matmul_peak  # noqa: E402  (benchmarks/engine/run.py: the same peak as the engine benchmark)
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -71,7 +72,12 @@ def main() -> None:
     ap.add_argument("--q", type=float, default=0.3)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", default=None, help="results stem (default peer_msm_<capability>)")
+    ap.add_argument("--cpu-block-side", type=int, default=None,
+                    help="force every product's CPU block to this side in patches (default: each product's own cap)")
     a = ap.parse_args()
+    if a.cpu_block_side:  # the block-size comparison: the same run with another cap
+        for product in (Fp32Product, Bf16Product, Int8Product):
+            product.cpu_block_cap = a.cpu_block_side**2 * 4
     g = torch.Generator().manual_seed(0)
     z = torch.nn.functional.normalize(torch.randn(a.n, a.m, a.c, generator=g), dim=-1)
     peak_before = matmul_peak(torch.get_num_threads())
@@ -92,6 +98,7 @@ def main() -> None:
         "machine": machine_info(),
         "threads": torch.get_num_threads(),
         "n": a.n, "m": a.m, "c": a.c, "q": a.q, "repeats": a.repeats,
+        "cpu_block_cap_bytes": {p.__name__: p.cpu_block_cap for p in (Fp32Product, Bf16Product, Int8Product)},
         "fast_mode": fast_mode,
         "seconds_all": {k: [round(t, 3) for t in v] for k, v in times.items()},
         "seconds_best": {k: round(v, 3) for k, v in best.items()},

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 import codegraph_ad.engine.mutual as mutual
+from codegraph_ad.engine.products import Fp32Product
 from codegraph_ad.config import EngineConfig, LNAMDConfig
 from codegraph_ad.features.extract import FeatureSet
 from codegraph_ad.methods.codegraph import graph_and_rescore
@@ -62,7 +63,7 @@ def first_and_twin(request: pytest.FixtureRequest) -> tuple[FirstPass, dict[tupl
     fs = _features(0)
     if request.param == "blocked":
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(mutual, "_BLOCK_CAP_BYTES", (2 * M) ** 2 * 4)  # 2 images per block side
+            mp.setattr(Fp32Product, "cpu_block_cap", (2 * M) ** 2 * 4)  # 2 images per block side
             first = compute_first_pass(fs, LNAMDConfig(degrees=DEGREES), EngineConfig())
         first = dataclasses.replace(first, memory_budget_mb=3.5 * 4 * M / 0.25 / 1e6)  # 3 rows per chunk
     else:

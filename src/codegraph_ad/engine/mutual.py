@@ -29,7 +29,9 @@ _BLOCK_SHARE = 0.25
 # Blocks larger than this stop fitting the caches. Measured on 2 cores: a 16 MB block scored
 # N=40, M=256 in 1.25 s against 2.8 s for a 1 GB block (same FLOPs); products of side 1024,
 # 2048 and 3072 ran at 233 / 231 / 164 GFLOP/s in fp32 and the int8 engine scored N=32,
-# M=1024 at 581 GOPS with 1024-side blocks against 525 with 2048.
+# M=1024 at 581 GOPS with 1024-side blocks against 525 with 2048. The dense path's square
+# blocks take their product's own cap (``cpu_block_cap``, engine/products.py: 2048-side for
+# fp32 and bf16); the listed pairs' strips and the window kernel keep this one.
 _BLOCK_CAP_BYTES = 1024 * 1024 * 4
 
 
@@ -65,16 +67,20 @@ def argmin_dtype(n_patches: int) -> torch.dtype:
 
 
 def images_per_block(n_patches: int, budget_mb: float, itemsize: int = 4,
-                     device: str | torch.device = "cpu") -> int:
-    """How many images fit one side of a square similarity block under ``budget_mb``."""
-    block_bytes = _block_bytes(budget_mb, device)
+                     device: str | torch.device = "cpu", cpu_cap: int | None = None) -> int:
+    """How many images fit one side of a square similarity block under ``budget_mb``
+    (``cpu_cap``: the product's CPU cap, default ``_BLOCK_CAP_BYTES``)."""
+    block_bytes = _block_bytes(budget_mb, device, cpu_cap)
     side = int(math.sqrt(block_bytes / itemsize)) // max(n_patches, 1)
     return max(1, side)
 
 
-def _block_bytes(budget_mb: float, device: str | torch.device) -> float:
+def _block_bytes(budget_mb: float, device: str | torch.device, cpu_cap: int | None = None) -> float:
     """A quarter of the budget, capped where the device stops gaining (cache-sized on a CPU)."""
-    cap = _BLOCK_CAP_BYTES if torch.device(device).type == "cpu" else block_cap_bytes(device)
+    if torch.device(device).type == "cpu":
+        cap = _BLOCK_CAP_BYTES if cpu_cap is None else cpu_cap
+    else:
+        cap = block_cap_bytes(device)
     return min(budget_mb * 1e6 * _BLOCK_SHARE, cap)
 
 
@@ -128,7 +134,7 @@ def _dense_job(feats: torch.Tensor, budget_mb: float, precision: str, with_argmi
     product = _product_for(precision, m, feats.device)
     _check_bias(bias, product, m)
     low = product.prepare(feats.reshape(n * m, c))
-    b = min(n, images_per_block(m, budget_mb, device=feats.device))
+    b = min(n, images_per_block(m, budget_mb, device=feats.device, cpu_cap=product.cpu_block_cap))
     starts = list(range(0, n, b))
     blocks = [(i0, min(i0 + b, n), j0, min(j0 + b, n)) for i0 in starts for j0 in starts if j0 >= i0]
     layout = SlotLayout(n, n, m, product, with_argmin, dense=True, refs=refs)

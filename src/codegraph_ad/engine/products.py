@@ -24,12 +24,21 @@ import math
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import ClassVar
 
 import torch
 
 from codegraph_ad.engine.device import fp32_matmul, precision_available
 
 PRECISIONS = ("fp32", "bf16", "int8", "fast")
+# The largest similarity block on a CPU, in bytes of an fp32 block of the same side (a side
+# of 2048 patches: 16 MB; 1024: 4 MB). Measured with benchmarks/engine/peer_msm.py (N = 51,
+# M = 1,024 and 256, 2 cores, AVX-512 with AMX): 2048-side blocks against 1024 made fp32 8%
+# and bf16 20-24% faster, int8 25% slower (its int32 block and maxima leave the caches); on an
+# earlier AVX-512 VNNI machine fp32 products of side 1024 and 2048 ran alike (233 / 231
+# GFLOP/s) and int8 was 10% slower at 2048. AVX2-only machines: not measured (docs/engine.md).
+CPU_BLOCK_CAP_LARGE = 2048 * 2048 * 4
+CPU_BLOCK_CAP_SMALL = 1024 * 1024 * 4
 _PREPARE_ROWS = 65536  # rows rotated and quantised at a time (96 MB of fp32 at C = 384)
 
 
@@ -87,6 +96,7 @@ class Fp32Product:
     exact: bool = True
     out_dtype: torch.dtype = torch.float32
     empty_value: float = -2.0  # below every similarity of unit vectors
+    cpu_block_cap: ClassVar[int] = CPU_BLOCK_CAP_LARGE
 
     def prepare(self, flat: torch.Tensor) -> torch.Tensor:
         return flat
@@ -130,6 +140,7 @@ class Bf16Product:
     exact: bool = False
     out_dtype: torch.dtype = torch.int16
     empty_value: int = _BF16_POSITIVE_INF
+    cpu_block_cap: ClassVar[int] = CPU_BLOCK_CAP_LARGE
     offset: torch.Tensor | None = None  # o, a 0-dim tensor on the operands' device (no host sync)
     width: int = 0  # padded channels of one operand form
 
@@ -179,6 +190,7 @@ class Int8Product:
     exact: bool = False
     out_dtype: torch.dtype = torch.int32
     empty_value: int = torch.iinfo(torch.int32).min
+    cpu_block_cap: ClassVar[int] = CPU_BLOCK_CAP_SMALL
     scale: float = 1.0
 
     def prepare(self, flat: torch.Tensor) -> torch.Tensor:
