@@ -140,9 +140,10 @@ def compute_first_pass(features: FeatureSet, lnamd_cfg: LNAMDConfig, engine: Eng
     plan: the reference lists to compare (None: the one ``engine`` asks for, engine/plan.py).
     exact_degrees: in bf16 or int8, the degrees whose small distances are recomputed in fp32
     (None: all). CoDeGraph asks for its graph degree only: the endurance ratios divide the
-    small distances of those maps, while the other maps only enter MSM means, where the
-    reduced precisions cost MuSc under 0.03 points; the recompute is most of a reduced
-    first pass's extra time (docs/codegraph.md, reduced precisions)."""
+    small distances of those maps; the other maps enter MSM means (MuSc's cost of a reduced
+    precision: under 0.03 points) and the dependency ratios, which is where bf16 still moved
+    one bottle cell by 1.1 AP. On every map the recompute made bf16's first pass slower than
+    fp32's (docs/codegraph.md, reduced precisions)."""
     minima: dict[tuple[int, int], PairMinima] = {}
     n_maps = features.layers.shape[1] * len(lnamd_cfg.degrees)
     plan = plan if plan is not None else reference_plan(features, engine)
