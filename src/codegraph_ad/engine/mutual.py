@@ -152,8 +152,8 @@ class SlotLayout:
     tasks send argmins and the caller gets them back. dense: each query's own slot becomes
     inf. refs: the plan's listed references (the result's slots); with ``dense`` they are cut
     out of the dense slots. exact_small: with argmins and a reduced precision, recompute the
-    small distances in fp32 (``_exact_small_distances``); off for maps whose small distances
-    nothing divides (CoDeGraph's maps that do not feed the graph).
+    small distances in fp32 (``_exact_small_distances``); off for the maps whose links the
+    graph does not read (CoDeGraph's other degrees: methods/first_pass.py ``exact_degrees``).
     """
 
     n: int
