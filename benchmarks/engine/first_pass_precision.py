@@ -19,6 +19,7 @@ import argparse
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -88,8 +89,6 @@ def main() -> None:
     settings = {k: v for k, v in SETTINGS.items() if k in wanted and precision_available(v[0], "cpu")}
     best: dict[str, float] = {}
     firsts = {}
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # the reduced-precision warning, expected here
         for _ in range(a.repeats):

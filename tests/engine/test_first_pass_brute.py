@@ -184,6 +184,10 @@ def test_a_reduced_first_pass_recomputes_small_distances_on_the_graph_degree_onl
     error = {r: float((bf16.minima[(0, r)].dist[off] - exact.minima[(0, r)].dist[off]).abs().max()) for r in (1, 3)}
     assert float(exact.minima[(0, 3)].dist[off].max()) < 0.2  # every distance is small here
     assert error[1] < 1e-4 and error[3] > 1e-3  # r = 3: bf16's own error (0.05 here)
+    # a window runs in fp32 whatever the precision: every degree is exact
+    with pytest.warns(RuntimeWarning):
+        windowed = compute_first_pass(fs, lnamd_cfg, EngineConfig(precision="bf16", window=1), exact_degrees=(1,))
+    assert windowed.exact_degrees is None and windowed.small_distances_exact == (1, 3)
     # the estimator asks for its own graph degree, and refuses another one's graph
     with pytest.warns(RuntimeWarning):
         stored = CoDeGraph(precision="bf16", degrees=(1, 3), graph_degree=3).first_pass(fs)

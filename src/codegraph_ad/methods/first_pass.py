@@ -131,6 +131,11 @@ def first_pass_precision(precision: str) -> str:
     return precision
 
 
+def recomputes_small_distances(exact_degrees: tuple[int, ...] | None, degree: int) -> bool:
+    """Whether a reduced-precision first pass recomputes this degree's small distances in fp32."""
+    return exact_degrees is None or degree in exact_degrees
+
+
 def compute_first_pass(features: FeatureSet, lnamd_cfg: LNAMDConfig, engine: EngineConfig,
                        progress: bool | Progress = False, plan: ReferencePlan | None = None,
                        exact_degrees: tuple[int, ...] | None = None) -> FirstPass:
@@ -163,7 +168,8 @@ def compute_first_pass(features: FeatureSet, lnamd_cfg: LNAMDConfig, engine: Eng
                     window=engine.window,
                     grid=features.window_grid,
                     executor=executor_for(engine),
-                    exact_small=exact_degrees is None or r in exact_degrees,
+                    exact_small=recomputes_small_distances(exact_degrees, r),
                 )
-    exact = None if exact_degrees is None or precision == "fp32" else tuple(exact_degrees)
+    # fp32, and a window (its kernels are fp32 whatever the precision): every degree is exact
+    exact = None if exact_degrees is None or precision == "fp32" or engine.window is not None else tuple(exact_degrees)
     return FirstPass(features, tuple(lnamd_cfg.degrees), minima, plan, budget_mb(engine), engine.window, exact)

@@ -31,7 +31,7 @@ from codegraph_ad.graph.links import LocalCandidates, MergedCandidates, check_li
 from codegraph_ad.graph.pipeline import GraphResult, defect_gate, finish_graph_stages, graph_rank
 from codegraph_ad.graph.similarity_vectors import mutual_similarity_vectors
 from codegraph_ad.methods.base import budget_mb, reference_plan
-from codegraph_ad.methods.first_pass import first_pass_precision
+from codegraph_ad.methods.first_pass import first_pass_precision, recomputes_small_distances
 from codegraph_ad.progress import Progress
 
 
@@ -190,7 +190,7 @@ def compute_sharded_first_pass(features: FeatureSet, lnamd_cfg: LNAMDConfig, eng
         for li, r in maps:
             job = plan_job(lnamd(features.layers[:, li], features.grid, r), plan, budget, precision,
                            True, engine.window, features.window_grid,
-                           exact_small=exact_degrees is None or r in exact_degrees)
+                           exact_small=recomputes_small_distances(exact_degrees, r))
             try:
                 executor.fill_shards(shards, bounds, job, bar, f"first pass layer {li + 1} r={r}", key=(li, r))
             except ray.exceptions.RayActorError as exc:
