@@ -102,19 +102,22 @@ def run_cell(a: argparse.Namespace) -> dict[str, Any]:
 
     from codegraph_ad import CoDeGraph, MuSc
     from codegraph_ad.errors import CodegraphError, MemoryBudgetError
+    from codegraph_ad.features.extract import resolve_token_dtype
     from codegraph_ad.metrics import image_metrics
 
     torch.set_num_threads(a.threads)
     cache = ScaleCache(Path(a.cache_dir), a.category, CATEGORIES[a.category], a.size, a.seed)
     rss_start = own_peak_rss_mb()
     t0 = time.perf_counter()
-    feats, labels = cache.load(a.n, a.token_dtype)
+    params = engine_params(a.mode, a)
+    held = resolve_token_dtype(a.token_dtype, a.n, params.get("references"))  # as api.features_for_batch
+    feats, labels = cache.load(a.n, held)
     row: dict[str, Any] = {
         "mode": a.mode, "method": a.method, "n": a.n, "m": int(feats.layers.shape[2]),
         "maps": int(feats.layers.shape[1]) * 3, "load_s": round(time.perf_counter() - t0, 2),
         "rss_start_mb": round(rss_start, 1), "rss_loaded_mb": round(own_peak_rss_mb(), 1),
         "features_mb": round(feats.layers.numel() * feats.layers.element_size() / 2**20, 1),
-        "token_dtype": a.token_dtype, "params": engine_params(a.mode, a),
+        "token_dtype": held, "params": params,
     }
     cls = CoDeGraph if a.method == "codegraph" else MuSc
     try:
@@ -302,7 +305,9 @@ def write_markdown(out: dict, path: Path) -> None:
              f"Batch: the first N of {data['n_sources']} {out['category']} images and their copies; "
              f"{data['augmentation']}. Features cached ({data['layers_dtype']}), "
              f"{data['extract_s_per_image']} s per image to extract (not in the times below); the cells hold "
-             f"the tokens in {out.get('token_dtype', 'float32')} (FeatureConfig.token_dtype; the scores are the "
+             f"the tokens as `--token-dtype {out.get('token_dtype', 'float32')}` (FeatureConfig.token_dtype; auto, the "
+             "library's default: float16 in the fixed-K cells, float32 elsewhere; each cell's dtype is in its row "
+             "of the JSON; the scores are the "
              "same either way, the values being float16 in the cache).", "",
              "| mode | method | N | wall s | s / image | peak RSS MB (features MB) | pairs | engine share of wall | image AUROC | note |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -357,8 +362,9 @@ def main() -> None:
     ap.add_argument("--micro-n-1024", type=int, default=24, help="images of the per-pair timing at M = 1,024")
     ap.add_argument("--cache-dir", default=str(default_cache_dir()))
     ap.add_argument("--out", default=None, help="default benchmarks/results/scale_<cpu capability>.json")
-    ap.add_argument("--token-dtype", choices=("float16", "float32"), default="float16",
-                    help="dtype the cell holds the (float16-cached) tokens in; same scores either way")
+    ap.add_argument("--token-dtype", choices=("auto", "float16", "float32"), default="auto",
+                    help="dtype the cell holds the (float16-cached) tokens in, as FeatureConfig.token_dtype "
+                         "(auto: float16 in fixed-K cells, float32 otherwise); same scores either way")
     ap.add_argument("--cell", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--mode", default="exact", help=argparse.SUPPRESS)
     ap.add_argument("--n", type=int, default=0, help=argparse.SUPPRESS)

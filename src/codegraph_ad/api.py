@@ -9,7 +9,7 @@ from __future__ import annotations
 import platform
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,7 +23,7 @@ from codegraph_ad.datasets.mvtec import read_mvtec_category
 from codegraph_ad.decision import Decision, decide
 from codegraph_ad.engine.threads import thread_budget
 from codegraph_ad.errors import InputError
-from codegraph_ad.features.extract import FeatureSet
+from codegraph_ad.features.extract import FeatureSet, resolve_token_dtype
 from codegraph_ad.features.extractor import FeatureExtractor
 from codegraph_ad.io.batch import ImageBatch, load_batch
 from codegraph_ad.io.images import resolve_inputs
@@ -129,6 +129,10 @@ def features_for_batch(
     cannot be identified; see ``features.cache.CacheConfig``); True/False force it.
     stats: when given, receives ``features_cached`` / ``features_extracted`` counts.
     """
+    # "auto" tokens are resolved for this batch here, so a fixed-K batch is held in float16
+    # from the start instead of next to a float32 copy
+    held = resolve_token_dtype(config.features.token_dtype, len(batch), config.engine.references)
+    config = replace(config, features=replace(config.features, token_dtype=held))
     extractor_cls = FeatureExtractor
     if config.engine.backend == "ray":  # the backbone runs on the cluster's workers (docs/ray.md)
         from codegraph_ad.engine.ray_features import RayFeatureExtractor as extractor_cls

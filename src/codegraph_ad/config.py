@@ -30,8 +30,9 @@ def _require(ok: bool, name: str, value: Any, rule: str) -> None:
         raise ConfigError(f"{name} must be {rule}, got {value!r}")
 
 
-# dtypes the patch tokens may be held in between extraction and scoring (features/extract.py)
-TokenDtype = Literal["float32", "float16"]
+# dtypes the patch tokens may be held in between extraction and scoring (features/extract.py);
+# "auto" resolves per batch (features/extract.py: resolve_token_dtype)
+TokenDtype = Literal["auto", "float32", "float16"]
 
 
 @dataclass(frozen=True)
@@ -51,9 +52,13 @@ class FeatureConfig:
     batch_size: int = documented(8, "images per backbone call")
     # The tokens are the largest array a run holds (N M L C values: 1.5 GB in float32 for
     # 1,000 images at 224 px, 6 GB at 448 px); float16 halves it, computing stays float32
-    # (LNAMD casts each chunk) and the scores move by at most 1.1e-5 (docs/scale.md).
+    # (LNAMD casts each chunk) and the scores move by at most 1.1e-5 (docs/scale.md). auto:
+    # float16 where the plan is fixed-K (--references K < N - 1), whose scores are not the
+    # exact engine's anyway and whose batches are the large ones; float32 otherwise, so exact
+    # runs keep their scores to the last digit.
     token_dtype: TokenDtype = documented(
-        "float32", "dtype the patch tokens are held in between extraction and scoring (float16: half the memory)")
+        "auto", "dtype the patch tokens are held in between extraction and scoring (float16: half the memory; "
+        "auto: float16 with fixed-K references, float32 otherwise)")
 
     def __post_init__(self) -> None:
         # the registry loads the built-in backbones on first use; user entries must be

@@ -18,7 +18,7 @@ from PIL import Image
 from codegraph_ad.config import FeatureConfig
 from codegraph_ad.engine.memory import estimate_memory
 from codegraph_ad.errors import ConfigError
-from codegraph_ad.features.extract import FeatureSet, held_as
+from codegraph_ad.features.extract import FeatureSet, held_as, resolve_token_dtype
 from codegraph_ad.features.extractor import FeatureExtractor
 from codegraph_ad.methods.codegraph import CoDeGraph
 from codegraph_ad.methods.musc import MuSc
@@ -90,7 +90,7 @@ def test_memory_estimate_counts_two_bytes_per_token() -> None:
 
 def test_config_refuses_other_dtypes() -> None:
     """(--token-dtype itself is covered with every other field by tests/cli/test_more_options.py.)"""
-    assert FeatureConfig().token_dtype == "float32"
+    assert FeatureConfig().token_dtype == "auto"
     with pytest.raises(ConfigError, match="token_dtype"):
         FeatureConfig(token_dtype="int8")
 
@@ -128,3 +128,37 @@ def test_detect_with_float16_tokens_end_to_end(tmp_path) -> None:
     sb = np.array([r["score"] for r in b["images"]])
     assert not np.array_equal(sa, sb)  # the tokens were rounded ...
     np.testing.assert_allclose(sa, sb, rtol=1e-3)  # ... and the scores barely moved
+
+
+def test_auto_is_float16_only_for_fixed_k_plans() -> None:
+    assert resolve_token_dtype("auto", 1000, None) == "float32"  # exact: scores to the last digit
+    assert resolve_token_dtype("auto", 1000, 100) == "float16"  # fixed K = 100 < N - 1
+    assert resolve_token_dtype("auto", 101, 100) == "float32"  # K = N - 1 is the exact plan
+    assert resolve_token_dtype("auto", 50, 100) == "float32"
+    assert resolve_token_dtype("float32", 1000, 100) == "float32"  # an explicit dtype is kept
+    assert resolve_token_dtype("float16", 10, None) == "float16"
+    feats = FeatureSet(torch.zeros(6, 1, 4, 8), None, (2, 2))
+    assert held_as(feats, "auto").layers.dtype == torch.float32  # no plan known: exact
+    assert held_as(feats, "auto", references=2).layers.dtype == torch.float16
+    assert held_as(feats, "auto", references=5).layers.dtype == torch.float32
+
+
+def test_detect_holds_a_fixed_k_batch_in_float16_by_default(tmp_path) -> None:
+    """The default (auto) scores a fixed-K batch exactly as --token-dtype float16 does, and
+    an exact batch exactly as float32 does."""
+    folder = _images(tmp_path / "imgs", n=8)
+    common = ["detect", str(folder), "--image-size", "28", "--layers", "1,2", "--method", "musc",
+              "--quiet", "--no-overlays", "--no-cache"]
+
+    def scores(name: str, *extra: str) -> np.ndarray:
+        assert cli_main([*common, "--out", str(tmp_path / name), *extra]) == 0
+        rows = json.loads((tmp_path / name / "scores.json").read_text())["images"]
+        return np.array([r["score"] for r in rows])
+
+    fixed = ("--references", "3")
+    auto_fixed = scores("auto_fixed", *fixed)
+    np.testing.assert_array_equal(auto_fixed, scores("f16_fixed", *fixed, "--token-dtype", "float16"))
+    assert not np.array_equal(auto_fixed, scores("f32_fixed", *fixed, "--token-dtype", "float32"))
+    auto_exact = scores("auto_exact")
+    np.testing.assert_array_equal(auto_exact, scores("f32_exact", "--token-dtype", "float32"))
+    assert not np.array_equal(auto_exact, scores("f16_exact", "--token-dtype", "float16"))

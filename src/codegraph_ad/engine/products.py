@@ -178,6 +178,40 @@ class Bf16Product:
 
 
 @dataclass
+class Bf16x3Product(Bf16Product):
+    """``Bf16Product`` with each operand split into two bf16 parts, x = x_hi + x_lo: one
+    product over three channel groups, ``o - (x_hi.y_hi + x_lo.y_hi + x_hi.y_lo)``, leaves
+    out only x_lo.y_lo (relative 2^-18), so the similarity is good to about 1e-5 instead of
+    bf16's 7e-4, and small distances keep their digits without an fp32 recompute (bf16
+    alone: median relative error 21% below distance 0.05 on bottle). Three times bf16's
+    multiply-adds, with its int16 reductions."""
+
+    exact_small_distances: ClassVar[bool] = True
+
+    def prepare(self, flat: torch.Tensor) -> torch.Tensor:
+        rows, c = flat.shape
+        self.width = -(-(3 * c + 1) // _BF16_WIDTH_MULTIPLE) * _BF16_WIDTH_MULTIPLE
+        out = torch.zeros((rows, 2 * self.width), dtype=torch.bfloat16, device=flat.device)
+        largest = torch.zeros((), dtype=torch.float32, device=flat.device)
+        w = self.width
+        for i in range(0, rows, _PREPARE_ROWS):
+            x = flat[i : i + _PREPARE_ROWS].float()
+            hi = x.to(torch.bfloat16)
+            lo = (x - hi.float()).to(torch.bfloat16)
+            block = out[i : i + _PREPARE_ROWS]
+            block[:, :c], block[:, c : 2 * c], block[:, 2 * c : 3 * c] = hi, lo, hi
+            block[:, w : w + c], block[:, w + c : w + 2 * c], block[:, w + 2 * c : w + 3 * c] = -hi, -hi, -lo
+            largest = torch.maximum(largest, (hi.float() + lo.float()).square().sum(dim=1).amax())
+        target = largest * (1 + 2**-8) + 1e-6
+        o = target.to(torch.bfloat16)
+        o = torch.where(o.float() < target, (o.view(torch.int16) + 1).view(torch.bfloat16), o)
+        self.offset = o.float()
+        out[:, 3 * c] = 1.0
+        out[:, w + 3 * c] = o
+        return out
+
+
+@dataclass
 class Int8Product:
     """Symmetric int8 quantisation with one scale for the batch; int32 accumulation (VNNI).
 

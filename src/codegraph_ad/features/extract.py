@@ -91,14 +91,28 @@ class FeatureSet:
 TOKEN_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 
 
-def held_as(features: FeatureSet, token_dtype: str) -> FeatureSet:
-    """``features`` with its tokens held in ``token_dtype`` (FeatureConfig.token_dtype).
+def resolve_token_dtype(token_dtype: str, n_images: int, references: int | None = None) -> str:
+    """The dtype ``token_dtype`` (FeatureConfig.token_dtype) holds a batch of ``n_images`` in.
+
+    "auto" is float16 where the engine's plan is fixed-K (``references`` K < N - 1): that
+    plan is an approximation by design, so the rounding of the tokens (scores within about
+    1e-5) is nothing next to it, and it is the plan of the large batches, where the float32
+    tokens alone decide whether N = 1,000 fits in 4 GB (docs/scale.md). Everywhere else
+    "auto" is float32, so exact runs keep their scores to the last digit."""
+    if token_dtype != "auto":
+        return token_dtype
+    return "float16" if references is not None and references < n_images - 1 else "float32"
+
+
+def held_as(features: FeatureSet, token_dtype: str, references: int | None = None) -> FeatureSet:
+    """``features`` with its tokens held in ``token_dtype`` (FeatureConfig.token_dtype;
+    "auto" resolved for this batch and ``references``, see ``resolve_token_dtype``).
 
     float16 halves the largest array a run holds (N = 1,000 images at 224 px: 1.5 GB of
     float32 tokens); the tokens lose the digits below float16's (relative 5e-4) and the
     scores move by at most about 1e-5 (benchmarks/results/token_dtype.md). The [CLS]
     vectors stay float32 (small)."""
-    dtype = TOKEN_DTYPES[token_dtype]
+    dtype = TOKEN_DTYPES[resolve_token_dtype(token_dtype, features.n_images, references)]
     if features.layers.dtype == dtype:
         return features
     return FeatureSet(features.layers.to(dtype), features.cls, features.grid, features.lattice)

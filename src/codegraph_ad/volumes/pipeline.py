@@ -135,7 +135,8 @@ def token_batch(volumes: list[PreparedVolume], tokens: Sequence[VolumeTokens], c
     layers, cls, share = stack_tokens(tokens)
     g, staggered = tokens[0].grid, tokens[0].staggered
     features = held_as(FeatureSet(layers, cls, (1, layers.shape[2]) if staggered else (g[0], g[1] * g[2]),
-                                  Lattice3D(g, staggered)), config.run.features.token_dtype)
+                                  Lattice3D(g, staggered)), config.run.features.token_dtype,
+                       config.run.engine.references)
     return TokenBatch(volumes, features, g, share, share >= config.void_fraction, staggered=staggered)
 
 
