@@ -116,13 +116,15 @@ class EngineConfig:
     # fp32 stays the default: exact distances, the same scores on every machine. "fast"
     # (int8 on AVX-512 VNNI CPUs) scored bottle at 448 px 2.3x faster with pixel metrics
     # within 0.02 points (docs/engine.md), but which mode it picks depends on the machine
-    # (bf16 with AMX: 3.7x fp32's engine). CoDeGraph's first pass stays fp32 under fast
-    # (methods/first_pass.py: first_pass_precision; int8 lost repeated groups on bottle until
-    # its small distances were recomputed in fp32, docs/codegraph.md).
-    precision: Literal["fp32", "bf16", "int8", "fast"] = documented(
+    # (bf16 with AMX: 3.7x fp32's engine). CoDeGraph's first pass under fast is fp32 or
+    # bf16x3, whichever is faster (methods/first_pass.py: first_pass_precision; int8 lost
+    # repeated groups on bottle until its small distances were recomputed in fp32, and bf16
+    # with that recompute still moved one cell by a point, docs/codegraph.md).
+    precision: Literal["fp32", "bf16", "bf16x3", "int8", "fast"] = documented(
         "fp32", "block-product precision; fast times fp32, bf16 and int8 on this CPU and keeps the fastest "
-        "for MuSc (CoDeGraph's first pass stays fp32; an explicit bf16 or int8 runs it 1.1-1.6x faster and "
-        "can move its metrics by up to 1.1 points, docs/codegraph.md)")
+        "for MuSc, and for CoDeGraph's first pass the faster of fp32 and bf16x3 (bf16 in two parts per "
+        "operand: small distances within about 0.2%); an explicit bf16 or int8 runs CoDeGraph 1.1-1.6x faster "
+        "than fp32 and can move its metrics by up to 1.1 points, docs/codegraph.md")
     # None: 70% of physical memory (engine/memory.py)
     memory_budget_mb: int | None = documented(None, "scoring memory budget in MB (none: 70% of physical memory)")
     threads: int | None = documented(None, "CPU threads (none: all cores)")  # None: all cores
@@ -155,8 +157,8 @@ class EngineConfig:
         None, "with --engine ray: the cluster to join (none: start one here; auto: the running cluster; host:port)")
 
     def __post_init__(self) -> None:
-        _require(self.precision in ("fp32", "bf16", "int8", "fast"), "precision", self.precision,
-                 "one of fp32, bf16, int8, fast")
+        _require(self.precision in ("fp32", "bf16", "bf16x3", "int8", "fast"), "precision", self.precision,
+                 "one of fp32, bf16, bf16x3, int8, fast")
         _require(self.references is None or self.references >= 2, "references", self.references, ">= 2 or none")
         _require(0.0 <= self.random_references <= 1.0, "random_references", self.random_references,
                  "in [0, 1]")

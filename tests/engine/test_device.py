@@ -234,7 +234,7 @@ def test_fp32_product_on_cuda_runs_with_tf32_off(tf32_state) -> None:
 def test_autotune_cache_key_includes_the_device(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
 
-    def fake_time_modes(dev: torch.device, n_patches: int, engine) -> str:
+    def fake_time_modes(dev: torch.device, n_patches: int, engine, modes=autotune.MUSC_MODES) -> str:
         calls.append((dev.type, n_patches))
         return {"cpu": "fp32", "cuda": "int8"}[dev.type]
 

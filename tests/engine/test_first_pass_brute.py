@@ -144,19 +144,37 @@ def test_graph_and_rescore_final_scores_are_msm_against_the_refined_base() -> No
     assert np.abs(want - _brute_scores(units, graph.final_q, None)).max() > 1e-3
 
 
-def test_fast_runs_the_first_pass_in_fp32_and_an_explicit_reduced_precision_warns(monkeypatch):
+def test_fast_runs_the_first_pass_in_fp32_or_bf16x3_and_an_explicit_reduced_precision_warns(monkeypatch):
     """The graph stages read the first pass; quantisation noise in its small distances reads
-    as endurance cliffs (docs/codegraph.md), so ``fast`` keeps it fp32 even where the
-    calibration would pick int8, and an explicit int8 runs with a warning."""
+    as endurance cliffs (docs/codegraph.md), so ``fast`` chooses between fp32 and bf16x3 only
+    (timed with argmins), never MuSc's int8 or bf16, and an explicit int8 runs with a warning."""
+    from codegraph_ad.methods import first_pass as fp_module
+
     rng = np.random.default_rng(4)
     layers = torch.from_numpy(rng.standard_normal((6, 1, 24, 16)).astype(np.float32))
     # 24 patches per image: int8 needs a multiple of 8 above 16 (else it falls back to fp32)
     fs = FeatureSet(layers, torch.from_numpy(rng.standard_normal((6, 4)).astype(np.float32)), (4, 6))
-    monkeypatch.setattr(mutual, "fastest_reduced_precision", lambda *a, **k: "int8")
+    monkeypatch.setattr(mutual, "fastest_reduced_precision", lambda *a, **k: "int8")  # MuSc's pick
+    asked = []
+
+    def first_pass_pick(pick):
+        def choose(n_patches, engine, device, modes):
+            asked.append((n_patches, engine, modes))
+            return pick
+        return choose
+
     lnamd_cfg = LNAMDConfig(degrees=(1,))
     exact = compute_first_pass(fs, lnamd_cfg, EngineConfig(precision="fp32"))
+    monkeypatch.setattr(fp_module, "fastest_reduced_precision", first_pass_pick("fp32"))
     fast = compute_first_pass(fs, lnamd_cfg, EngineConfig(precision="fast"))
     assert torch.equal(fast.minima[(0, 1)].dist, exact.minima[(0, 1)].dist)
+    assert asked == [(24, mutual.pair_minima_with_argmins, ("fp32", "bf16x3"))]
+    monkeypatch.setattr(fp_module, "fastest_reduced_precision", first_pass_pick("bf16x3"))
+    fast = compute_first_pass(fs, lnamd_cfg, EngineConfig(precision="fast"), exact_degrees=(1,))
+    err = (fast.minima[(0, 1)].dist - exact.minima[(0, 1)].dist).abs()
+    assert float(err[torch.isfinite(err)].max()) < 2e-3 and not torch.equal(fast.minima[(0, 1)].dist,
+                                                                           exact.minima[(0, 1)].dist)
+    assert fast.exact_degrees is None  # bf16x3 keeps every map's small distances
     with pytest.warns(RuntimeWarning, match="Tukey fence"):
         int8 = compute_first_pass(fs, lnamd_cfg, EngineConfig(precision="int8"))
     assert not torch.equal(int8.minima[(0, 1)].dist, exact.minima[(0, 1)].dist)  # int8 did run (d > 0.2 here)

@@ -24,6 +24,15 @@ def brute_minima(x: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def near_duplicates() -> torch.Tensor:
+    """Four images of 64 patches, each a small perturbation of one base: distances about 0.08,
+    similarities near 1 (where the reduced precisions' rounding shows)."""
+    g = torch.Generator().manual_seed(7)
+    base = torch.nn.functional.normalize(torch.randn(64, 384, generator=g), dim=-1)
+    return torch.stack([torch.nn.functional.normalize(base + 0.003 * torch.randn(64, 384, generator=g), dim=-1)
+                        for _ in range(4)])
+
+
 @pytest.mark.parametrize("budget", [0.05, 1.0, 4096])
 def test_pair_minima_matches_brute_force(budget):
     x = unit_features(7, 20, 16, seed=1)
@@ -66,10 +75,7 @@ def test_bf16_keeps_near_neighbours_finer_than_a_plain_bf16_product():
     # near 1 is rounded in steps of 2^-8; the offset product rounds o - s, which is small
     # there, and what is left is the operands' own rounding (measured: mean distance error
     # 2.1e-3 against 5.7e-3 for the plain product and 7.6e-3 for int8)
-    g = torch.Generator().manual_seed(7)
-    base = torch.nn.functional.normalize(torch.randn(64, 384, generator=g), dim=-1)
-    x = torch.stack([torch.nn.functional.normalize(base + 0.003 * torch.randn(64, 384, generator=g), dim=-1)
-                     for _ in range(4)])
+    x = near_duplicates()
     exact = pair_minima(x, precision="fp32").dist
     f = torch.isfinite(exact)
     got = pair_minima(x, precision="bf16").dist
@@ -85,10 +91,7 @@ def test_bf16_keeps_near_neighbours_finer_than_a_plain_bf16_product():
 def test_small_distances_with_argmins_are_recomputed_in_fp32(precision):
     """CoDeGraph's endurance ratios divide small distances: with argmins, a reduced precision
     only chooses the neighbour of a near-duplicate and its distance is fp32's."""
-    g = torch.Generator().manual_seed(7)
-    base = torch.nn.functional.normalize(torch.randn(64, 384, generator=g), dim=-1)
-    x = torch.stack([torch.nn.functional.normalize(base + 0.003 * torch.randn(64, 384, generator=g), dim=-1)
-                     for _ in range(4)])  # distances about 0.08
+    x = near_duplicates()
     exact = pair_minima(x, precision="fp32", with_argmin=True)
     f = torch.isfinite(exact.dist)
     with_arg = pair_minima(x, precision=precision, with_argmin=True)
@@ -105,6 +108,50 @@ def test_small_distances_with_argmins_are_recomputed_in_fp32(precision):
     listed = plan_minima(x, ReferencePlan(4, refs), precision=precision, with_argmin=True)
     want = exact.dist[torch.arange(4).unsqueeze(1), refs]
     assert float((listed.dist - want).abs().max()) < 1e-4
+
+
+def test_bf16x3_keeps_small_distances_without_a_recompute(monkeypatch):
+    """bf16 in two parts per operand: near-duplicate distances within about 1e-4 of fp32's,
+    an order of magnitude finer than bf16's, with no fp32 recompute at the argmins."""
+    from codegraph_ad.engine import mutual
+
+    x = near_duplicates()
+    exact = pair_minima(x, precision="fp32", with_argmin=True)
+    f = torch.isfinite(exact.dist)
+    bf16 = pair_minima(x, precision="bf16")
+
+    def no_recompute(*a, **k):
+        raise AssertionError("bf16x3 must not recompute its small distances")
+
+    monkeypatch.setattr(mutual, "_exact_small_distances", no_recompute)
+    x3 = pair_minima(x, precision="bf16x3", with_argmin=True)
+    assert torch.equal(x3.argmin, exact.argmin)
+    err, bf16_err = ((d.dist[f] - exact.dist[f]).abs().max() for d in (x3, bf16))
+    assert float(err) < 2e-4 and float(err) < float(bf16_err) / 10
+
+
+def test_bf16x3_block_values_are_positive_with_a_small_offset():
+    """Exact duplicates (a row against itself) stay positive, so the int16 minimum is still
+    the nearest patch, and the offset sits within 2^-11 of the largest squared norm (bf16's
+    own rounds 1 up to 1.0078, a floor under every near neighbour's distance)."""
+    from codegraph_ad.engine.products import Bf16x3Product
+
+    g = torch.Generator().manual_seed(3)
+    for scale in (1.0, 2.0):
+        x = torch.nn.functional.normalize(torch.randn(96, 40, generator=g), dim=-1) * scale
+        p = Bf16x3Product()
+        low = p.prepare(x)
+        raw = p.block(low, p.right(low))
+        assert raw.dtype == torch.int16 and bool((raw > 0).all())
+        largest = float((x.double() ** 2).sum(dim=1).max())
+        assert largest <= float(p.offset) <= largest * (1 + 2**-11)
+        sim = p.to_similarity(raw.clone())
+        exact = x.double() @ x.double().T
+        # what is left is the result's rounding, one bf16 step (2^-8) of o - s at most, and the
+        # dropped x_lo.y_lo (2^-18 of the squared norms)
+        assert bool(((sim.double() - exact).abs() <= 2**-8 * (float(p.offset) - exact) + 1e-5 * scale**2).all())
+        v, i = p.nearest(raw, 1, with_arg=True)
+        assert torch.equal(i.long(), torch.arange(96))  # each row's nearest is itself
 
 
 def test_bf16_block_values_are_positive_and_order_like_the_similarities():

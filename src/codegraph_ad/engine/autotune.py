@@ -19,11 +19,15 @@ from functools import lru_cache
 import torch
 
 from codegraph_ad.engine.device import precision_available, synchronize
-from codegraph_ad.engine.products import Bf16Product, Fp32Product, Int8Product
+from codegraph_ad.engine.products import Bf16Product, Bf16x3Product, Fp32Product, Int8Product
 
 Engine = Callable[..., object]
 
 _SCREEN_SLOWER = 3.0  # a bare product this many times slower than fp32's cannot win
+# what ``fast`` chooses among: MuSc's maps; CoDeGraph's first pass chooses between fp32 and
+# bf16x3 (methods/first_pass.py: first_pass_precision)
+MUSC_MODES = ("fp32", "bf16", "int8")
+_PRODUCTS = {"fp32": Fp32Product, "bf16": Bf16Product, "bf16x3": Bf16x3Product, "int8": Int8Product}
 # Patches timed end to end and the budget they run under, per device type: on the CPU 4,096
 # patches make blocks as large as the real run's; a GPU needs more work per timing than a
 # kernel launch costs, and its blocks follow the free GPU memory (engine/device.py).
@@ -47,20 +51,21 @@ def product_seconds(product, x: torch.Tensor, repeats: int = 3) -> float:
     return best
 
 
-def bare_product_seconds(x: torch.Tensor, repeats: int = 3) -> dict[str, float]:
-    """``product_seconds`` of every mode this build and ``x``'s device can run."""
+def bare_product_seconds(x: torch.Tensor, repeats: int = 3, modes: tuple[str, ...] = MUSC_MODES) -> dict[str, float]:
+    """``product_seconds`` of every mode of ``modes`` this build and ``x``'s device can run."""
     seconds: dict[str, float] = {}
-    for name, product in (("fp32", Fp32Product()), ("bf16", Bf16Product()), ("int8", Int8Product())):
+    for name in modes:
         if not precision_available(name, x.device):
             continue
         try:
-            seconds[name] = product_seconds(product, x, repeats)
+            seconds[name] = product_seconds(_PRODUCTS[name](), x, repeats)
         except RuntimeError:  # this build cannot run the mode at all
             continue
     return seconds
 
 
-def _plausible_modes(rows: int = 512, channels: int = 384, device: str | torch.device = "cpu") -> list[str]:
+def _plausible_modes(rows: int = 512, channels: int = 384, device: str | torch.device = "cpu",
+                     modes: tuple[str, ...] = MUSC_MODES) -> list[str]:
     """fp32 and the reduced precisions whose bare block product is not far slower than fp32's.
 
     A CPU without the matching instructions runs a mode's product 10-100x slower (AVX2
@@ -69,12 +74,15 @@ def _plausible_modes(rows: int = 512, channels: int = 384, device: str | torch.d
     """
     g = torch.Generator().manual_seed(0)
     x = torch.nn.functional.normalize(torch.randn(rows, channels, generator=g), dim=1).to(device)
-    seconds = bare_product_seconds(x)
-    return [name for name in seconds if name == "fp32" or seconds[name] < _SCREEN_SLOWER * seconds["fp32"]]
+    seconds = bare_product_seconds(x, modes=tuple(dict.fromkeys(("fp32", *modes))))
+    return [name for name in seconds if name in modes
+            and (name == "fp32" or seconds[name] < _SCREEN_SLOWER * seconds["fp32"])]
 
 
-def fastest_reduced_precision(n_patches: int, engine: Engine, device: str | torch.device = "cpu") -> str:
-    """The fastest of fp32, bf16 and int8 for ``engine`` on ``device`` at this patch count.
+def fastest_reduced_precision(n_patches: int, engine: Engine, device: str | torch.device = "cpu",
+                              modes: tuple[str, ...] = MUSC_MODES) -> str:
+    """The fastest of ``modes`` (fp32, bf16 and int8 by default; fp32 is always among them)
+    for ``engine`` on ``device`` at this patch count.
 
     engine: the function being tuned, called as ``engine(x, budget_mb=..., precision=...)``
         with ``x: (N, M, C)`` unit rows on ``device`` and a concrete precision (in practice
@@ -93,24 +101,24 @@ def fastest_reduced_precision(n_patches: int, engine: Engine, device: str | torc
     fp32, 1.5x int8: peer_msm_avx512.json); on an AVX2-only one int8 runs at 5 GOPS and
     fp32 wins (engine_avx2.json).
     """
-    return _fastest(torch.device(device).type, int(n_patches), engine)
+    return _fastest(torch.device(device).type, int(n_patches), engine, tuple(dict.fromkeys(("fp32", *modes))))
 
 
 @lru_cache(maxsize=16)
-def _fastest(device_type: str, n_patches: int, engine: Engine) -> str:
-    """``fastest_reduced_precision``, cached per (device type, patch count, engine)."""
-    return _time_modes(torch.device(device_type), n_patches, engine)
+def _fastest(device_type: str, n_patches: int, engine: Engine, modes: tuple[str, ...] = MUSC_MODES) -> str:
+    """``fastest_reduced_precision``, cached per (device type, patch count, engine, modes)."""
+    return _time_modes(torch.device(device_type), n_patches, engine, modes)
 
 
-def _time_modes(device: torch.device, n_patches: int, engine: Engine) -> str:
-    """Time ``engine`` in every plausible mode on ``device``; the fastest mode's name."""
+def _time_modes(device: torch.device, n_patches: int, engine: Engine, modes: tuple[str, ...] = MUSC_MODES) -> str:
+    """Time ``engine`` in every plausible mode of ``modes`` on ``device``; the fastest mode's name."""
     g = torch.Generator().manual_seed(0)
     m = min(max(int(n_patches), 64), 1024)
     n = max(4, _TIMED_PATCHES.get(device.type, 4096) // m)  # blocks as large as the real run's
     budget = _TIMED_BUDGET_MB.get(device.type, 256)
     x = torch.nn.functional.normalize(torch.randn(n, m, 384, generator=g), dim=-1).to(device)
     timings: dict[str, float] = {}
-    modes = _plausible_modes(device=device)
+    modes = _plausible_modes(device=device, modes=modes)
     for name in list(modes):  # warm-up, and drop what this build cannot run
         try:
             engine(x, budget_mb=budget, precision=name)

@@ -64,15 +64,15 @@ def cuda_capability(device: str | torch.device) -> tuple[int, int] | None:
 def precision_available(precision: str, device: str | torch.device) -> bool:
     """Whether the engine can run ``precision`` on ``device``.
 
-    fp32 and ``fast`` (which picks among the available ones): always. On CUDA, bf16 needs
+    fp32 and ``fast`` (which picks among the available ones): always. On CUDA, bf16 (and bf16x3) needs
     native bf16 (sm80+, ``torch.cuda.is_bf16_supported``) and int8 needs ``torch._int_mm``'s
     cuBLASLt int8 kernels (sm80+). On the CPU bf16 and int8 always run; whether they are fast
     is the autotuner's question, and int8's shape rules are ``products.int8_supported``.
     """
     if precision in ("fp32", "fast"):
         return True
-    if precision not in ("bf16", "int8"):
-        raise ValueError(f"precision must be one of fp32, bf16, int8, fast, got {precision!r}")
+    if precision not in ("bf16", "bf16x3", "int8"):
+        raise ValueError(f"precision must be one of fp32, bf16, bf16x3, int8, fast, got {precision!r}")
     device = torch.device(device)
     if device.type == "cpu":
         return True
@@ -81,6 +81,6 @@ def precision_available(precision: str, device: str | torch.device) -> bool:
     capability = cuda_capability(device)
     if capability is None or capability < (8, 0):
         return False
-    if precision == "bf16":
+    if precision in ("bf16", "bf16x3"):
         return bool(torch.cuda.is_bf16_supported())
     return hasattr(torch, "_int_mm")

@@ -125,6 +125,12 @@ def pair_minima(
     return _collect(_dense_job(feats, budget_mb, precision, with_argmin, bias), executor, progress, desc)
 
 
+def pair_minima_with_argmins(feats: torch.Tensor, budget_mb: float = 4096, precision: str = "fp32") -> PairMinima:
+    """``pair_minima`` with argmins: what a first pass runs, and so what ``fast`` times for
+    CoDeGraph (its argmin bookkeeping costs as much as the product on a CPU)."""
+    return pair_minima(feats, budget_mb, precision, with_argmin=True)
+
+
 def _dense_job(feats: torch.Tensor, budget_mb: float, precision: str, with_argmin: bool,
                bias: torch.Tensor | None, refs: torch.Tensor | None = None) -> "_MapJob":
     """Every ordered pair by square blocks of images; ``refs``: keep only these slots (the
@@ -187,7 +193,8 @@ class SlotLayout:
             best_sim = self.product.to_similarity(best_sim)
             # in place: at N = 500, M = 1024 each (N, N, M) temporary is 1 GB
             dist = best_sim.mul_(-2.0).add_(2.0).clamp_(min=0.0).sqrt_()
-            if feats is not None and best_arg is not None and not self.product.exact and self.exact_small:
+            if (feats is not None and best_arg is not None and not self.product.small_distances_exact
+                    and self.exact_small):
                 slot_images = self.refs[q0 : q0 + rows] if self.refs is not None and not self.dense else None
                 _exact_small_distances(dist, best_arg, feats, q0, slot_images)
         arg = best_arg if self.with_arg else None
@@ -432,7 +439,8 @@ def plan_minima(
     ``(h, w)``, or for volume tokens their 3D lattice (a ``(d, h, w)`` tuple or a Lattice3D).
     executor: where the pair tasks run (engine/executor.py; None: this process).
     exact_small: with argmins in bf16 or int8, the distances below ``_EXACT_BELOW`` are
-    recomputed in fp32 at their argmins (``SlotLayout.exact_small``).
+    recomputed in fp32 at their argmins (``SlotLayout.exact_small``; fp32 and bf16x3 keep
+    their own, ``small_distances_exact``).
     """
     job = plan_job(feats, plan, budget_mb, precision, with_argmin, window, grid, exact_small)
     return _collect(job, executor, progress, desc)

@@ -7,7 +7,9 @@ similarities by that scale; a fixed random rotation first spreads the few large 
 of ViT tokens over all channels so that the quantisation step stays small. bf16: the
 product is ``o - x.y`` (an extra channel), accumulated in fp32 and rounded to bf16 only once
 the similarity has been taken from ``o``, so near neighbours come out as small numbers whose
-8-bit mantissa is fine (see ``Bf16Product``). Which reduced precision is fast depends on the
+8-bit mantissa is fine (see ``Bf16Product``); bf16x3 splits each operand in two bf16 parts
+and keeps about fp32's small distances for three times bf16's work (``Bf16x3Product``, what
+CoDeGraph's first pass runs under ``fast`` where it beats fp32). Which reduced precision is fast depends on the
 CPU: bf16 needs AVX512-BF16/AMX, int8 needs AVX512-VNNI; ``fast`` picks among them by timing
 (engine/autotune.py).
 
@@ -30,7 +32,7 @@ import torch
 
 from codegraph_ad.engine.device import fp32_matmul, precision_available
 
-PRECISIONS = ("fp32", "bf16", "int8", "fast")
+PRECISIONS = ("fp32", "bf16", "bf16x3", "int8", "fast")
 # The largest similarity block on a CPU, in bytes of an fp32 block of the same side (a side
 # of 2048 patches: 16 MB; 1024: 4 MB). Measured with benchmarks/engine/peer_msm.py (N = 51,
 # M = 1,024 and 256, 2 cores, AVX-512 with AMX): 2048-side blocks against 1024 made fp32 8%
@@ -97,6 +99,9 @@ class Fp32Product:
     out_dtype: torch.dtype = torch.float32
     empty_value: float = -2.0  # below every similarity of unit vectors
     cpu_block_cap: ClassVar[int] = CPU_BLOCK_CAP_LARGE
+    # whether the distances between near-identical patches keep their digits (else a first
+    # pass with argmins recomputes the small ones in fp32: engine/mutual.py)
+    small_distances_exact: ClassVar[bool] = True
 
     def prepare(self, flat: torch.Tensor) -> torch.Tensor:
         return flat
@@ -141,6 +146,7 @@ class Bf16Product:
     out_dtype: torch.dtype = torch.int16
     empty_value: int = _BF16_POSITIVE_INF
     cpu_block_cap: ClassVar[int] = CPU_BLOCK_CAP_LARGE
+    small_distances_exact: ClassVar[bool] = False
     offset: torch.Tensor | None = None  # o, a 0-dim tensor on the operands' device (no host sync)
     width: int = 0  # padded channels of one operand form
 
@@ -179,36 +185,51 @@ class Bf16Product:
 
 @dataclass
 class Bf16x3Product(Bf16Product):
-    """``Bf16Product`` with each operand split into two bf16 parts, x = x_hi + x_lo: one
-    product over three channel groups, ``o - (x_hi.y_hi + x_lo.y_hi + x_hi.y_lo)``, leaves
-    out only x_lo.y_lo (relative 2^-18), so the similarity is good to about 1e-5 instead of
-    bf16's 7e-4, and small distances keep their digits without an fp32 recompute (bf16
-    alone: median relative error 21% below distance 0.05 on bottle). Three times bf16's
-    multiply-adds, with its int16 reductions."""
+    """``Bf16Product`` with each operand split into two bf16 parts, x = x_hi + x_lo, for the
+    maps whose small distances matter (CoDeGraph's first pass under ``fast``).
 
-    exact_small_distances: ClassVar[bool] = True
+    One product over three channel groups, ``o - (x_hi.y_hi + x_lo.y_hi + x_hi.y_lo)``, leaves
+    out only x_lo.y_lo (relative 2^-18): the operands' rounding, bf16's error of 7e-4 in
+    similarity, is gone. What is left is the result's own rounding to bf16, 2^-9 of
+    ``o - s``; so ``o`` is carried in two channels (hi + lo) just above the largest squared
+    norm (2^-12 margin for the fp32 accumulator) instead of bf16's ``o``, which rounds up to
+    1.0078 for unit rows and puts a floor of 0.008 under every near neighbour. A distance
+    d = sqrt(2 - 2 s) of 0.02 then carries about 0.2% relative error instead of bf16's 5-25%,
+    with no fp32 recompute. Three times bf16's multiply-adds, with its int16 reductions.
+    """
+
+    small_distances_exact: ClassVar[bool] = True
 
     def prepare(self, flat: torch.Tensor) -> torch.Tensor:
         rows, c = flat.shape
-        self.width = -(-(3 * c + 1) // _BF16_WIDTH_MULTIPLE) * _BF16_WIDTH_MULTIPLE
-        out = torch.zeros((rows, 2 * self.width), dtype=torch.bfloat16, device=flat.device)
+        w = self.width = -(-(3 * c + 2) // _BF16_WIDTH_MULTIPLE) * _BF16_WIDTH_MULTIPLE
+        out = torch.zeros((rows, 2 * w), dtype=torch.bfloat16, device=flat.device)
         largest = torch.zeros((), dtype=torch.float32, device=flat.device)
-        w = self.width
         for i in range(0, rows, _PREPARE_ROWS):
             x = flat[i : i + _PREPARE_ROWS].float()
             hi = x.to(torch.bfloat16)
             lo = (x - hi.float()).to(torch.bfloat16)
-            block = out[i : i + _PREPARE_ROWS]
-            block[:, :c], block[:, c : 2 * c], block[:, 2 * c : 3 * c] = hi, lo, hi
-            block[:, w : w + c], block[:, w + c : w + 2 * c], block[:, w + 2 * c : w + 3 * c] = -hi, -hi, -lo
+            part = out[i : i + _PREPARE_ROWS]
+            part[:, :c], part[:, c : 2 * c], part[:, 2 * c : 3 * c] = hi, lo, hi
+            part[:, w : w + c], part[:, w + c : w + 2 * c], part[:, w + 2 * c : w + 3 * c] = -hi, -hi, -lo
             largest = torch.maximum(largest, (hi.float() + lo.float()).square().sum(dim=1).amax())
-        target = largest * (1 + 2**-8) + 1e-6
-        o = target.to(torch.bfloat16)
-        o = torch.where(o.float() < target, (o.view(torch.int16) + 1).view(torch.bfloat16), o)
-        self.offset = o.float()
-        out[:, 3 * c] = 1.0
-        out[:, w + 3 * c] = o
+        o_hi, o_lo = _bf16_pair_at_least(largest * (1 + 2**-12) + 1e-6)
+        self.offset = o_hi.float() + o_lo.float()
+        out[:, 3 * c : 3 * c + 2] = 1.0
+        out[:, w + 3 * c], out[:, w + 3 * c + 1] = o_hi, o_lo
         return out
+
+
+def _bf16_pair_at_least(target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two bf16 numbers whose fp32 sum is at least ``target`` and above it by about 2^-16 of it."""
+    hi = target.to(torch.bfloat16)
+    rest = target - hi.float()
+    lo = rest.to(torch.bfloat16)
+    lo = torch.where(lo.float() < rest, torch.nextafter(lo.float(), torch.full_like(rest, math.inf)
+                                                        ).to(torch.bfloat16), lo)
+    while bool(hi.float() + lo.float() < target):  # nextafter in fp32 may round back to the same bf16
+        lo = (lo.float() + lo.float().abs().clamp_min(2**-40) * 2**-7).to(torch.bfloat16)
+    return hi, lo
 
 
 @dataclass
@@ -225,6 +246,7 @@ class Int8Product:
     out_dtype: torch.dtype = torch.int32
     empty_value: int = torch.iinfo(torch.int32).min
     cpu_block_cap: ClassVar[int] = CPU_BLOCK_CAP_SMALL
+    small_distances_exact: ClassVar[bool] = False
     scale: float = 1.0
 
     def prepare(self, flat: torch.Tensor) -> torch.Tensor:
@@ -274,7 +296,7 @@ def int8_supported(rows: int) -> bool:
 
 
 def make_product(precision: str, n_patches: int, device: str | torch.device | None = None):
-    """The product object for ``precision`` (fp32, bf16 or int8); int8 falls back to fp32
+    """The product object for ``precision`` (fp32, bf16, bf16x3 or int8); int8 falls back to fp32
     where sizes don't fit. ``fast`` is the autotuner's to resolve (engine/autotune.py).
 
     device: where the product will run; a reduced precision the device cannot run (bf16 or
@@ -292,4 +314,4 @@ def make_product(precision: str, n_patches: int, device: str | torch.device | No
         precision = "fp32"
     if precision == "int8" and not int8_supported(n_patches):
         precision = "fp32"
-    return {"fp32": Fp32Product, "bf16": Bf16Product, "int8": Int8Product}[precision]()
+    return {"fp32": Fp32Product, "bf16": Bf16Product, "bf16x3": Bf16x3Product, "int8": Int8Product}[precision]()

@@ -14,9 +14,11 @@ import numpy as np
 import torch
 
 from codegraph_ad.config import EngineConfig, LNAMDConfig
+from codegraph_ad.engine.autotune import fastest_reduced_precision
 from codegraph_ad.engine.msm import msm_scores
 from codegraph_ad.engine.device import resolve_device
-from codegraph_ad.engine.mutual import PairMinima, RefinedMinima, plan_minima, refined_entries
+from codegraph_ad.engine.mutual import (PairMinima, RefinedMinima, pair_minima_with_argmins, plan_minima,
+                                        refined_entries)
 from codegraph_ad.engine.plan import ReferencePlan
 from codegraph_ad.engine.ray_executor import executor_for
 from codegraph_ad.features.extract import FeatureSet
@@ -107,27 +109,35 @@ class FirstPass:
         return total / len(maps)
 
 
-def first_pass_precision(precision: str) -> str:
+# what ``fast`` chooses among for a first pass: bf16x3 keeps small distances to about 0.2%
+# without a recompute; plain bf16 and int8 need one (engine/products.py)
+FIRST_PASS_FAST_MODES = ("fp32", "bf16x3")
+
+
+def first_pass_precision(precision: str, n_patches: int = 256, device: str | torch.device = "cpu") -> str:
     """The block precision of a first pass (minima with argmins, what CoDeGraph's graph stages
-    read): ``fast`` means fp32 here, an explicit bf16 or int8 is honoured with a warning.
+    read): ``fast`` is the faster of fp32 and bf16x3 here (timed with argmins, once per
+    process; bf16x3 only wins where bf16 runs natively, AMX or a GPU); an explicit bf16 or
+    int8 is honoured with a warning.
 
     Reduced precisions distort small distances between near-identical patches (bottle's dark
     background, a repeated defect's copies), which the endurance ratios divide: on the bottle
     224 px matrix int8 halved the outlier communities' densities and lost c_35's group (pixel
-    F1 -15.8). With argmins, the distances below 0.2 are now recomputed in fp32 at the chosen
-    neighbour (engine/mutual.py: ``_exact_small_distances``). On every map that made bf16's
-    first pass slower than fp32's (bottle 224 px: 16.2 s against 9.9 s), so CoDeGraph now asks
-    for it on its graph degree's maps only (``exact_degrees``): 1.28x faster than fp32 at
-    224 px and 1.56x at 448 px, the same communities in all 15 bottle cells, metrics within
-    0.08 but for a_35 (F1 -0.85, AP -1.10: the dependency ratios read the other maps' small
-    distances). ``fast`` keeps fp32 for CoDeGraph (docs/codegraph.md).
+    F1 -15.8). With argmins, bf16's and int8's distances below 0.2 are recomputed in fp32 at
+    the chosen neighbour on the graph degree's maps (engine/mutual.py:
+    ``_exact_small_distances``, ``exact_degrees``): the same communities on all 15 bottle
+    cells, but a_35 moved by F1 -0.85 / AP -1.10 because the dependency ratios read the other
+    maps' small distances. bf16x3 splits each operand in two bf16 parts and keeps every map's
+    small distances (median relative error 0.1-0.2% on bottle against bf16's 10-26%) with no
+    recompute, which is why ``fast`` may pick it (docs/codegraph.md).
     """
     if precision == "fast":
-        return "fp32"
+        return fastest_reduced_precision(n_patches, pair_minima_with_argmins, device, FIRST_PASS_FAST_MODES)
     if precision in ("bf16", "int8"):
         warnings.warn(f"precision {precision!r} in CoDeGraph's first pass: the graph maps' small distances are "
                       "recomputed in fp32, but a community at the Tukey fence can still flip and the metrics "
-                      "can move by about a point (docs/codegraph.md)", RuntimeWarning, stacklevel=3)
+                      "can move by about a point (docs/codegraph.md; bf16x3 keeps them)", RuntimeWarning,
+                      stacklevel=3)
     return precision
 
 
@@ -153,7 +163,7 @@ def compute_first_pass(features: FeatureSet, lnamd_cfg: LNAMDConfig, engine: Eng
     n_maps = features.layers.shape[1] * len(lnamd_cfg.degrees)
     plan = plan if plan is not None else reference_plan(features, engine)
     device = resolve_device(engine.device)
-    precision = first_pass_precision(engine.precision)
+    precision = first_pass_precision(engine.precision, features.layers.shape[2], device)
     with Progress.of(progress).stage("first pass", n_maps, "maps") as bar:
         for li in range(features.layers.shape[1]):
             for r in lnamd_cfg.degrees:
@@ -170,6 +180,8 @@ def compute_first_pass(features: FeatureSet, lnamd_cfg: LNAMDConfig, engine: Eng
                     executor=executor_for(engine),
                     exact_small=recomputes_small_distances(exact_degrees, r),
                 )
-    # fp32, and a window (its kernels are fp32 whatever the precision): every degree is exact
-    exact = None if exact_degrees is None or precision == "fp32" or engine.window is not None else tuple(exact_degrees)
+    # fp32 and bf16x3 keep their small distances, and a window's kernels are fp32 whatever the
+    # precision: every degree is exact
+    exact = (None if exact_degrees is None or precision in ("fp32", "bf16x3") or engine.window is not None
+             else tuple(exact_degrees))
     return FirstPass(features, tuple(lnamd_cfg.degrees), minima, plan, budget_mb(engine), engine.window, exact)

@@ -59,7 +59,7 @@ class FirstPassShard(QueryShard):
     def seal(self, key: Any) -> None:
         li, r = key
         product = self.layout.product
-        exact = product is None or product.exact or not self.layout.exact_small
+        exact = product is None or product.small_distances_exact or not self.layout.exact_small
         feats = None if exact else lnamd(self.layers[:, li], self.grid, r)  # small distances in fp32
         dist, arg = self.layout.finish(self.sim, self.arg, self.q0, feats)
         refs = self.layout.refs
@@ -185,7 +185,7 @@ def compute_sharded_first_pass(features: FeatureSet, lnamd_cfg: LNAMDConfig, eng
     layers_ref = ray.put(pack(features.layers.float()))
     window_grid = features.window_grid if engine.window is not None else None
     first._get([a.reset.remote(layers_ref, features.grid, window_grid, engine.window, budget) for a in shards])
-    precision = first_pass_precision(engine.precision)
+    precision = first_pass_precision(engine.precision, features.layers.shape[2])
     with Progress.of(progress).stage("first pass", len(maps), "maps") as bar:
         for li, r in maps:
             job = plan_job(lnamd(features.layers[:, li], features.grid, r), plan, budget, precision,
