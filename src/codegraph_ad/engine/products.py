@@ -227,9 +227,11 @@ def _bf16_pair_at_least(target: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     lo = rest.to(torch.bfloat16)
     lo = torch.where(lo.float() < rest, torch.nextafter(lo.float(), torch.full_like(rest, math.inf)
                                                         ).to(torch.bfloat16), lo)
-    while bool(hi.float() + lo.float() < target):  # nextafter in fp32 may round back to the same bf16
-        lo = (lo.float() + lo.float().abs().clamp_min(2**-40) * 2**-7).to(torch.bfloat16)
-    return hi, lo
+    for _ in range(8):  # nextafter in fp32 may round back to the same bf16: step up by bf16's own step
+        if not bool(hi.float() + lo.float() < target):
+            return hi, lo
+        lo = (lo.float() + lo.float().abs().clamp_min(target.abs() * 2**-24) * 2**-7).to(torch.bfloat16)
+    raise ArithmeticError(f"no bf16 pair reaches {float(target)}")
 
 
 @dataclass
