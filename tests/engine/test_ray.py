@@ -316,20 +316,12 @@ def test_ctrl_c_cancels_the_pending_tasks_and_writes_nothing(tmp_path, monkeypat
             return super().map(_slow(fn, {i: 4.0 for i in range(1, len(tasks))}, marks), shared,
                                list(enumerate(tasks)))
 
-    caught = threading.Event()
-
     def ctrl_c() -> None:  # once task 0 is back, the driver waits on the slow ones: Ctrl-C then
         deadline = time.monotonic() + 120
         while not (marks / "task0").exists() and time.monotonic() < deadline:
             time.sleep(0.05)
-        # pressed again until the driver has it, as a user would: in 3 of 5 full-suite runs of
-        # session 24 a single SIGINT 0.5 s after task 0 was not raised in the driver (never
-        # when this file runs alone, loaded or not; cause not found). The tasks sleep 4 s, so
-        # a second press 1 s later still finds them pending, and the marks below check it.
-        for wait_s in (0.5, 1.0, 1.0):
-            if caught.wait(wait_s):
-                return
-            os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGINT)
 
     monkeypatch.setattr(musc, "executor_for", lambda engine: Slow(batches_per_worker=None))
     folder = _images(tmp_path / "imgs")
@@ -351,7 +343,6 @@ def test_ctrl_c_cancels_the_pending_tasks_and_writes_nothing(tmp_path, monkeypat
         with pytest.raises(KeyboardInterrupt):
             detect(folder, tmp_path / "out", cfg, progress=False, overlays=False, cache=False)
     finally:
-        caught.set()
         signal.signal(signal.SIGINT, previous)
     assert not (tmp_path / "out").exists()
     time.sleep(6.0)  # uncancelled, the running and queued tasks would have finished by now

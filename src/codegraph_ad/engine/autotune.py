@@ -19,7 +19,7 @@ from functools import lru_cache
 import torch
 
 from codegraph_ad.engine.device import precision_available, synchronize
-from codegraph_ad.engine.products import Bf16Product, Bf16x3Product, Fp32Product, Int8Product
+from codegraph_ad.engine.products import PRODUCTS
 
 Engine = Callable[..., object]
 
@@ -27,7 +27,6 @@ _SCREEN_SLOWER = 3.0  # a bare product this many times slower than fp32's cannot
 # what ``fast`` chooses among: MuSc's maps; CoDeGraph's first pass chooses between fp32 and
 # bf16x3 (methods/first_pass.py: first_pass_precision)
 MUSC_MODES = ("fp32", "bf16", "int8")
-_PRODUCTS = {"fp32": Fp32Product, "bf16": Bf16Product, "bf16x3": Bf16x3Product, "int8": Int8Product}
 # Patches timed end to end and the budget they run under, per device type: on the CPU 4,096
 # patches make blocks as large as the real run's; a GPU needs more work per timing than a
 # kernel launch costs, and its blocks follow the free GPU memory (engine/device.py).
@@ -58,7 +57,7 @@ def bare_product_seconds(x: torch.Tensor, repeats: int = 3, modes: tuple[str, ..
         if not precision_available(name, x.device):
             continue
         try:
-            seconds[name] = product_seconds(_PRODUCTS[name](), x, repeats)
+            seconds[name] = product_seconds(PRODUCTS[name](), x, repeats)
         except RuntimeError:  # this build cannot run the mode at all
             continue
     return seconds

@@ -179,6 +179,12 @@ class SlotLayout:
         arg = torch.zeros((rows, self.slots, self.m), dtype=argmin_dtype(self.m), device=device) if self.with_arg else None
         return sim, arg
 
+    @property
+    def recomputes_small(self) -> bool:
+        """Whether ``finish`` recomputes small distances in fp32 (then it needs the map's features)."""
+        return (self.product is not None and self.with_arg and self.exact_small
+                and not self.product.small_distances_exact)
+
     def finish(self, best_sim: torch.Tensor, best_arg: torch.Tensor | None, q0: int = 0,
                feats: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Distances (and argmins) of queries ``q0 : q0 + rows`` from their written maxima (in place).
@@ -193,8 +199,7 @@ class SlotLayout:
             best_sim = self.product.to_similarity(best_sim)
             # in place: at N = 500, M = 1024 each (N, N, M) temporary is 1 GB
             dist = best_sim.mul_(-2.0).add_(2.0).clamp_(min=0.0).sqrt_()
-            if (feats is not None and best_arg is not None and not self.product.small_distances_exact
-                    and self.exact_small):
+            if feats is not None and best_arg is not None and self.recomputes_small:
                 slot_images = self.refs[q0 : q0 + rows] if self.refs is not None and not self.dense else None
                 _exact_small_distances(dist, best_arg, feats, q0, slot_images)
         arg = best_arg if self.with_arg else None

@@ -150,24 +150,42 @@ class Bf16Product:
     offset: torch.Tensor | None = None  # o, a 0-dim tensor on the operands' device (no host sync)
     width: int = 0  # padded channels of one operand form
 
+    # how far above the largest squared norm ``o`` sits: room for the fp32 accumulator's rounding
+    offset_margin: ClassVar[float] = 2**-8
+    n_groups: ClassVar[int] = 1  # channel groups per operand (``operand_groups``)
+    n_offset_parts: ClassVar[int] = 1  # channels that carry ``o`` (``offset_parts``)
+
+    def operand_groups(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
+        """Left channel groups, right channel groups (their dot product is x.y) and the rows
+        as the product sees them (for the largest squared norm)."""
+        b = x.to(torch.bfloat16)
+        return [b], [-b], b.float()
+
+    def offset_parts(self, target: torch.Tensor) -> list[torch.Tensor]:
+        """bf16 numbers whose sum is ``o`` >= ``target``, one channel each: here the next bf16 up."""
+        o = target.to(torch.bfloat16)
+        return [torch.where(o.float() < target, (o.view(torch.int16) + 1).view(torch.bfloat16), o)]
+
     def prepare(self, flat: torch.Tensor) -> torch.Tensor:
         rows, c = flat.shape
-        self.width = -(-(c + 1) // _BF16_WIDTH_MULTIPLE) * _BF16_WIDTH_MULTIPLE
-        out = torch.zeros((rows, 2 * self.width), dtype=torch.bfloat16, device=flat.device)
+        groups = self.n_groups
+        w = self.width = -(-(groups * c + self.n_offset_parts) // _BF16_WIDTH_MULTIPLE) * _BF16_WIDTH_MULTIPLE
+        out = torch.zeros((rows, 2 * w), dtype=torch.bfloat16, device=flat.device)
         largest = torch.zeros((), dtype=torch.float32, device=flat.device)
         for i in range(0, rows, _PREPARE_ROWS):  # in chunks: a bf16 copy of a whole large batch is half its size again
-            part = flat[i : i + _PREPARE_ROWS].to(torch.bfloat16)
-            out[i : i + _PREPARE_ROWS, :c] = part
-            out[i : i + _PREPARE_ROWS, self.width : self.width + c] = -part
-            largest = torch.maximum(largest, part.float().square().sum(dim=1).amax())
-        # above every x.y of the rounded rows (Cauchy-Schwarz), with room for the fp32
-        # accumulator's rounding; a bf16 number, so that o itself is exact in the operands
-        target = largest * (1 + 2**-8) + 1e-6
-        o = target.to(torch.bfloat16)
-        o = torch.where(o.float() < target, (o.view(torch.int16) + 1).view(torch.bfloat16), o)  # next one up
-        self.offset = o.float()
-        out[:, c] = 1.0
-        out[:, self.width + c] = o
+            left, right, seen = self.operand_groups(flat[i : i + _PREPARE_ROWS].float())
+            part = out[i : i + _PREPARE_ROWS]
+            for g, (lg, rg) in enumerate(zip(left, right)):
+                part[:, g * c : (g + 1) * c] = lg
+                part[:, w + g * c : w + (g + 1) * c] = rg
+            largest = torch.maximum(largest, seen.square().sum(dim=1).amax())
+        # above every x.y of the rows as multiplied (Cauchy-Schwarz); bf16 parts, so that o
+        # itself is exact in the operands
+        parts = self.offset_parts(largest * (1 + self.offset_margin) + 1e-6)
+        self.offset = sum(p.float() for p in parts)
+        out[:, groups * c : groups * c + len(parts)] = 1.0
+        for j, p in enumerate(parts):
+            out[:, w + groups * c + j] = p
         return out
 
     def right(self, rows: torch.Tensor) -> torch.Tensor:
@@ -190,7 +208,7 @@ class Bf16x3Product(Bf16Product):
 
     One product over three channel groups, ``o - (x_hi.y_hi + x_lo.y_hi + x_hi.y_lo)``, leaves
     out only x_lo.y_lo (relative 2^-18): the operands' rounding, bf16's error of 7e-4 in
-    similarity, is gone. What is left is the result's own rounding to bf16, 2^-9 of
+    similarity, is gone. What is left is the result's own rounding to bf16, up to 2^-8 of
     ``o - s``; so ``o`` is carried in two channels (hi + lo) just above the largest squared
     norm (2^-12 margin for the fp32 accumulator) instead of bf16's ``o``, which rounds up to
     1.0078 for unit rows and puts a floor of 0.008 under every near neighbour. A distance
@@ -199,25 +217,17 @@ class Bf16x3Product(Bf16Product):
     """
 
     small_distances_exact: ClassVar[bool] = True
+    offset_margin: ClassVar[float] = 2**-12
+    n_groups: ClassVar[int] = 3
+    n_offset_parts: ClassVar[int] = 2
 
-    def prepare(self, flat: torch.Tensor) -> torch.Tensor:
-        rows, c = flat.shape
-        w = self.width = -(-(3 * c + 2) // _BF16_WIDTH_MULTIPLE) * _BF16_WIDTH_MULTIPLE
-        out = torch.zeros((rows, 2 * w), dtype=torch.bfloat16, device=flat.device)
-        largest = torch.zeros((), dtype=torch.float32, device=flat.device)
-        for i in range(0, rows, _PREPARE_ROWS):
-            x = flat[i : i + _PREPARE_ROWS].float()
-            hi = x.to(torch.bfloat16)
-            lo = (x - hi.float()).to(torch.bfloat16)
-            part = out[i : i + _PREPARE_ROWS]
-            part[:, :c], part[:, c : 2 * c], part[:, 2 * c : 3 * c] = hi, lo, hi
-            part[:, w : w + c], part[:, w + c : w + 2 * c], part[:, w + 2 * c : w + 3 * c] = -hi, -hi, -lo
-            largest = torch.maximum(largest, (hi.float() + lo.float()).square().sum(dim=1).amax())
-        o_hi, o_lo = _bf16_pair_at_least(largest * (1 + 2**-12) + 1e-6)
-        self.offset = o_hi.float() + o_lo.float()
-        out[:, 3 * c : 3 * c + 2] = 1.0
-        out[:, w + 3 * c], out[:, w + 3 * c + 1] = o_hi, o_lo
-        return out
+    def operand_groups(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
+        hi = x.to(torch.bfloat16)
+        lo = (x - hi.float()).to(torch.bfloat16)
+        return [hi, lo, hi], [-hi, -hi, -lo], hi.float() + lo.float()
+
+    def offset_parts(self, target: torch.Tensor) -> list[torch.Tensor]:
+        return list(_bf16_pair_at_least(target))
 
 
 def _bf16_pair_at_least(target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -282,6 +292,10 @@ class Int8Product:
         return best.float().div_(self.scale * self.scale)
 
 
+# the product class of each concrete precision (``fast`` is resolved to one of them)
+PRODUCTS = {"fp32": Fp32Product, "bf16": Bf16Product, "bf16x3": Bf16x3Product, "int8": Int8Product}
+
+
 @lru_cache(maxsize=8)
 def _rotation(channels: int) -> torch.Tensor:
     """A fixed random orthogonal matrix (QR of a seeded Gaussian)."""
@@ -316,4 +330,4 @@ def make_product(precision: str, n_patches: int, device: str | torch.device | No
         precision = "fp32"
     if precision == "int8" and not int8_supported(n_patches):
         precision = "fp32"
-    return {"fp32": Fp32Product, "bf16": Bf16Product, "bf16x3": Bf16x3Product, "int8": Int8Product}[precision]()
+    return PRODUCTS[precision]()

@@ -174,25 +174,27 @@ class CoDeGraph(BatchEstimator):
         lnamd_cfg, graph, engine = configs["lnamd"], configs["graph"], configs["engine"]
         executor = executor_for(engine)
         retries = getattr(executor, "max_retries", 0)
+        exact_degrees = self._exact_degrees(configs)
         for attempt in range(retries + 1):
             first: FirstPass | ShardedFirstPass
             if isinstance(executor, RayExecutor):
                 try:
                     first = compute_sharded_first_pass(features, lnamd_cfg, engine, executor, progress,
-                                                       fresh=attempt > 0, exact_degrees=(graph.graph_degree,))
+                                                       fresh=attempt > 0, exact_degrees=exact_degrees)
                     s, ex, diag = graph_and_rescore(first, graph, mask, self.blocks, progress)
                 except ShardLost as exc:
                     if attempt == retries:
                         raise RayBackendError(f"a query shard of the Ray run died {attempt + 1} times: {exc}") from None
                     continue
             else:  # this process holds the minima
-                first = compute_first_pass(features, lnamd_cfg, engine, progress, exact_degrees=(graph.graph_degree,))
+                first = compute_first_pass(features, lnamd_cfg, engine, progress, exact_degrees=exact_degrees)
                 s, ex, diag = graph_and_rescore(first, graph, mask, self.blocks, progress)
             diag["references"] = first.plan.summary()
             return s, ex, diag
         raise AssertionError("unreachable")
 
     def _exact_degrees(self, configs: dict[str, Any]) -> tuple[int, ...] | None:
+        """The graph degree only: its maps' small distances feed the endurance ratios."""
         return (configs["graph"].graph_degree,)
 
     def _rescore(self, first: FirstPass, configs: dict[str, Any]) -> ScoreResult:

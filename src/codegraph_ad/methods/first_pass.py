@@ -20,6 +20,7 @@ from codegraph_ad.engine.device import resolve_device
 from codegraph_ad.engine.mutual import (PairMinima, RefinedMinima, pair_minima_with_argmins, plan_minima,
                                         refined_entries)
 from codegraph_ad.engine.plan import ReferencePlan
+from codegraph_ad.engine.products import PRODUCTS
 from codegraph_ad.engine.ray_executor import executor_for
 from codegraph_ad.features.extract import FeatureSet
 from codegraph_ad.features.lnamd import lnamd
@@ -180,8 +181,8 @@ def compute_first_pass(features: FeatureSet, lnamd_cfg: LNAMDConfig, engine: Eng
                     executor=executor_for(engine),
                     exact_small=recomputes_small_distances(exact_degrees, r),
                 )
-    # fp32 and bf16x3 keep their small distances, and a window's kernels are fp32 whatever the
-    # precision: every degree is exact
-    exact = (None if exact_degrees is None or precision in ("fp32", "bf16x3") or engine.window is not None
+    # a product that keeps its small distances (fp32, bf16x3), or a window (its kernels are
+    # fp32 whatever the precision): every degree is exact
+    exact = (None if exact_degrees is None or PRODUCTS[precision].small_distances_exact or engine.window is not None
              else tuple(exact_degrees))
     return FirstPass(features, tuple(lnamd_cfg.degrees), minima, plan, budget_mb(engine), engine.window, exact)

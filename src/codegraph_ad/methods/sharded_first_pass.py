@@ -58,9 +58,7 @@ class FirstPassShard(QueryShard):
 
     def seal(self, key: Any) -> None:
         li, r = key
-        product = self.layout.product
-        exact = product is None or product.small_distances_exact or not self.layout.exact_small
-        feats = None if exact else lnamd(self.layers[:, li], self.grid, r)  # small distances in fp32
+        feats = lnamd(self.layers[:, li], self.grid, r) if self.layout.recomputes_small else None
         dist, arg = self.layout.finish(self.sim, self.arg, self.q0, feats)
         refs = self.layout.refs
         local_refs = None if refs is None else refs[self.q0 : self.q0 + dist.shape[0]].contiguous()
