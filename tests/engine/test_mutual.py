@@ -367,3 +367,35 @@ def test_nearest_with_indices_on_aliased_strides_equals_torch_max(shape, dim):
     v, i = products.Bf16Product().nearest(bits, dim, with_arg=True)
     want_v, want_i = bits.min(dim=dim)
     assert torch.equal(v, want_v) and torch.equal(i.long(), want_i)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "bf16x3"])
+@pytest.mark.parametrize("plan", ["dense", "listed"])
+def test_padded_cpu_blocks_give_the_unpadded_minima_and_argmins(precision, plan, monkeypatch):
+    """CPU blocks whose rows are a multiple of 1 KB are written with a cache line of padding
+    per row (products._block_out), so that column reductions run in place; minima and
+    argmins are those of unpadded blocks, bit for bit, on the dense and the listed paths."""
+    from codegraph_ad.engine import mutual, products
+    from codegraph_ad.engine.plan import ReferencePlan
+
+    monkeypatch.setattr(mutual, "dense_is_cheaper", lambda *a, **k: False)  # keep the listed path listed
+    out = products._block_out(512, 1024, torch.float32, torch.device("cpu"))
+    assert out.shape == (512, 1024) and out.stride() == (1024 + 16, 1)
+    assert products._block_out(8, 1000, torch.float32, torch.device("cpu")).stride() == (1000, 1)
+    assert products._block_out(8, 512, torch.bfloat16, torch.device("cpu")).stride() == (512 + 32, 1)
+
+    x = unit_features(6, 256, 16, seed=3)  # 256 patches: 1 KB rows in fp32, padded
+    x[2, :40] = x[4, 100:140] + 1e-3 * torch.randn(40, 16)  # near-duplicates, where precision shows
+    x = torch.nn.functional.normalize(x, dim=-1)
+    refs = torch.tensor([[1, 2, 5], [0, 2, 3], [0, 4, 5], [1, 4, 5], [0, 2, 3], [1, 2, 3]])
+
+    def minima():
+        if plan == "dense":
+            return pair_minima(x, precision=precision, with_argmin=True)
+        return plan_minima(x, ReferencePlan(6, refs, "fixed-k"), precision=precision, with_argmin=True)
+
+    padded = minima()
+    monkeypatch.setattr(products, "_ROW_PAD_BYTES", 0)
+    unpadded = minima()
+    assert torch.equal(padded.dist, unpadded.dist)
+    assert torch.equal(padded.argmin, unpadded.argmin)

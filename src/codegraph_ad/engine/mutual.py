@@ -292,7 +292,7 @@ def _dense_block(ctx: _BlockContext, block: tuple[int, int, int, int]) -> list[S
     i0, i1, j0, j1 = block
     m, bi, bj = ctx.m, i1 - i0, j1 - j0
     sim = ctx.product.block(ctx.low[i0 * m : i1 * m], ctx.product.right(ctx.low[j0 * m : j1 * m]))
-    sim = sim.view(bi, m, bj, m)
+    sim = sim.unflatten(1, (bj, m)).unflatten(0, (bi, m))  # a view: CPU blocks have padded rows
     if ctx.bias is not None:
         sim.add_(ctx.bias.view(1, m, 1, m))
     rows_i, rows_j = torch.arange(i0, i1, device=sim.device), torch.arange(j0, j1, device=sim.device)
@@ -605,7 +605,7 @@ def _listed_chunk(ctx: _BlockContext, chunk: tuple[int, int]) -> list[SlotRows]:
         partners = ctx.low[lo * m : hi * m]
     else:
         partners = ctx.low.view(-1, m, width)[right].reshape(-1, width)
-    sim = ctx.product.block(ctx.low[a * m : (a + 1) * m], ctx.product.right(partners)).view(m, s1 - s0, m)
+    sim = ctx.product.block(ctx.low[a * m : (a + 1) * m], ctx.product.right(partners)).unflatten(1, (s1 - s0, m))
     if ctx.bias is not None:
         sim.add_(ctx.bias.view(m, 1, m))
     out = []
