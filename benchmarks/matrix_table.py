@@ -118,7 +118,7 @@ def write_tables(results: Path) -> Path:
            "(evaluation.consistency_rates). ok: the issue's acceptance rules for that cell.", ""]
     for path in sorted(results.glob("codegraph_matrix_*.json")):
         if not FILE.search(path.name) and not path.name.endswith(("_dev3.json", "_gate.json", "_bf16.json", "_int8.json",
-                                                                        "_exactsmall.json", "_s23.json", "_s24.json", "_bf16x3.json",
+                                                                        "_exactsmall.json", "_s23.json", "_s24.json", "_s25.json", "_bf16x3.json",
                                                                         "_graphmaps.json")):
             continue
         res = json.loads(path.read_text())
