@@ -2,7 +2,7 @@
 paths, in one process (engine/products.py):
 
 - ``padded`` (today): CPU blocks are written with rows padded by a cache line
-  (``_block_out``), and every reduction runs in place;
+  (``_padded_product``), and every reduction runs in place;
 - ``transposed`` (sessions 22-24): unpadded blocks, whose 4 KB-aliased column reductions go
   through transposed row copies (``_best_over_rows``);
 - ``in_place``: unpadded blocks reduced in place whatever the stride (PyTorch's max with

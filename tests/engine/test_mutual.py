@@ -373,16 +373,17 @@ def test_nearest_with_indices_on_aliased_strides_equals_torch_max(shape, dim):
 @pytest.mark.parametrize("plan", ["dense", "listed"])
 def test_padded_cpu_blocks_give_the_unpadded_minima_and_argmins(precision, plan, monkeypatch):
     """CPU blocks whose rows are a multiple of 1 KB are written with a cache line of padding
-    per row (products._block_out), so that column reductions run in place; minima and
+    per row (products._padded_product), so that column reductions run in place; minima and
     argmins are those of unpadded blocks, bit for bit, on the dense and the listed paths."""
     from codegraph_ad.engine import mutual, products
     from codegraph_ad.engine.plan import ReferencePlan
 
     monkeypatch.setattr(mutual, "dense_is_cheaper", lambda *a, **k: False)  # keep the listed path listed
-    out = products._block_out(512, 1024, torch.float32, torch.device("cpu"))
-    assert out.shape == (512, 1024) and out.stride() == (1024 + 16, 1)
-    assert products._block_out(8, 1000, torch.float32, torch.device("cpu")).stride() == (1000, 1)
-    assert products._block_out(8, 512, torch.bfloat16, torch.device("cpu")).stride() == (512 + 32, 1)
+    a, b = torch.randn(512, 8), torch.randn(8, 1024)
+    out = products._padded_product(a, b)
+    assert out.shape == (512, 1024) and out.stride() == (1024 + 16, 1) and torch.equal(out, a @ b)
+    assert products._padded_product(a, b[:, :1000]).stride() == (1000, 1)
+    assert products._padded_product(a.bfloat16(), b[:, :512].bfloat16()).stride() == (512 + 32, 1)
 
     x = unit_features(6, 256, 16, seed=3)  # 256 patches: 1 KB rows in fp32, padded
     x[2, :40] = x[4, 100:140] + 1e-3 * torch.randn(40, 16)  # near-duplicates, where precision shows

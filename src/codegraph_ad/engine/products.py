@@ -43,15 +43,15 @@ CPU_BLOCK_CAP_LARGE = 2048 * 2048 * 4
 CPU_BLOCK_CAP_SMALL = 1024 * 1024 * 4
 _PREPARE_ROWS = 65536  # rows rotated and quantised at a time (96 MB of fp32 at C = 384)
 # A block whose rows are a multiple of this many bytes apart gets one cache line of padding
-# per row (``_block_out``): its column reductions otherwise walk a stride that maps every row
+# per row (``_padded_product``): its column reductions otherwise walk a stride that maps every row
 # onto the same cache sets.
 _ALIASED_ROW_BYTES = 1024
 _ROW_PAD_BYTES = 64
 
 
-def _block_out(rows: int, cols: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """An empty (rows, cols) block for a CPU product to write into, its rows padded by a cache
-    line where their length is a multiple of 1 KB.
+def _padded_product(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+    """``left @ right`` on a CPU, written into rows padded by a cache line where their length
+    is a multiple of 1 KB (a view of the unpadded shape).
 
     The products reduce every block along its columns too (the nearest patch of the right
     image's patches), with indices when CoDeGraph's first pass needs argmins. Over rows 4 KB
@@ -60,9 +60,10 @@ def _block_out(rows: int, cols: int, dtype: torch.dtype, device: torch.device) -
     it takes 0.9 ms in place, and the BLAS writes the padded rows at the same speed (its
     leading dimension is the padded row).
     """
-    itemsize = torch.empty((), dtype=dtype).element_size()
-    pad = _ROW_PAD_BYTES // itemsize if (cols * itemsize) % _ALIASED_ROW_BYTES == 0 else 0
-    return torch.empty((rows, cols + pad), dtype=dtype, device=device)[:, :cols]
+    rows, cols, dtype = left.shape[0], right.shape[1], left.dtype
+    pad = _ROW_PAD_BYTES // dtype.itemsize if (cols * dtype.itemsize) % _ALIASED_ROW_BYTES == 0 else 0
+    out = torch.empty((rows, cols + pad), dtype=dtype, device=left.device)[:, :cols]
+    return torch.mm(left, right, out=out)
 
 
 def _best(sim: torch.Tensor, dim: int, with_arg: bool, smallest: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -74,7 +75,7 @@ def _best(sim: torch.Tensor, dim: int, with_arg: bool, smallest: bool) -> tuple[
     than over a contiguous one (448 px blocks, 1024 x 1024 fp32: 7.4 ms against 1.8 ms for the
     transposed copy and its row reduction; measured 1 thread, AVX-512 Xeon). Shorter or
     otherwise strided reductions are faster in place (M = 256 blocks: 1.4 ms against 1.8 ms).
-    The fp32 and bf16 products write padded rows (``_block_out``), so their blocks never take
+    The fp32 and bf16 products write padded rows (``_padded_product``), so their blocks never take
     that path; int8's ``_int_mm`` writes only contiguous blocks and still does.
     """
     if not with_arg:
@@ -136,7 +137,7 @@ class Fp32Product:
         if left.is_cuda:  # TF32 would round the operands to a 10-bit mantissa
             with fp32_matmul(left.device):
                 return left @ right
-        return torch.mm(left, right, out=_block_out(left.shape[0], right.shape[1], torch.float32, left.device))
+        return _padded_product(left, right)
 
     def nearest(self, sim: torch.Tensor, dim: int, with_arg: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         return _best(sim, dim, with_arg, smallest=False)
@@ -216,10 +217,7 @@ class Bf16Product:
 
     def block(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
         left = left[:, : self.width]
-        if left.is_cuda:
-            return (left @ right).view(torch.int16)
-        out = _block_out(left.shape[0], right.shape[1], torch.bfloat16, left.device)
-        return torch.mm(left, right, out=out).view(torch.int16)
+        return (left @ right if left.is_cuda else _padded_product(left, right)).view(torch.int16)
 
     def nearest(self, sim: torch.Tensor, dim: int, with_arg: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         return _best(sim, dim, with_arg, smallest=True)
