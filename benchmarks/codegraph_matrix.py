@@ -20,7 +20,8 @@ minima with argmins) once for the super batch; every cell's first pass is cut fr
 Methods: MuSc q = 0.3 (the judge), MuSc q = 0.1, CoDeGraph at the library defaults, and any
 ``--variants`` (GraphConfig changes by name). Per cell and method: whole-batch image and pixel
 metrics, the metrics of each repeated group (source + copies), exclusion rate, capture rate
-(``evaluation.consistency_rates``: the one definition), share of the repeated images inside
+(``evaluation.consistency_rates``: the one definition; over the whole batch, and over the
+repeated images' own patches, which the acceptance rule reads), share of the repeated images inside
 outlier communities, the outlier communities with their member images, and time.
 Writes benchmarks/results/codegraph_matrix_<category>_<size>[_<tag>].json.
 """
@@ -221,6 +222,12 @@ class Cell:
                  "members": [self.samples[i].name for i in c["images"]]} for c in comms]
             out["fence"] = round(diag["quartiles"]["fence"], 2)
             out["n_communities"] = len(diag["communities"])
+        if self.groups:  # the acceptance's capture rate: the repeated images' own consistent patches
+            repeated = sorted({i for idx in self.groups.values() for i in idx})
+            g_rates = consistency_rates(self.musc, excluded, self.fractions, self.labels, images=repeated)
+            out["group_capture_rate_pct"] = (None if g_rates["capture_rate"] is None
+                                             else round(100 * g_rates["capture_rate"], 1))
+            out["group_n_consistent_patches"] = g_rates["n_consistent_patches"]
         out["groups"] = {}
         for tag, idx in self.groups.items():
             g = batch_metrics(image_scores, maps, self.masks, self.labels, idx)
@@ -230,6 +237,9 @@ class Cell:
                 defect = self.fractions[idx] >= 0.5
                 ex = excluded[idx]
                 rec["defect_patches_excluded_pct"] = round(100 * float(ex[defect].mean()), 1) if defect.any() else None
+                g_rates = consistency_rates(self.musc, excluded, self.fractions, self.labels, images=idx)
+                rec["capture_rate_pct"] = None if g_rates["capture_rate"] is None else round(100 * g_rates["capture_rate"], 1)
+                rec["n_consistent_patches"] = g_rates["n_consistent_patches"]
             out["groups"][tag] = rec
         return out
 

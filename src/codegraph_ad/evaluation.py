@@ -67,7 +67,8 @@ class ConsistencyConfig:
 
 def consistency_rates(musc_scores: np.ndarray | None, excluded: np.ndarray | None, fractions: np.ndarray,
                       labels: np.ndarray | None = None,
-                      config: ConsistencyConfig = ConsistencyConfig()) -> dict[str, float | int | None]:
+                      config: ConsistencyConfig = ConsistencyConfig(),
+                      images: Sequence[int] | None = None) -> dict[str, float | int | None]:
     """Exclusion rate, capture rate and the make-up of the excluded patches (one definition).
 
     musc_scores: ``(N, M)`` MuSc patch scores of the batch (None: no capture rate).
@@ -76,18 +77,27 @@ def consistency_rates(musc_scores: np.ndarray | None, excluded: np.ndarray | Non
     labels: ``(N,)`` image labels; the normal population is the patches of label-0 images
     (the thesis). Without labels, or without a normal image, it falls back to the patches
     that are not anomalous. Rates are fractions in [0, 1]; None where undefined.
+    images: count only these images' anomalous patches (a repeated group's), so that the
+    other anomalous images' weak defects, which no repeated-defect method is meant to take
+    out, do not decide whether the group was captured. The counts of anomalous and consistent
+    patches follow it; the threshold, the exclusion rate and the make-up of the excluded
+    patches stay those of the whole batch.
     """
     anomalous = np.asarray(fractions) >= config.anomalous_fraction
     normal = ~anomalous
     if labels is not None and (np.asarray(labels) == 0).any():
         normal = np.zeros_like(anomalous)
         normal[np.asarray(labels) == 0] = True
+    counted = np.ones(anomalous.shape[0], dtype=bool)
+    if images is not None:
+        counted = np.zeros(anomalous.shape[0], dtype=bool)
+        counted[np.asarray(images, dtype=int)] = True
     out: dict[str, float | int | None] = {
         "exclusion_rate": None if excluded is None else float(np.mean(excluded)),
         "capture_rate": None,
         "musc_threshold": None,
         "n_patches": int(anomalous.size),
-        "n_anomalous_patches": int(anomalous.sum()),
+        "n_anomalous_patches": int(anomalous[counted].sum()),
         "n_consistent_patches": None,
         "excluded_normal_share": None,
         "excluded_consistent_share": None,
@@ -98,6 +108,8 @@ def consistency_rates(musc_scores: np.ndarray | None, excluded: np.ndarray | Non
     musc_scores = np.asarray(musc_scores)
     threshold = float(np.percentile(musc_scores[normal], config.musc_percentile))
     consistent = anomalous & (musc_scores < threshold)
+    all_consistent = consistent
+    consistent = consistent & counted[:, None]
     out["musc_threshold"] = threshold
     out["n_consistent_patches"] = int(consistent.sum())
     if excluded is None:
@@ -108,6 +120,6 @@ def consistency_rates(musc_scores: np.ndarray | None, excluded: np.ndarray | Non
     n_excl = int(excluded.sum())
     if n_excl:
         out["excluded_normal_share"] = float((excluded & ~anomalous).sum() / n_excl)
-        out["excluded_consistent_share"] = float((excluded & consistent).sum() / n_excl)
-        out["excluded_inconsistent_share"] = float((excluded & anomalous & ~consistent).sum() / n_excl)
+        out["excluded_consistent_share"] = float((excluded & all_consistent).sum() / n_excl)
+        out["excluded_inconsistent_share"] = float((excluded & anomalous & ~all_consistent).sum() / n_excl)
     return out

@@ -22,11 +22,12 @@ from codegraph_ad.suite.runner import _check_resumable, _consistency_record, _de
 from tests.datasets.layouts import save
 
 
-def _brute(musc, excluded, fractions, labels, pct=80.0, frac=0.5):
+def _brute(musc, excluded, fractions, labels, pct=80.0, frac=0.5, images=None):
     n, m = fractions.shape
     normal_scores = [musc[i, j] for i in range(n) if labels[i] == 0 for j in range(m)]
     thr = np.percentile(normal_scores, pct)
-    consistent = [(i, j) for i in range(n) for j in range(m) if fractions[i, j] >= frac and musc[i, j] < thr]
+    counted = range(n) if images is None else images
+    consistent = [(i, j) for i in counted for j in range(m) if fractions[i, j] >= frac and musc[i, j] < thr]
     captured = sum(bool(excluded[i, j]) for i, j in consistent)
     return {
         "exclusion_rate": sum(bool(excluded[i, j]) for i in range(n) for j in range(m)) / (n * m),
@@ -56,6 +57,30 @@ def test_rates_match_the_brute_force_twin(seed):
         assert got["capture_rate"] == pytest.approx(want["capture_rate"])
     shares = [got[k] for k in ("excluded_normal_share", "excluded_consistent_share", "excluded_inconsistent_share")]
     assert sum(shares) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("images", [[3, 4], [5], [0, 7]])
+def test_a_group_counts_only_its_own_consistent_patches(images):
+    # the repeated group's capture rate: the same threshold (all normal images of the batch),
+    # the consistent patches of the group's images only; whole-batch figures unchanged
+    rng = np.random.default_rng(7)
+    n, m = 8, 16
+    labels = np.array([0, 0, 0, 1, 1, 1, 1, 1])
+    fractions = np.where(labels[:, None] == 1, rng.random((n, m)), 0.0).astype(np.float32)
+    musc = rng.random((n, m)).astype(np.float32)
+    excluded = rng.random((n, m)) < 0.5
+    excluded[5] = True  # image 5 entirely excluded: its group captures everything
+    got = consistency_rates(musc, excluded, fractions, labels, images=images)
+    want = _brute(musc, excluded, fractions, labels, images=images)
+    whole = consistency_rates(musc, excluded, fractions, labels)
+    assert got["n_consistent_patches"] == want["n_consistent_patches"] < whole["n_consistent_patches"]
+    assert want["capture_rate"] is not None and got["capture_rate"] == pytest.approx(want["capture_rate"])
+    for k in ("musc_threshold", "exclusion_rate", "excluded_consistent_share", "excluded_inconsistent_share"):
+        assert got[k] == whole[k]
+    if images == [5]:
+        assert got["capture_rate"] == 1.0 != whole["capture_rate"]
+    if images == [0, 7]:  # a normal image holds no anomalous patch
+        assert got["n_consistent_patches"] == int(((fractions[7] >= 0.5) & (musc[7] < got["musc_threshold"])).sum())
 
 
 # 2 images x 4 patches. Image 0 is normal. Image 1 is anomalous: patches 0-2 are anomalous
