@@ -1,0 +1,86 @@
+"""Where a large repeated group's images go: its communities, their links, an absorption what-if.
+
+    python benchmarks/graph_fragments.py --category mpdd --size 224 --sources abc --cells c_35,a_5
+
+Reads the matrix's stored first pass (benchmarks/codegraph_matrix.py), runs CoDeGraph at the
+defaults on each cell and records, from its diagnostics: every community holding an image of
+the repeated group(s) (size, group images, density, outlier or not), the fence and the CPM
+resolution, the link weight between those communities over the image pairs between them (what
+CPM weighs against the resolution), and what an absorption step would flag: a community joins
+the outlier set when most of its external link weight goes to it (repeated until nothing
+changes). Writes benchmarks/results/graph_fragments_<category>_<size>.json.
+"""
+
+from __future__ import annotations
+
+import json
+
+from codegraph_matrix import RESULTS, stored_cells, stored_cells_args
+
+from codegraph_ad.io.atomic import write_json
+from codegraph_ad.methods import CoDeGraph
+
+
+def cross_weights(diag: dict) -> tuple[dict[int, int], dict[tuple[int, int], float]]:
+    """Community of each image and the link weight between every two communities."""
+    comm_of = {i: c["id"] for c in diag["communities"] for i in c["images"]}
+    between: dict[tuple[int, int], float] = {}
+    for e in diag["edges"]:
+        x, y = comm_of[e["source"]], comm_of[e["target"]]
+        if x != y:
+            for key in ((x, y), (y, x)):
+                between[key] = between.get(key, 0.0) + e["weight"]
+    return comm_of, between
+
+
+def absorbed(diag: dict, between: dict[tuple[int, int], float]) -> set[int]:
+    """Communities flagged once every community sending most of its external weight to the
+    flagged ones joins them, until nothing changes."""
+    flagged = {c["id"] for c in diag["communities"] if c["outlier"]}
+    changed = True
+    while changed:
+        changed = False
+        for c in diag["communities"]:
+            out = {y: w for (x, y), w in between.items() if x == c["id"]}
+            total = sum(out.values())
+            if c["id"] not in flagged and total and sum(w for y, w in out.items() if y in flagged) > total / 2:
+                flagged.add(c["id"])
+                changed = True
+    return flagged
+
+
+def fragments(cell) -> dict:
+    diag = CoDeGraph.from_config(cell.cfg).rescore(cell.first).diagnostics["subsets"][0]
+    group = {i for idx in cell.groups.values() for i in idx}
+    members = {c["id"]: set(c["images"]) for c in diag["communities"]}
+    _, between = cross_weights(diag)
+    held = [c for c in diag["communities"] if members[c["id"]] & group]
+    pieces = [{"id": c["id"], "size": len(c["images"]), "group_images": len(members[c["id"]] & group),
+               "density": round(c["density"], 2), "outlier": c["outlier"]} for c in held]
+    links = [{"between": [x, y], "weight": w, "pairs": len(members[x]) * len(members[y]),
+              "per_pair": round(w / (len(members[x]) * len(members[y])), 3)}
+             for (x, y), w in sorted(between.items()) if x < y and x in {p["id"] for p in pieces}
+             and y in {p["id"] for p in pieces}]
+    outliers = set().union(*(members[c["id"]] for c in diag["communities"] if c["outlier"]))
+    after = set().union(*(members[c] for c in absorbed(diag, between)))
+    return {"n_images": len(cell.index), "group_images": len(group), "fence": diag["quartiles"]["fence"],
+            "resolution": diag["resolution"], "n_communities": len(diag["communities"]),
+            "group_communities": sorted(pieces, key=lambda p: -p["group_images"]), "links_between_them": links,
+            "flagged": {"group": len(outliers & group), "others": len(outliers - group)},
+            "absorption_what_if": {"group": len(after & group), "others": len(after - group)}}
+
+
+def main() -> None:
+    a = stored_cells_args(__doc__.splitlines()[0], "c_35")
+    out = {"benchmark": "graph_fragments", "category": a.category, "size": a.size, "sources": a.sources, "cells": {}}
+    path = RESULTS / f"graph_fragments_{a.category}_{a.size}.json"
+    for cell in stored_cells(a):
+        out["cells"][cell.name] = fragments(cell)
+        r = out["cells"][cell.name]
+        print(cell.name, json.dumps({k: r[k] for k in ("group_images", "flagged", "absorption_what_if")}), flush=True)
+        write_json(path, out)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
