@@ -4,8 +4,8 @@
 
 Reads the matrix's stored first pass (benchmarks/codegraph_matrix.py), runs CoDeGraph at the
 defaults on each cell and records, from its diagnostics: every community holding an image of
-the repeated group(s) (size, group images, density, outlier or not), the fence and the CPM
-resolution, the link weight between those communities over the image pairs between them (what
+the repeated group(s) (size, group images, density, outlier or not), every community's size
+and density with the quartiles and fence they make, the CPM resolution, the link weight between those communities over the image pairs between them (what
 CPM weighs against the resolution), and what an absorption step would flag: a community joins
 the outlier set when most of its external link weight goes to it (repeated until nothing
 changes). Writes benchmarks/results/graph_fragments_<category>_<size>.json.
@@ -63,7 +63,10 @@ def fragments(cell) -> dict:
              and y in {p["id"] for p in pieces}]
     outliers = set().union(*(members[c["id"]] for c in diag["communities"] if c["outlier"]))
     after = set().union(*(members[c] for c in absorbed(diag, between)))
-    return {"n_images": len(cell.index), "group_images": len(group), "fence": diag["quartiles"]["fence"],
+    every = sorted(([len(c["images"]), round(c["density"], 2), c["outlier"]] for c in diag["communities"]),
+                   key=lambda x: -x[1])
+    return {"n_images": len(cell.index), "group_images": len(group), "quartiles": diag["quartiles"],
+            "fence": diag["quartiles"]["fence"], "communities_size_density_outlier": every,
             "resolution": diag["resolution"], "n_communities": len(diag["communities"]),
             "group_communities": sorted(pieces, key=lambda p: -p["group_images"]), "links_between_them": links,
             "flagged": {"group": len(outliers & group), "others": len(outliers - group)},

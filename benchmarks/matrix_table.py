@@ -23,6 +23,8 @@ CHECKED = ("f1_max", "ap", "aupro")
 NO_LOSS = ("auroc", "f1_max", "ap", "aupro")  # pixel metrics; image AUROC is checked too
 
 FILE = re.compile(r"codegraph_matrix_(?P<cat>[a-z]+)_(?P<size>\d+)\.json$")
+# tagged files that enter the tables: session reruns (_s23, _s24, ...) and the named studies
+TABLED_TAG = re.compile(r"_(s\d+|dev3|gate|bf16|int8|exactsmall|bf16x3|graphmaps)\.json$")
 
 
 def cell_percent(name: str) -> tuple[str, int]:
@@ -135,10 +137,7 @@ def write_tables(results: Path) -> Path:
            "own patches with their count of consistent patches (files from session 26 on; the rule reads "
            "this one where it exists). ok: the issue's acceptance rules for that cell.", ""]
     for path in sorted(results.glob("codegraph_matrix_*.json")):
-        if not FILE.search(path.name) and not path.name.endswith(("_dev3.json", "_gate.json", "_bf16.json", "_int8.json",
-                                                                        "_exactsmall.json", "_s23.json", "_s24.json", "_s25.json", "_s26.json",
-                                                                        "_bf16x3.json",
-                                                                        "_graphmaps.json")):
+        if not FILE.search(path.name) and not TABLED_TAG.search(path.name):
             continue
         res = json.loads(path.read_text())
         lines, _ = table_for(res)
