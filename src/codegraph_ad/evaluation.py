@@ -88,10 +88,8 @@ def consistency_rates(musc_scores: np.ndarray | None, excluded: np.ndarray | Non
     if labels is not None and (np.asarray(labels) == 0).any():
         normal = np.zeros_like(anomalous)
         normal[np.asarray(labels) == 0] = True
-    counted = np.ones(anomalous.shape[0], dtype=bool)
-    if images is not None:
-        counted = np.zeros(anomalous.shape[0], dtype=bool)
-        counted[np.asarray(images, dtype=int)] = True
+    rows = np.arange(anomalous.shape[0])
+    counted = np.ones_like(rows, dtype=bool) if images is None else np.isin(rows, np.asarray(images, dtype=int))
     out: dict[str, float | int | None] = {
         "exclusion_rate": None if excluded is None else float(np.mean(excluded)),
         "capture_rate": None,
