@@ -201,6 +201,12 @@ class Cell:
         self.cfg = cfg
         self.musc = self.first.scores(MSMConfig().q).numpy()  # what "MuSc score" means in capture rate
 
+    def capture(self, excluded: np.ndarray | None, images: list[int] | None = None) -> tuple[float | None, int | None]:
+        """Capture rate (percent) and the consistent patches it is over, of ``images`` or the batch."""
+        rates = consistency_rates(self.musc, excluded, self.fractions, self.labels, images=images)
+        pct_ = None if rates["capture_rate"] is None else round(100 * rates["capture_rate"], 1)
+        return pct_, rates["n_consistent_patches"]
+
     def evaluate(self, result: ScoreResult) -> dict:
         patch, image_scores = result.patch_scores, result.image_scores
         excluded = None if result.excluded is None else result.excluded.numpy()
@@ -208,10 +214,8 @@ class Cell:
         maps = eval_maps(patch, self.first.features.grid, self.cfg.features.image_size, EVAL_SIZE)
         m = batch_metrics(image_scores, maps, self.masks, self.labels)
         out = {"image": pct(m["image"]), "pixel": pct(m["pixel"])}
-        rates = consistency_rates(self.musc, excluded, self.fractions, self.labels)
-        out["exclusion_rate_pct"] = round(100 * (rates["exclusion_rate"] or 0.0), 3)
-        out["capture_rate_pct"] = None if rates["capture_rate"] is None else round(100 * rates["capture_rate"], 1)
-        out["n_consistent_patches"] = rates["n_consistent_patches"]
+        out["exclusion_rate_pct"] = round(100 * (0.0 if excluded is None else float(np.mean(excluded))), 3)
+        out["capture_rate_pct"], out["n_consistent_patches"] = self.capture(excluded)
         flagged: set[int] = set()
         if diag is not None:
             comms = [c for c in diag["communities"] if c["outlier"]]
@@ -224,10 +228,7 @@ class Cell:
             out["n_communities"] = len(diag["communities"])
         if self.groups:  # the acceptance's capture rate: the repeated images' own consistent patches
             repeated = sorted({i for idx in self.groups.values() for i in idx})
-            g_rates = consistency_rates(self.musc, excluded, self.fractions, self.labels, images=repeated)
-            out["group_capture_rate_pct"] = (None if g_rates["capture_rate"] is None
-                                             else round(100 * g_rates["capture_rate"], 1))
-            out["group_n_consistent_patches"] = g_rates["n_consistent_patches"]
+            out["group_capture_rate_pct"], out["group_n_consistent_patches"] = self.capture(excluded, repeated)
         out["groups"] = {}
         for tag, idx in self.groups.items():
             g = batch_metrics(image_scores, maps, self.masks, self.labels, idx)
@@ -237,9 +238,7 @@ class Cell:
                 defect = self.fractions[idx] >= 0.5
                 ex = excluded[idx]
                 rec["defect_patches_excluded_pct"] = round(100 * float(ex[defect].mean()), 1) if defect.any() else None
-                g_rates = consistency_rates(self.musc, excluded, self.fractions, self.labels, images=idx)
-                rec["capture_rate_pct"] = None if g_rates["capture_rate"] is None else round(100 * g_rates["capture_rate"], 1)
-                rec["n_consistent_patches"] = g_rates["n_consistent_patches"]
+                rec["capture_rate_pct"], rec["n_consistent_patches"] = self.capture(excluded, idx)
             out["groups"][tag] = rec
         return out
 

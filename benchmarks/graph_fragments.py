@@ -21,30 +21,28 @@ from codegraph_ad.io.atomic import write_json
 from codegraph_ad.methods import CoDeGraph
 
 
-def cross_weights(diag: dict) -> tuple[dict[int, int], dict[tuple[int, int], float]]:
-    """Community of each image and the link weight between every two communities."""
+def cross_weights(diag: dict) -> dict[int, dict[int, float]]:
+    """The link weight from every community to each of the others it is linked to."""
     comm_of = {i: c["id"] for c in diag["communities"] for i in c["images"]}
-    between: dict[tuple[int, int], float] = {}
+    between: dict[int, dict[int, float]] = {c["id"]: {} for c in diag["communities"]}
     for e in diag["edges"]:
         x, y = comm_of[e["source"]], comm_of[e["target"]]
         if x != y:
-            for key in ((x, y), (y, x)):
-                between[key] = between.get(key, 0.0) + e["weight"]
-    return comm_of, between
+            between[x][y] = between[x].get(y, 0.0) + e["weight"]
+            between[y][x] = between[y].get(x, 0.0) + e["weight"]
+    return between
 
 
-def absorbed(diag: dict, between: dict[tuple[int, int], float]) -> set[int]:
+def absorbed(diag: dict, between: dict[int, dict[int, float]]) -> set[int]:
     """Communities flagged once every community sending most of its external weight to the
     flagged ones joins them, until nothing changes."""
     flagged = {c["id"] for c in diag["communities"] if c["outlier"]}
     changed = True
     while changed:
         changed = False
-        for c in diag["communities"]:
-            out = {y: w for (x, y), w in between.items() if x == c["id"]}
-            total = sum(out.values())
-            if c["id"] not in flagged and total and sum(w for y, w in out.items() if y in flagged) > total / 2:
-                flagged.add(c["id"])
+        for c, out in between.items():
+            if c not in flagged and out and sum(w for y, w in out.items() if y in flagged) > sum(out.values()) / 2:
+                flagged.add(c)
                 changed = True
     return flagged
 
@@ -53,14 +51,18 @@ def fragments(cell) -> dict:
     diag = CoDeGraph.from_config(cell.cfg).rescore(cell.first).diagnostics["subsets"][0]
     group = {i for idx in cell.groups.values() for i in idx}
     members = {c["id"]: set(c["images"]) for c in diag["communities"]}
-    _, between = cross_weights(diag)
+    between = cross_weights(diag)
     held = [c for c in diag["communities"] if members[c["id"]] & group]
     pieces = [{"id": c["id"], "size": len(c["images"]), "group_images": len(members[c["id"]] & group),
                "density": round(c["density"], 2), "outlier": c["outlier"]} for c in held]
-    links = [{"between": [x, y], "weight": w, "pairs": len(members[x]) * len(members[y]),
-              "per_pair": round(w / (len(members[x]) * len(members[y])), 3)}
-             for (x, y), w in sorted(between.items()) if x < y and x in {p["id"] for p in pieces}
-             and y in {p["id"] for p in pieces}]
+    held_ids = sorted(c["id"] for c in held)
+    links = []
+    for x in held_ids:
+        for y in held_ids:
+            if x < y and y in between[x]:
+                pairs = len(members[x]) * len(members[y])
+                links.append({"between": [x, y], "weight": between[x][y], "pairs": pairs,
+                              "per_pair": round(between[x][y] / pairs, 3)})
     outliers = set().union(*(members[c["id"]] for c in diag["communities"] if c["outlier"]))
     after = set().union(*(members[c] for c in absorbed(diag, between)))
     every = sorted(([len(c["images"]), round(c["density"], 2), c["outlier"]] for c in diag["communities"]),
