@@ -213,6 +213,12 @@ class GraphConfig:
     # CPM gamma = this percentile of edge weights [thesis]
     resolution_percentile: float = documented(
         25.0, "CPM resolution = this percentile of the positive edge weights")
+    # [extension] 1.0: gamma is the percentile itself (thesis). The weights are link counts,
+    # so the 25th percentile is usually the smallest count, 1 link per pair, and transform
+    # families of one repeated defect joined by 0.3-0.4 links per pair stay apart
+    # (docs/codegraph.md, "35% groups split by CPM").
+    resolution_scale: float = documented(
+        1.0, "multiplier on the CPM resolution (below 1: pieces with fewer links per pair merge)")
     # [extension] True: one dependency ratio against the base set without every outlier
     # community at once; False: Algorithm 2 visits them one by one (thesis), and a group that
     # Leiden split keeps vouching for itself through its other parts (graph/filtering.py).
@@ -270,6 +276,7 @@ class GraphConfig:
                  self.community_density, "per_pair or per_member")
         _require(0.0 < self.resolution_percentile <= 100.0, "resolution_percentile", self.resolution_percentile,
                  "in (0, 100]")
+        _require(self.resolution_scale > 0.0, "resolution_scale", self.resolution_scale, "> 0")
         _require(self.min_community_size >= 2, "min_community_size", self.min_community_size, ">= 2")
         _require(0.0 < self.dependency_percentile <= 100.0, "dependency_percentile",
                  self.dependency_percentile, "in (0, 100]")

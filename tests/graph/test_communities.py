@@ -202,6 +202,32 @@ def test_resolution_percentile_reaches_cpm():
     assert res.resolution == cpm_resolution(w, 75.0) > cpm_resolution(w, 25.0)
 
 
+def _two_families(cross_per_pair: int) -> np.ndarray:
+    """Two 6-image cliques of weight 7 joined by ``cross_per_pair`` links on 12 of their 36
+    cross pairs (1/3 of a link per pair when it is 1): one defect's two transform families."""
+    w = np.zeros((12, 12))
+    _add_clique(w, range(6), 7.0)
+    _add_clique(w, range(6, 12), 7.0)
+    for a in range(6):
+        for b in (6 + a, 6 + (a + 1) % 6):
+            w[a, b] = w[b, a] = cross_per_pair
+    return w
+
+
+def test_resolution_scale_below_one_merges_families_joined_by_fewer_links_than_gamma():
+    w = _two_families(1)
+    assert cpm_resolution(w) == 1.0  # the smallest weight: no percentile goes lower
+    apart = detect_communities(w)
+    assert sorted(c.size for c in apart.communities) == [6, 6]
+    # CPM merges two pieces when their cross weight (12) beats gamma x 36 pairs: gamma < 1/3
+    merged = detect_communities(w, resolution_scale=0.3)
+    assert merged.resolution == pytest.approx(0.3)
+    assert [c.size for c in merged.communities] == [12]
+    assert [c.size for c in detect_communities(w, resolution_scale=0.4).communities] == [6, 6]
+    with pytest.raises(ValueError, match="resolution_scale"):
+        detect_communities(w, resolution_scale=0.0)
+
+
 def test_leave_one_out_fence_by_hand():
     from codegraph_ad.graph.communities import leave_one_out_outliers
 

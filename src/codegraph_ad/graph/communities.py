@@ -32,7 +32,7 @@ class CommunityResult:
     eligible: (C,) bool, |c| >= min_size (only these enter the quartiles and can be outliers).
     min_size: the size bound applied: the requested one, or 2 when fewer than
         ``MIN_TUKEY_COMMUNITIES`` communities reach it.
-    resolution: the CPM gamma used (25th percentile of positive weights; 0 if none).
+    resolution: the CPM gamma used (scale x percentile of positive weights; 0 if none).
     q1, q3, iqr, fence: Tukey statistics over eligible densities; with no eligible
         community q1 = q3 = iqr = 0 and fence = inf.
     outliers: ids of outlier communities (rho > fence), densest first.
@@ -197,7 +197,8 @@ def _without_diagonal(w: sparse.csr_array) -> sparse.csr_array:
 
 def detect_communities(weights: Weights, kappa: float = 3.0, seed: int = 0,
                        min_size: int = 2, density: str = "per_pair",
-                       resolution_percentile: float = 25.0, leave_one_out: bool = False) -> CommunityResult:
+                       resolution_percentile: float = 25.0, leave_one_out: bool = False,
+                       resolution_scale: float = 1.0) -> CommunityResult:
     """Leiden CPM partition, densities, and the Tukey outlier communities of ``weights: (N, N)``,
     a scipy sparse matrix (e.g. ``LinkSelection.weights``) or a dense array (converted).
 
@@ -211,6 +212,9 @@ def detect_communities(weights: Weights, kappa: float = 3.0, seed: int = 0,
     ``MIN_TUKEY_COMMUNITIES`` communities reach it, every community of 2 or more is used.
     density: how rho(c) is normalised (see :func:`community_densities`).
     resolution_percentile: the CPM gamma is this percentile of the positive edge weights.
+    resolution_scale: ... times ``resolution_scale``: link counts are integers, so no
+    percentile gives a gamma below the smallest count, 1 link per pair; a scale below 1 lets
+    pieces joined by fewer links per pair merge.
     leave_one_out: each community is judged against the quartiles of the others
     (:func:`leave_one_out_outliers`); q1/q3/fence still describe all eligible communities.
     """
@@ -220,8 +224,10 @@ def detect_communities(weights: Weights, kappa: float = 3.0, seed: int = 0,
         raise ValueError(f"kappa must be >= 0, got {kappa}")
     if min_size < 2:
         raise ValueError(f"min_size must be >= 2 (a singleton has no density), got {min_size}")
+    if resolution_scale <= 0:
+        raise ValueError(f"resolution_scale must be > 0, got {resolution_scale}")
     graph = _without_diagonal(graph)
-    gamma = cpm_resolution(graph, resolution_percentile)
+    gamma = resolution_scale * cpm_resolution(graph, resolution_percentile)
     membership = leiden_cpm(graph, gamma, seed)
     n_comm = int(membership.max()) + 1 if membership.size else 0
     by_community = np.argsort(membership, kind="stable")  # ascending image ids within each

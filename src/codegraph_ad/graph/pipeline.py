@@ -111,6 +111,7 @@ def finish_graph_stages(
     comms = detect_communities(links.weights, kappa=config.kappa, seed=config.leiden_seed,
                                min_size=config.min_community_size, density=config.community_density,
                                resolution_percentile=config.resolution_percentile,
+                               resolution_scale=config.resolution_scale,
                                leave_one_out=config.leave_one_out_fence)
     filt = targeted_filtering(
         score_fn,
