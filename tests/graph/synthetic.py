@@ -19,7 +19,7 @@ from codegraph_ad.config import GraphConfig
 # the stages' mechanics. The shipped defaults are judged on real batches by
 # benchmarks/codegraph_matrix.py and on planted groups by tests/graph/test_planted_groups.py.
 TOY_GRAPH = {"k_fraction": 0.3, "alpha": 0.0, "community_density": "per_pair", "joint_filtering": False,
-             "final_q": 0.1, "defect_gate_percentile": None}
+             "final_q": 0.1, "defect_gate_percentile": None, "resolution_scale": 1.0}
 
 
 def toy_graph(**changes) -> GraphConfig:

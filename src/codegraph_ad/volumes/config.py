@@ -36,8 +36,9 @@ def default_volume_run() -> RunConfig:
     community's density is one pair's link count, not an average over many pairs, and on a
     held-out cohort a dense healthy pair and a healthy-random pair lifted the fence over the
     consistent-lesion group (docs/volumes.md, "Pairs out of the Tukey fence").
-    k = 0.3 N, per-pair densities, one-by-one filtering, final q = 0.1 and the thesis's
-    dependency population (no look-alike fence, no defect gate) are pinned: every
+    k = 0.3 N, per-pair densities, one-by-one filtering, final q = 0.1, the thesis's
+    dependency population (no look-alike fence, no defect gate) and CPM resolution (scale 1)
+    are pinned: every
     volume benchmark was measured with them; the 2D defaults moved after the image matrix
     (docs/codegraph.md), which no volume cohort has checked yet.
     """
@@ -45,7 +46,8 @@ def default_volume_run() -> RunConfig:
                      rscin=RsCINConfig(enabled=False),
                      graph=GraphConfig(alpha=0.5, kappa=1.5, min_community_size=3, k_fraction=0.3,
                                        community_density="per_pair", joint_filtering=False, final_q=0.1,
-                                       look_alike_kappa=None, defect_gate_percentile=None))
+                                       look_alike_kappa=None, defect_gate_percentile=None,
+                                       resolution_scale=1.0))
 
 
 @dataclass(frozen=True)
