@@ -78,15 +78,21 @@ def _f(x: float | None, nd: int = 1) -> str:
     return "-" if x is None else f"{x:.{nd}f}"
 
 
+# Fields added after some files were written, with the value that reproduces what those files
+# ran: a file lacking one ran this, whatever today's default is.
+BEFORE_THE_FIELD = {"resolution_scale": 1.0}
+
+
 def current_default(variants: dict) -> str | None:
     """The variant whose settings are today's GraphConfig() (a file may predate a default change;
-    a field it lacks did not exist then, and its default reproduces the behaviour of that time)."""
+    a field it lacks did not exist then, and ran as ``BEFORE_THE_FIELD`` says)."""
     from dataclasses import asdict
 
     from codegraph_ad.config import GraphConfig
 
     now = json.loads(json.dumps(asdict(GraphConfig())))
-    return next((k for k, v in variants.items() if all(v[f] == now.get(f) for f in v)), None)
+    return next((k for k, v in variants.items()
+                 if all(val == now.get(f) for f, val in {**BEFORE_THE_FIELD, **v}.items())), None)
 
 
 def table_for(res: dict) -> tuple[list[str], dict[str, int]]:

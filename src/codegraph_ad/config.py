@@ -216,7 +216,7 @@ class GraphConfig:
     # [extension; thesis 1.0] The weights are link counts, so their 25th percentile is the
     # smallest count, 1 link per pair, and at 1.0 the transform families of a 35% group, joined
     # by 0.3-0.4 links per pair, stayed apart (80-87% of the group flagged). 0.5 on the whole
-    # matrix (session 27, `_gscale` files): 45 of 55 cells pass against 41 at 1.0; the 35%
+    # matrix (session 27, `_gscale` files): 46 of 60 cells pass against 43 at 1.0; the 35%
     # groups come together (MPDD 448 px b_35 F1 84.6 -> 91.0); it costs MPDD 224 px a_5 0.7
     # F1 and AUPRO and bottle 224 px b+c_15 0.3 AUPRO (now 0.8 under MuSc). 0.25 lost bottle
     # 224 px b+c_15's groups (docs/codegraph.md, "A CPM resolution below one link per pair").
