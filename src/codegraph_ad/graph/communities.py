@@ -212,9 +212,9 @@ def detect_communities(weights: Weights, kappa: float = 3.0, seed: int = 0,
     ``MIN_TUKEY_COMMUNITIES`` communities reach it, every community of 2 or more is used.
     density: how rho(c) is normalised (see :func:`community_densities`).
     resolution_percentile: the CPM gamma is this percentile of the positive edge weights.
-    resolution_scale: ... times ``resolution_scale``: link counts are integers, so no
-    percentile gives a gamma below the smallest count, 1 link per pair; a scale below 1 lets
-    pieces joined by fewer links per pair merge.
+    resolution_scale: multiplies that gamma. Link counts are integers, so no percentile
+    gives a gamma below the smallest count, 1 link per pair; a scale below 1 lets pieces
+    joined by fewer links per pair merge.
     leave_one_out: each community is judged against the quartiles of the others
     (:func:`leave_one_out_outliers`); q1/q3/fence still describe all eligible communities.
     """

@@ -38,9 +38,8 @@ def default_volume_run() -> RunConfig:
     consistent-lesion group (docs/volumes.md, "Pairs out of the Tukey fence").
     k = 0.3 N, per-pair densities, one-by-one filtering, final q = 0.1, the thesis's
     dependency population (no look-alike fence, no defect gate) and CPM resolution (scale 1)
-    are pinned: every
-    volume benchmark was measured with them; the 2D defaults moved after the image matrix
-    (docs/codegraph.md), which no volume cohort has checked yet.
+    are pinned: every volume benchmark was measured with them; the 2D defaults moved after
+    the image matrix (docs/codegraph.md), which no volume cohort has checked yet.
     """
     return RunConfig(features=FeatureConfig(batch_size=32), lnamd=LNAMDConfig(degrees=(1,)),
                      rscin=RsCINConfig(enabled=False),
