@@ -202,15 +202,15 @@ def test_resolution_percentile_reaches_cpm():
     assert res.resolution == cpm_resolution(w, 75.0) > cpm_resolution(w, 25.0)
 
 
-def _two_families(cross_per_pair: int) -> np.ndarray:
-    """Two 6-image cliques of weight 7 joined by ``cross_per_pair`` links on 12 of their 36
-    cross pairs (1/3 of a link per pair when it is 1): one defect's two transform families."""
+def _two_families(cross_weight: float) -> np.ndarray:
+    """Two 6-image cliques of weight 7 joined by ``cross_weight`` on 12 of their 36 cross
+    pairs (1/3 of a link per pair when it is 1): one defect's two transform families."""
     w = np.zeros((12, 12))
     _add_clique(w, range(6), 7.0)
     _add_clique(w, range(6, 12), 7.0)
     for a in range(6):
         for b in (6 + a, 6 + (a + 1) % 6):
-            w[a, b] = w[b, a] = cross_per_pair
+            w[a, b] = w[b, a] = cross_weight
     return w
 
 
