@@ -107,6 +107,7 @@ def main() -> None:
                     help="where the batch runs are kept and reused")
     ap.add_argument("--batches", default=None, help="comma list of batch names to measure (default: all)")
     ap.add_argument("--size", type=int, default=BASE_SIZE, help="image size in px (the tool's default is 448)")
+    ap.add_argument("--tag", default="", help="suffix of the results file, so a partial rerun (--batches) keeps the full one")
     a = ap.parse_args()
     config = RunConfig(features=FeatureConfig(image_size=a.size))
     suffix = "" if a.size == BASE_SIZE else f"_{a.size}"
@@ -122,7 +123,7 @@ def main() -> None:
             for rate in RATES:
                 results.append({"batch": name, **measure(scores, labels, rule, rate)})
     default = DecisionConfig()
-    write_result("decisions", suffix.lstrip("_"),
+    write_result("decisions", "_".join(x for x in (suffix.lstrip("_"), a.tag) if x),
                  {"default": {"rule": default.rule, "false_alarm_rate": default.false_alarm_rate},
                   "image_size": a.size, "results": results, **run_record(config)})
     for rate in RATES:

@@ -64,11 +64,18 @@ def r4(x: Any) -> Any:
     return None if x is None else round(float(x), 4)
 
 
-def method_configs(base: VolumeConfig) -> dict[str, VolumeConfig]:
-    return {
+def method_configs(base: VolumeConfig, variants: dict[str, dict[str, Any]] | None = None) -> dict[str, VolumeConfig]:
+    """MuSc q = 0.1, CoDeGraph at the volume defaults, and each variant (``codegraph_<name>``:
+    CoDeGraph with those GraphConfig changes on top of the volume defaults)."""
+    codegraph = replace(base, run=replace(base.run, method="codegraph"))
+    out = {
         "musc_q0.1": replace(base, run=replace(base.run, method="musc", msm=MSMConfig(q=0.1))),
-        "codegraph": replace(base, run=replace(base.run, method="codegraph")),
+        "codegraph": codegraph,
     }
+    for name, changes in (variants or {}).items():
+        changes = {k: tuple(v) if isinstance(v, list) else v for k, v in changes.items()}
+        out[f"codegraph_{name}"] = replace(codegraph, run=replace(codegraph.run, graph=replace(codegraph.run.graph, **changes)))
+    return out
 
 
 def windowed(configs: dict[str, VolumeConfig], windows: list[str]) -> dict[str, VolumeConfig]:
@@ -183,7 +190,7 @@ def run_seed(a: argparse.Namespace, seed: int, backbone) -> dict[str, Any]:
     brats_paths = [paths[i] for i in healthy_idx] + [BRATS]
 
     results: dict[str, Any] = {}
-    for name, cfg in windowed(method_configs(base), a.windows).items():
+    for name, cfg in windowed(method_configs(base, a.variants), a.windows).items():
         if name.split("_w")[0] not in a.methods:
             continue
         scores, scoring_s = score_batch(cohort_batch, cfg)
@@ -339,22 +346,37 @@ def main() -> None:
     ap.add_argument("--reuse-tokens", action="store_true",
                     help="load the tokens (and their timing) stored in --work by an earlier run with the same "
                          "size, stride, projection and cohort, instead of extracting them again (for scoring experiments)")
-    ap.add_argument("--methods", nargs="+", choices=list(method_configs(VolumeConfig())),
-                    default=list(method_configs(VolumeConfig())),
-                    help="which methods to score (e.g. codegraph alone after a graph-stage change)")
+    ap.add_argument("--variants", default="{}",
+                    help='extra CoDeGraph settings scored as codegraph_<name>: {"name": {GraphConfig changes}}')
+    ap.add_argument("--methods", nargs="+", default=None,
+                    help="which methods to score (default: all, variants included; e.g. codegraph alone after a "
+                         "graph-stage change)")
     ap.add_argument("--windows", default="none",
                     help="comma-separated position windows in token cells, each method runs with each "
                          "(e.g. none,1,2; docs/window.md)")
     a = ap.parse_args()
     a.windows = [w for w in a.windows.split(",") if w]
+    a.variants = json.loads(a.variants)
+    known = list(method_configs(VolumeConfig(), a.variants))
+    a.methods = a.methods or known
+    if unknown := sorted(set(a.methods) - set(known)):
+        ap.error(f"unknown methods {unknown}; choose from {known}")
 
     base = VolumeConfig(size=a.size, slice_stride=a.slice_stride, staggered=a.staggered,
                         projection_dim=a.projection_dim)
     backbone = load_volume_backbone(base)
-    per_seed = {seed: run_seed(a, seed, backbone) for seed in a.seeds}
-    out = {
+    per_seed: dict[int, Any] = {}
+    for seed in a.seeds:  # written after every seed, so a long run keeps what it finished
+        per_seed[seed] = run_seed(a, seed, backbone)
+        write_result("volumes_cohort", a.tag, results_record(a, base, per_seed))
+    print(json.dumps(results_record(a, base, per_seed)["across_seeds"], indent=1))
+
+
+def results_record(a: argparse.Namespace, base: VolumeConfig, per_seed: dict[int, Any]) -> dict[str, Any]:
+    return {
         "benchmark": "volumes_cohort",
-        "seeds": list(a.seeds),
+        "seeds": list(per_seed),
+        "variants": a.variants,
         "brats_case": {"volume": str(BRATS.relative_to(DATA)), "segmentation": str(BRATS_SEG.relative_to(DATA)),
                        "note": "segmentation predicted by a model (labels 1-3 merged), not expert ground truth; "
                                "run = the healthy cohort volumes + this case"},
@@ -371,8 +393,6 @@ def main() -> None:
         "per_seed": {str(k): v for k, v in per_seed.items()},
         **run_record(base),
     }
-    print(json.dumps(out["across_seeds"], indent=1))
-    write_result("volumes_cohort", a.tag, out)
 
 
 if __name__ == "__main__":
