@@ -75,6 +75,14 @@ class RunResult:
     def table(self) -> list[dict[str, Any]]:
         return [r.to_dict() for r in self.score_rows()]
 
+    def groups(self) -> list[dict[str, Any]] | None:
+        """The run's CoDeGraph groups (``graph.groups.repeated_defect_groups``), each called a
+        repeated defect or a look-alike group by the run's flags; None without graph stages."""
+        from codegraph_ad.graph.groups import repeated_defect_groups
+
+        return repeated_defect_groups(self.scores.diagnostics, self.names, self.decision.anomalous,
+                                      self.config.decision.group_defect_share)
+
     def score_rows(self) -> list[ScoreRow]:
         return [ScoreRow(n, str(p), float(s), float(r), anomalous=bool(a))
                 for n, p, s, r, a in zip(self.names, self.paths, self.scores.image_scores,
@@ -252,7 +260,6 @@ def _write_outputs(result: RunResult, writer: RunWriter, mask_paths, overlays: b
                    extra_rows: list[dict[str, Any]] | None, report: bool, bar: Progress, masks: bool) -> None:
     """write_run's body: maps and overlays one image at a time (a unit of ``bar`` each),
     then the masks, scores, arrays, graph files, the manifest and report.html (the last unit)."""
-    from codegraph_ad.graph.groups import repeated_defect_groups
     from codegraph_ad.report.overlay import file_overlay, shared_scale
 
     t0 = time.perf_counter()
@@ -283,7 +290,7 @@ def _write_outputs(result: RunResult, writer: RunWriter, mask_paths, overlays: b
     if masks:
         meta["pixel_decision"] = result.pixel_decision.to_dict()
     meta["diagnostics"] = s.diagnostics
-    writer.scores(rows, meta, repeated_defect_groups(s.diagnostics, result.names))
+    writer.scores(rows, meta, result.groups())
     writer.array(PATCH_SCORES, s.patch_scores.numpy().astype(np.float32))
     if s.excluded is not None:
         writer.array(EXCLUDED, s.excluded.numpy())

@@ -16,7 +16,6 @@ from codegraph_ad.errors import CodegraphError, InputError
 from codegraph_ad.options import add_output_options, add_run_options, config_from_args, read_json_file
 from codegraph_ad.report.console import (
     TOP_SCORES,
-    count_repeated_defects,
     format_metrics_table,
     print_flags,
     print_repeated_defects,
@@ -61,11 +60,11 @@ def flagged_count(result: Any) -> int | None:
 def print_detect_summary(result: Any, seconds: float) -> None:
     """detect's and demo's terminal output: the top scores, repeated defects, then the summary."""
     print_score_rows(result.table(), limit=TOP_SCORES)
-    print_repeated_defects(result.scores.diagnostics, result.names)
+    groups = result.groups()
+    print_repeated_defects(groups)
     print_flags(None if result.decision is None else result.decision.to_dict())
     print_run_summary(len(result.names), seconds, result.out_dir, flagged=flagged_count(result),
-                      groups=count_repeated_defects(result.scores.diagnostics, result.names),
-                      skipped=len(result.skipped))
+                      groups=groups, skipped=len(result.skipped))
 
 
 def cmd_detect(a: argparse.Namespace) -> int:
@@ -109,10 +108,11 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
                    cache=False if a.no_cache else None, cache_dir=a.cache_dir, masks=not a.no_masks)
     print(format_metrics_table(res.metrics))
     print_flags(res.run.decision.to_dict())
-    print_repeated_defects(res.run.scores.diagnostics, res.run.names)
     run = res.run
+    groups = run.groups()
+    print_repeated_defects(groups)
     print_run_summary(len(run.names), time.perf_counter() - t0, run.out_dir, flagged=flagged_count(run),
-                      groups=count_repeated_defects(run.scores.diagnostics, run.names))
+                      groups=groups)
     print(f"metrics: {a.out / 'metrics.json'}")
     return 0
 

@@ -334,10 +334,17 @@ class DecisionConfig:
     # mixture's lowest component found the normal mode in every batch (docs/decisions.md).
     rule: Literal["mad", "gmm"] = documented(
         "gmm", "normal model: a 1-2 Gaussian mixture by BIC, lowest component (gmm), or median + MAD (mad)")
+    # 0.5: a repeated defect's copies, no longer vouching for each other, score as anomalous
+    # (96-100% of SynCA copies flagged at 448 px); a dense group of good look-alikes stays
+    # under the threshold (MPDD metal_plate's mostly-normal batch: 0 of 18). A majority, not
+    # "any", so one good image with glare does not make a look-alike group a defect.
+    group_defect_share: float = documented(
+        0.5, "share of a CoDeGraph group's images that must be flagged to report it as a repeated defect")
 
     def __post_init__(self) -> None:
         _require(0.0 < self.false_alarm_rate < 0.5, "false_alarm_rate", self.false_alarm_rate, "in (0, 0.5)")
         _require(self.rule in ("mad", "gmm"), "rule", self.rule, "mad or gmm")
+        _require(0.0 <= self.group_defect_share <= 1.0, "group_defect_share", self.group_defect_share, "in [0, 1]")
         _require(self.threshold is None or (isinstance(self.threshold, (int, float))
                  and self.threshold == self.threshold and abs(self.threshold) != float("inf")),
                  "threshold", self.threshold, "None or a finite number")

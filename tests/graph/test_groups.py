@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from codegraph_ad.graph.groups import describe_group, repeated_defect_groups
+from codegraph_ad.graph.groups import count_groups, describe_group, repeated_defect_groups
 
 NAMES = [f"n{i}" for i in range(10)]
 
@@ -85,3 +85,24 @@ def test_describe_group_names_every_member_and_the_excluded_patches():
     many = {"size": 25, "images": [f"x{i}" for i in range(25)], "excluded_patches": 40}
     line = describe_group(many, max_names=3)
     assert line.startswith("Repeated defect: 25 images share a repeated defect: x0, x1, x2, ... and 22 more (")
+
+
+def test_flags_call_a_group_a_repeated_defect_only_when_most_members_are_flagged():
+    flags = [False] * 10
+    flags[8] = flags[2] = True  # 2 of the 3-image group (n8, n2, n4); none of the pair (n5, n1)
+    pair, trio = repeated_defect_groups(_diagnostics(), NAMES, anomalous=flags)
+    assert (trio["anomalous_images"], trio["kind"]) == (2, "repeated_defect")
+    assert (pair["anomalous_images"], pair["kind"]) == (0, "look_alike")
+    flags[5] = True  # one of two is half: a defect at the default share 0.5, not at 0.6
+    assert repeated_defect_groups(_diagnostics(), NAMES, anomalous=flags)[0]["kind"] == "repeated_defect"
+    assert repeated_defect_groups(_diagnostics(), NAMES, anomalous=flags, defect_share=0.6)[0]["kind"] == "look_alike"
+    assert count_groups(repeated_defect_groups(_diagnostics(), NAMES, anomalous=flags, defect_share=0.6)) == (1, 1)
+    assert count_groups(repeated_defect_groups(_diagnostics(), NAMES)) == (2, 0)  # no flags: as before
+    assert count_groups(None) == (0, 0)
+
+
+def test_describe_group_says_a_look_alike_group_is_not_a_defect():
+    flags = [False] * 10
+    (pair, _) = repeated_defect_groups(_diagnostics(), NAMES, anomalous=flags)
+    assert describe_group(pair) == ("Look-alike group, no repeated defect: 2 images are unusually alike, 0 of them "
+                                    "flagged: n5, n1 (0 patches excluded from the references)")

@@ -167,3 +167,35 @@ def test_volume_run_writer_lists_groups(planted, tmp_path):
                             Manifest(result.names, [""] * len(result.names), (2, 2, 2), {}))
     (group,) = json.loads((tmp_path / "scores.json").read_text())["repeated_defect_groups"]
     assert sorted(group["images"]) == PLANTED_NAMES
+
+
+def test_a_group_none_of_whose_images_is_flagged_is_reported_as_look_alikes(planted, tmp_path, monkeypatch, capsys):
+    """The same planted community under a threshold no image reaches: scores.json, the terminal
+    and report.html call it a look-alike group, not a repeated defect (the mostly-good MPDD
+    batch's 18 good plates, docs/codegraph.md)."""
+    import dataclasses
+
+    import codegraph_ad.api as api
+    from codegraph_ad.config import DecisionConfig
+    from codegraph_ad.decision import decide
+
+    result, _ = planted
+    unflagged = dataclasses.replace(result, decision=decide(result.scores.image_scores,
+                                                            DecisionConfig(threshold=1e9)))
+    api.write_run(unflagged, tmp_path / "run", progress=False)
+    (group,) = json.loads((tmp_path / "run" / "scores.json").read_text())["repeated_defect_groups"]
+    assert sorted(group["images"]) == PLANTED_NAMES
+    assert (group["kind"], group["anomalous_images"]) == ("look_alike", 0)
+    (flagged,) = json.loads((planted[1] / "scores.json").read_text())["repeated_defect_groups"]
+    assert flagged["kind"] == "repeated_defect" and flagged["anomalous_images"] * 2 >= flagged["size"]
+
+    monkeypatch.setattr(api, "detect", lambda *args, **kwargs: unflagged)
+    assert main(["detect", str(tmp_path / "images"), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "Repeated defect:" not in printed
+    assert f"Look-alike group, no repeated defect: {len(PLANTED)} images are unusually alike, 0 of them flagged" in printed
+    assert ", 0 flagged, 1 look-alike group" in printed
+
+    section = _group_section((tmp_path / "run" / "report.html").read_text())
+    assert f"<h2>{len(PLANTED)} images are unusually alike: no repeated defect found</h2>" in section
+    assert "share a repeated defect" not in section

@@ -6,6 +6,14 @@ diagnostics describe it per subset with subset-local indices; users want "these 
 share a defect", with names. This module is the one place that translation is made
 (scores.json, the terminal summary and report.html all read it), and it needs only the
 JSON diagnostics, so old run folders get the same answer as new ones.
+
+A dense community is not always a defect: a batch that is mostly good parts can hold a
+sub-population of good images more alike than the rest (the same lighting or pose), dense
+enough for the Tukey fence (MPDD metal_plate, 80 good + 9 defective plates at 448 px: 18 good
+plates, none flagged, docs/codegraph.md). What tells them apart is the outcome of the method
+itself: once a repeated defect's copies no longer vouch for each other, its images score as
+anomalous and the batch decision flags them; a group of look-alike good images stays under
+the threshold. So when the run's per-image flags are given, each group says which it is.
 """
 
 from __future__ import annotations
@@ -13,6 +21,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from codegraph_ad.config import DecisionConfig
+
+REPEATED_DEFECT = "repeated_defect"
+LOOK_ALIKE = "look_alike"
 
 
 def json_number(x: Any) -> float | None:
@@ -24,18 +37,26 @@ def json_number(x: Any) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def repeated_defect_groups(diagnostics: Mapping[str, Any] | None, names: Sequence[str]) -> list[dict[str, Any]] | None:
+def repeated_defect_groups(diagnostics: Mapping[str, Any] | None, names: Sequence[str],
+                           anomalous: Sequence[bool] | None = None,
+                           defect_share: float = DecisionConfig.group_defect_share) -> list[dict[str, Any]] | None:
     """Every outlier community of a run's diagnostics, densest first, with global names.
 
     diagnostics: ``ScoreResult.diagnostics`` (or ``scores.json["diagnostics"]``); each of its
         ``subsets`` carries ``communities`` (subset-local ``images``), ``images`` (the
         subset's global indices), ``n_patches`` and ``filtering`` records.
     names: the run's image names in global order.
+    anomalous: the run's per-image flags (the batch decision) in global order, or None when
+        the run made none.
+    defect_share: the share of a group's images that must be flagged for it to be a
+        repeated defect (``DecisionConfig.group_defect_share``).
 
     Returns None when the run had no graph stages (MuSc: "not looked" is not "none found"),
     else a list of ``{"size", "images" (names), "indices" (global), "density",
     "excluded_patches", "excluded_share" (of the group's patches), "excluded_per_image"
-    (aligned with images), "subset", "community"}``.
+    (aligned with images), "subset", "community"}``, and with flags also
+    ``"anomalous_images"`` (how many members are flagged) and ``"kind"``
+    (``REPEATED_DEFECT`` or ``LOOK_ALIKE``).
     """
     subsets = [s for s in (diagnostics or {}).get("subsets", []) or [] if isinstance(s, Mapping) and "communities" in s]
     if not subsets:
@@ -68,8 +89,23 @@ def repeated_defect_groups(diagnostics: Mapping[str, Any] | None, names: Sequenc
                 "subset": si,
                 "community": cid,
             })
+            if anomalous is not None:
+                flagged_members = sum(bool(anomalous[i]) for i in groups[-1]["indices"])
+                groups[-1]["anomalous_images"] = flagged_members
+                groups[-1]["kind"] = REPEATED_DEFECT if flagged_members >= defect_share * len(local) else LOOK_ALIKE
     groups.sort(key=lambda g: -(g["density"] if g["density"] is not None else -math.inf))
     return groups
+
+
+def is_repeated_defect(group: Mapping[str, Any]) -> bool:
+    """A group reported as a repeated defect; groups stored before ``kind`` existed count as one."""
+    return group.get("kind", REPEATED_DEFECT) == REPEATED_DEFECT
+
+
+def count_groups(groups: Sequence[Mapping[str, Any]] | None) -> tuple[int, int]:
+    """(repeated defects, look-alike groups) among a run's groups."""
+    defects = sum(is_repeated_defect(g) for g in groups or [])
+    return defects, len(groups or []) - defects
 
 
 _SINGULAR = {"patches": "patch", "cubes": "cube"}
@@ -87,4 +123,8 @@ def describe_group(group: Mapping[str, Any], item: str = "image", unit: str = "p
     verb = "has" if n == 1 else "share"
     k = int(group["excluded_patches"])
     units = unit if k != 1 else _SINGULAR.get(unit, unit)
-    return f"Repeated defect: {n} {plural} {verb} a repeated defect: {shown} ({k} {units} excluded from the references)"
+    excluded = f"({k} {units} excluded from the references)"
+    if not is_repeated_defect(group):
+        return (f"Look-alike group, no repeated defect: {n} {plural} are unusually alike, "
+                f"{int(group.get('anomalous_images', 0))} of them flagged: {shown} {excluded}")
+    return f"Repeated defect: {n} {plural} {verb} a repeated defect: {shown} {excluded}"

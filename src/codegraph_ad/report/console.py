@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from codegraph_ad.graph.groups import describe_group, repeated_defect_groups
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from codegraph_ad.graph.groups import count_groups, describe_group
 
 # How many of the highest scores the scoring commands list; the rest are in scores.csv.
 TOP_SCORES = 5
@@ -25,13 +28,14 @@ def print_score_rows(rows: list[dict], item: str = "image", limit: int = 20) -> 
         print(f"... {len(rows) - limit} more in scores.csv")
 
 
-def print_repeated_defects(diagnostics: dict | None, names: list[str], item: str = "image",
+def print_repeated_defects(groups: Sequence[Mapping[str, Any]] | None, item: str = "image",
                            unit: str = "patches") -> None:
-    """One line per repeated-defect group (CoDeGraph's outlier communities); nothing when none.
+    """One line per CoDeGraph group (``graph.groups.repeated_defect_groups``: repeated defects,
+    then look-alike groups); nothing when none.
 
     Said in the summary because a repeated defect is the finding MuSc alone would miss.
     """
-    for group in repeated_defect_groups(diagnostics, names) or []:
+    for group in sorted(groups or [], key=lambda g: g.get("kind") == "look_alike"):
         print(describe_group(group, item, unit))
 
 
@@ -51,19 +55,21 @@ def _count(n: int, what: str) -> str:
 
 
 def run_summary(n_scored: int, seconds: float, out_dir: Path | None, *, flagged: int | None = None,
-                groups: int = 0, skipped: int = 0, item: str = "image") -> list[str]:
+                groups: int = 0, look_alikes: int = 0, skipped: int = 0, item: str = "image") -> list[str]:
     """The closing lines of a scoring command: what was scored, what needs a look, where to look.
 
     flagged: images the run decided are anomalous without labels, when the run makes that
-    decision (None: the line says nothing about flags). groups: repeated-defect groups
-    found (their own lines come from ``print_repeated_defects``). skipped: unreadable files
-    left out with --skip-bad.
+    decision (None: the line says nothing about flags). groups / look_alikes: repeated-defect
+    groups and look-alike groups found (their own lines come from ``print_repeated_defects``).
+    skipped: unreadable files left out with --skip-bad.
     """
     parts = [f"{_count(n_scored, item)} scored in {format_duration(seconds)}"]
     if flagged is not None:
         parts.append(f"{flagged} flagged")
     if groups:
         parts.append(_count(groups, "repeated-defect group"))
+    if look_alikes:
+        parts.append(_count(look_alikes, "look-alike group"))
     if skipped:
         parts.append(f"{_count(skipped, 'unreadable file')} skipped")
     lines = [", ".join(parts)]
@@ -74,17 +80,16 @@ def run_summary(n_scored: int, seconds: float, out_dir: Path | None, *, flagged:
 
 
 def print_run_summary(n_scored: int, seconds: float, out_dir: Path | None, *, flagged: int | None = None,
-                      groups: int = 0, skipped: int = 0, item: str = "image") -> None:
-    """Print ``run_summary``'s lines after a blank one, last on the terminal where the eye lands."""
+                      groups: Sequence[Mapping[str, Any]] | None = None, skipped: int = 0,
+                      item: str = "image") -> None:
+    """Print ``run_summary``'s lines after a blank one, last on the terminal where the eye lands.
+
+    groups: the run's CoDeGraph groups (None or empty: none found or no graph stages)."""
+    defects, look_alikes = count_groups(groups)
     print()
-    for line in run_summary(n_scored, seconds, out_dir, flagged=flagged, groups=groups, skipped=skipped,
-                            item=item):
+    for line in run_summary(n_scored, seconds, out_dir, flagged=flagged, groups=defects, look_alikes=look_alikes,
+                            skipped=skipped, item=item):
         print(line)
-
-
-def count_repeated_defects(diagnostics: dict | None, names: list[str]) -> int:
-    """How many repeated-defect groups a run found (0 for methods without the graph stages)."""
-    return len(repeated_defect_groups(diagnostics, names) or [])
 
 
 def format_metrics_table(metrics: dict) -> str:

@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from codegraph_ad.config import documented
+from codegraph_ad.graph.groups import is_repeated_defect
 from codegraph_ad.io.atomic import write_text
 from codegraph_ad.report.assets import CSS, JS
 from codegraph_ad.report.console import flags_text
@@ -118,8 +119,12 @@ def repeated_defect_groups(run: RunFolder) -> list[dict[str, Any]]:
 
     stored = run.stored_repeated_defect_groups
     if stored is not None:
-        return stored
-    return from_diagnostics(run.scores.get("diagnostics"), run.names) or []
+        groups = list(stored)
+    else:
+        flags = [r.get("anomalous") for r in run.rows]
+        groups = from_diagnostics(run.scores.get("diagnostics"), run.names,
+                                  None if any(f is None for f in flags) else flags) or []
+    return sorted(groups, key=lambda g: not is_repeated_defect(g))  # repeated defects first
 
 
 def _flags_line(run: RunFolder) -> str:
@@ -312,14 +317,24 @@ def _repeated_defects(run: RunFolder, thumbs: dict[int, str], config: ReportConf
         if n_subsets > 1:
             facts.append(f"subset {int(group.get('subset', 0)) + 1}")
         more = f'<p>and {len(rest)} more: {", ".join(rest)}</p>' if rest else ""
+        if is_repeated_defect(group):
+            title = f"{n} {'image has' if n == 1 else 'images share'} a repeated defect"
+            why = ("CoDeGraph found these images alike in the same unusual way (an outlier community of the "
+                   "anomaly similarity graph): the patches outlined in magenta were removed from the references, "
+                   "so the defect is scored against normal patches instead of its own copies.")
+        else:
+            title = f"{n} images are unusually alike: no repeated defect found"
+            k_flagged = int(group.get("anomalous_images", 0))
+            why = ("CoDeGraph found these images alike in the same unusual way and removed the patches outlined in "
+                   f"magenta from the references; scored without them, {k_flagged} of the {n} "
+                   f"{'is' if k_flagged == 1 else 'are'} flagged, so this is a group of look-alike images (the same "
+                   "lighting or pose, say) rather than a shared defect.")
         out.append(
             f'<section id="repeated-defect-{k + 1}" class="repeated-defect">'
-            f"<h2>{n} {'image has' if n == 1 else 'images share'} a repeated defect</h2>"
+            f"<h2>{title}</h2>"
             f"<p>{' &middot; '.join(_e(f) for f in facts)}</p>"
             f'<div class="group-thumbs">{"".join(figures)}</div>{more}'
-            '<p class="muted">CoDeGraph found these images alike in the same unusual way (an outlier community '
-            "of the anomaly similarity graph): the patches outlined in magenta were removed from the references, "
-            "so the defect is scored against normal patches instead of its own copies. Click an image for details.</p>"
+            f'<p class="muted">{why} Click an image for details.</p>'
             "</section>")
     return out
 

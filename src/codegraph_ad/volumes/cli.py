@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from codegraph_ad.errors import InputError
+from codegraph_ad.graph.groups import repeated_defect_groups
 from codegraph_ad.options import add_config_options, add_run_options, config_from_args
 from codegraph_ad.report.console import print_repeated_defects, print_score_rows
 from codegraph_ad.volumes.config import CohortConfig, LesionConfig, VolumeConfig
@@ -34,7 +35,8 @@ def cmd_volumes(a: argparse.Namespace) -> int:
     result = detect_volumes(a.folder, a.out, volume_config_from_args(a), brain_masks=a.brain_masks,
                             overwrite=a.overwrite, progress=not a.quiet, mosaics=not a.no_mosaics)
     print_score_rows(result.table(), item="volume")
-    print_repeated_defects(result.scores.diagnostics, result.names, item="volume", unit="cubes")
+    print_repeated_defects(repeated_defect_groups(result.scores.diagnostics, result.names), item="volume",
+                           unit="cubes")
     print(f"results written to {a.out}")
     return 0
 
