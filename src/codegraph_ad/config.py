@@ -267,6 +267,14 @@ class GraphConfig:
     final_q: float = documented(
         0.3, "MSM share q of CoDeGraph's final scoring against the refined references")
     leiden_seed: int = documented(0, "seed of the Leiden community detection")
+    # [extension] False: every outlier community's dependent patches stay out (thesis). True:
+    # after the final pass, a community fewer than half of whose images the batch decision
+    # (DecisionConfig's defaults, on the max of each map) flags is a group of look-alike
+    # normal images: its patches go back into the references and the batch is rescored. A
+    # mostly-good MPDD batch flagged 18 good plates and excluded 4.4% of its patches
+    # (docs/codegraph.md, "Look-alike groups"); off until the whole matrix has judged it.
+    restore_look_alikes: bool = documented(
+        False, "put a flagged community's patches back when fewer than half of its images are flagged after rescoring")
 
     def __post_init__(self) -> None:
         _require(0.0 < self.k_fraction < 1.0, "k_fraction", self.k_fraction, "in (0, 1)")

@@ -103,6 +103,13 @@ def test_flags_call_a_group_a_repeated_defect_only_when_most_members_are_flagged
 
 def test_describe_group_says_a_look_alike_group_is_not_a_defect():
     flags = [False] * 10
+    flags[0] = True  # an image outside both groups: the decision flags something
     (pair, _) = repeated_defect_groups(_diagnostics(), NAMES, anomalous=flags)
     assert describe_group(pair) == ("Look-alike group, no repeated defect: 2 images are unusually alike, 0 of them "
                                     "flagged: n5, n1 (0 patches excluded from the references)")
+
+
+def test_a_decision_that_flags_nothing_leaves_every_group_a_repeated_defect():
+    groups = repeated_defect_groups(_diagnostics(), NAMES, anomalous=[False] * 10)
+    assert [g["kind"] for g in groups] == ["repeated_defect", "repeated_defect"]
+    assert [g["anomalous_images"] for g in groups] == [0, 0]

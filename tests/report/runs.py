@@ -46,10 +46,11 @@ def make_category(root: Path, n_good: int = 5, n_bad: int = 3, size: int = 64, s
 PLANTED = (1, 4, 7, 10, 13)  # images of planted_codegraph_run that share the repeated defect
 
 
-def planted_codegraph_result(images_dir: Path, n: int = 16):
+def planted_codegraph_result(images_dir: Path, n: int = 16, **graph_changes):
     """A real CoDeGraph result on fabricated features (no backbone): patch 5 of the images
     in ``PLANTED`` is one near-identical odd vector, which the graph stages flag as an
     outlier community. Plain images are written to ``images_dir`` so overlays can be drawn.
+    graph_changes: GraphConfig fields set on top of the toy settings.
 
     Returns the api ``RunResult`` (not yet written).
     """
@@ -70,7 +71,8 @@ def planted_codegraph_result(images_dir: Path, n: int = 16):
     odd = 3 * torch.randn(c, generator=g)
     for q in PLANTED:
         layers[q, :, 5] = odd + 0.01 * torch.randn(2, c, generator=g)
-    config = RunConfig(lnamd=LNAMDConfig(degrees=(1,)), graph=toy_graph(kappa=1.5, target_coverage=0.99))
+    config = RunConfig(lnamd=LNAMDConfig(degrees=(1,)),
+                       graph=toy_graph(**{"kappa": 1.5, "target_coverage": 0.99, **graph_changes}))
     method = CoDeGraph.from_config(config, progress=False)
     scores = method.fit_predict(FeatureSet(layers, torch.randn(n, c, generator=g), grid))
     images_dir.mkdir(parents=True, exist_ok=True)

@@ -176,12 +176,12 @@ def test_a_group_none_of_whose_images_is_flagged_is_reported_as_look_alikes(plan
     import dataclasses
 
     import codegraph_ad.api as api
-    from codegraph_ad.config import DecisionConfig
-    from codegraph_ad.decision import decide
+    from codegraph_ad.decision import Decision
 
     result, _ = planted
-    unflagged = dataclasses.replace(result, decision=decide(result.scores.image_scores,
-                                                            DecisionConfig(threshold=1e9)))
+    flags = np.zeros(len(result.names), dtype=bool)
+    flags[next(i for i in range(len(flags)) if i not in PLANTED)] = True  # one other image only
+    unflagged = dataclasses.replace(result, decision=Decision(flags, 1.0, "fixed", None))
     api.write_run(unflagged, tmp_path / "run", progress=False)
     (group,) = json.loads((tmp_path / "run" / "scores.json").read_text())["repeated_defect_groups"]
     assert sorted(group["images"]) == PLANTED_NAMES
@@ -194,7 +194,7 @@ def test_a_group_none_of_whose_images_is_flagged_is_reported_as_look_alikes(plan
     printed = capsys.readouterr().out
     assert "Repeated defect:" not in printed
     assert f"Look-alike group, no repeated defect: {len(PLANTED)} images are unusually alike, 0 of them flagged" in printed
-    assert ", 0 flagged, 1 look-alike group" in printed
+    assert ", 1 flagged, 1 look-alike group" in printed
 
     section = _group_section((tmp_path / "run" / "report.html").read_text())
     assert f"<h2>{len(PLANTED)} images are unusually alike: no repeated defect found</h2>" in section

@@ -13,7 +13,8 @@ enough for the Tukey fence (MPDD metal_plate, 80 good + 9 defective plates at 44
 plates, none flagged, docs/codegraph.md). What tells them apart is the outcome of the method
 itself: once a repeated defect's copies no longer vouch for each other, its images score as
 anomalous and the batch decision flags them; a group of look-alike good images stays under
-the threshold. So when the run's per-image flags are given, each group says which it is.
+the threshold. So when the run's per-image flags are given, each group says which it is
+(unless the decision flagged no image at all, which says nothing about the group).
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ def repeated_defect_groups(diagnostics: Mapping[str, Any] | None, names: Sequenc
     Returns None when the run had no graph stages (MuSc: "not looked" is not "none found"),
     else a list of ``{"size", "images" (names), "indices" (global), "density",
     "excluded_patches", "excluded_share" (of the group's patches), "excluded_per_image"
-    (aligned with images), "subset", "community"}``, and with flags also
+    (aligned with images), "subset", "community"}``, ``"restored": True`` where
+    ``GraphConfig.restore_look_alikes`` put the group's patches back, and with flags also
     ``"anomalous_images"`` (how many members are flagged) and ``"kind"``
     (``REPEATED_DEFECT`` or ``LOOK_ALIKE``).
     """
@@ -89,10 +91,16 @@ def repeated_defect_groups(diagnostics: Mapping[str, Any] | None, names: Sequenc
                 "subset": si,
                 "community": cid,
             })
+            if rec.get("restored"):  # GraphConfig.restore_look_alikes put its patches back
+                groups[-1]["restored"] = True
             if anomalous is not None:
                 flagged_members = sum(bool(anomalous[i]) for i in groups[-1]["indices"])
                 groups[-1]["anomalous_images"] = flagged_members
-                groups[-1]["kind"] = REPEATED_DEFECT if flagged_members >= defect_share * len(local) else LOOK_ALIKE
+                # a decision that flags no image at all tells nothing about the group (a
+                # mixture fit that missed the normal mode: bottle 224 px a+b_15), so it
+                # stays a repeated defect, as CoDeGraph found it
+                look_alike = any(anomalous) and flagged_members < defect_share * len(local)
+                groups[-1]["kind"] = LOOK_ALIKE if look_alike else REPEATED_DEFECT
     groups.sort(key=lambda g: -(g["density"] if g["density"] is not None else -math.inf))
     return groups
 

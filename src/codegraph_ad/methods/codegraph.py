@@ -103,7 +103,49 @@ def graph_and_rescore(first: FirstPass | ShardedFirstPass, graph: GraphConfig, p
     with tracker.stage("final pass", 2, "steps") as bar:  # refined minima, then MSM scores
         final = score_fn(np.ones(first.n_images, dtype=bool), excluded, bar)
         bar.advance()
-    return torch.from_numpy(final).float(), torch.from_numpy(excluded), summarize(result)
+    diagnostics = summarize(result)
+    if graph.restore_look_alikes:
+        excluded, final = restore_look_alikes(result.outlier_communities, excluded, final, score_fn, diagnostics)
+    return torch.from_numpy(final).float(), torch.from_numpy(excluded), diagnostics
+
+
+def restore_look_alikes(communities: list[np.ndarray], excluded: np.ndarray, final: np.ndarray,
+                        score_fn: Callable[..., np.ndarray],
+                        diagnostics: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Put back the patches of the outlier communities that did not turn out anomalous.
+
+    A repeated defect's images score as anomalous once its copies stop vouching for each
+    other; a community of look-alike normal images does not. Each community fewer than
+    ``DecisionConfig.group_defect_share`` of whose images the batch decision (its defaults,
+    on the max of each map) flags gets its patches back, and the batch is rescored once;
+    nothing is put back when the decision flags no image at all.
+    The diagnostics record it (``restored`` per filtering record, ``restored_communities``).
+    """
+    from codegraph_ad.config import DecisionConfig
+    from codegraph_ad.decision import decide
+
+    rule = DecisionConfig()
+    flags = decide(final.max(axis=1), rule).anomalous
+    # no image flagged at all: the decision missed the normal mode (bottle 224 px a+b_15,
+    # 20 good images of 113), which says nothing about the communities
+    restored = [j for j, members in enumerate(communities)
+                if flags.any() and len(members) and flags[members].sum() < rule.group_defect_share * len(members)]
+    diagnostics["restored_communities"] = [diagnostics["outlier_communities"][j] for j in restored]
+    if not restored:
+        return excluded, final
+    excluded = excluded.copy()
+    for j in restored:
+        excluded[communities[j]] = False
+    for j, rec in enumerate(diagnostics["filtering"]):
+        rec["restored"] = j in restored
+        rec["n_excluded"] = int(excluded[rec["images"]].sum())
+        rec["excluded_per_image"] = [int(k) for k in excluded[rec["images"]].sum(axis=1)]
+    per_image = excluded.sum(axis=1)
+    diagnostics["excluded_per_image"] = {name: int(per_image[i])
+                                         for i, name in enumerate(diagnostics["excluded_per_image"])}
+    diagnostics["exclusion_rate"] = float(excluded.mean()) if excluded.size else 0.0
+    final = score_fn(np.ones(excluded.shape[0], dtype=bool), excluded)
+    return excluded, final
 
 
 @register_method("codegraph")

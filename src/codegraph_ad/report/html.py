@@ -325,8 +325,10 @@ def _repeated_defects(run: RunFolder, thumbs: dict[int, str], config: ReportConf
         else:
             title = f"{n} images are unusually alike: no repeated defect found"
             k_flagged = int(group.get("anomalous_images", 0))
-            why = ("CoDeGraph found these images alike in the same unusual way and removed the patches outlined in "
-                   f"magenta from the references; scored without them, {k_flagged} of the {n} "
+            removed = ("put their patches back into the references after rescoring" if group.get("restored") else
+                       "removed the patches outlined in magenta from the references")
+            why = (f"CoDeGraph found these images alike in the same unusual way and {removed}; scored without "
+                   f"their look-alikes, {k_flagged} of the {n} "
                    f"{'is' if k_flagged == 1 else 'are'} flagged, so this is a group of look-alike images (the same "
                    "lighting or pose, say) rather than a shared defect.")
         out.append(
