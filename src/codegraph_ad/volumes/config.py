@@ -39,7 +39,9 @@ def default_volume_run() -> RunConfig:
     k = 0.3 N, per-pair densities, one-by-one filtering, final q = 0.1, the thesis's
     dependency population (no look-alike fence, no defect gate) and CPM resolution (scale 1)
     are pinned: every volume benchmark was measured with them; the 2D defaults moved after
-    the image matrix (docs/codegraph.md), which no volume cohort has checked yet.
+    the image matrix (docs/codegraph.md). The 2D scale 0.5 was checked on two held-out
+    cohorts and lost the consistent group on both (weakly linked volumes join its community
+    and its per-pair density falls under the fence; docs/volumes.md).
     """
     return RunConfig(features=FeatureConfig(batch_size=32), lnamd=LNAMDConfig(degrees=(1,)),
                      rscin=RsCINConfig(enabled=False),
