@@ -24,7 +24,7 @@ NO_LOSS = ("auroc", "f1_max", "ap", "aupro")  # pixel metrics; image AUROC is ch
 
 FILE = re.compile(r"codegraph_matrix_(?P<cat>[a-z]+)_(?P<size>\d+)\.json$")
 # tagged files that enter the tables: session reruns (_s23, _s24, ...) and the named studies
-TABLED_TAG = re.compile(r"_(s\d+|dev3|gate|bf16|int8|exactsmall|bf16x3|graphmaps|gscale)\.json$")
+TABLED_TAG = re.compile(r"_(s\d+|dev3|gate|bf16|int8|exactsmall|bf16x3|graphmaps|gscale|rla|rla_guard)\.json$")
 
 
 def cell_percent(name: str) -> tuple[str, int]:
