@@ -38,7 +38,7 @@ from typing import Iterator
 
 import numpy as np
 import torch
-from common import BOTTLE, DATA, RESULTS, machine_info, peak_rss_mb, pct
+from common import BOTTLE, DATA, RESULTS, graph_with, machine_info, peak_rss_mb, pct
 
 from codegraph_ad.api import versions
 from codegraph_ad.config import EngineConfig, FeatureConfig, GraphConfig, MSMConfig, RunConfig
@@ -264,8 +264,7 @@ def run_cell(cell: Cell, variants: dict[str, GraphConfig]) -> dict:
 def parse_variants(text: str) -> dict[str, GraphConfig]:
     out = {"codegraph": GraphConfig()}
     for name, changes in json.loads(text).items():
-        changes = {k: tuple(v) if isinstance(v, list) else v for k, v in changes.items()}
-        out[name] = replace(GraphConfig(), **changes)
+        out[name] = graph_with(GraphConfig(), changes)
     return out
 
 

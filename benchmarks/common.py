@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from codegraph_ad.api import versions
-from codegraph_ad.config import config_to_dict
+from codegraph_ad.config import GraphConfig, config_to_dict
 from codegraph_ad.io.atomic import write_json
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,3 +59,10 @@ def write_result(stem: str, tag: str, out: dict) -> Path:
     write_json(path, out)
     print(f"wrote {path}")
     return path
+
+
+def graph_with(graph: GraphConfig, changes: dict[str, Any]) -> GraphConfig:
+    """``graph`` with GraphConfig fields changed from a command line's JSON (lists become tuples)."""
+    from dataclasses import replace
+
+    return replace(graph, **{k: tuple(v) if isinstance(v, list) else v for k, v in changes.items()})

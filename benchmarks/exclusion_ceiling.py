@@ -86,9 +86,9 @@ def run_cell(cell: Cell) -> dict:
     cg = CoDeGraph.from_config(cell.cfg).rescore(cell.first)
     res["methods"]["codegraph"] = measure(cell, cg, cg.excluded.numpy())
     if repeated:
-        for name, excluded in (("oracle_defect", defect_patches(cell, repeated, reach)),
-                               ("oracle_images", np.isin(np.arange(len(cell.index)), repeated)[:, None]
-                                & np.ones(cell.fractions.shape[1], dtype=bool))):
+        whole = np.zeros(cell.fractions.shape, dtype=bool)
+        whole[repeated] = True
+        for name, excluded in (("oracle_defect", defect_patches(cell, repeated, reach)), ("oracle_images", whole)):
             res["methods"][name] = measure(cell, oracle_result(cell, excluded), excluded)
     res["time_s"] = round(time.perf_counter() - t0, 1)
     return res

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import BOTTLE, RESULTS, peak_rss_mb, pct
+from common import BOTTLE, RESULTS, graph_with, pct, peak_rss_mb
 
 from codegraph_ad.api import versions
 from codegraph_ad.config import EngineConfig, FeatureConfig, GraphConfig, MSMConfig, RunConfig, config_to_dict
@@ -132,11 +132,11 @@ def main() -> None:
                          "the main comparison then goes to synca_codegraph_<size>_<--tag>.json")
     ap.add_argument("--tag", default="")
     a = ap.parse_args()
-    changes = {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(a.graph).items()}
+    changes = json.loads(a.graph)
     if changes and not a.tag:
         ap.error("--graph needs a --tag, so that the defaults' results file is not overwritten")
     cfg = RunConfig(features=FeatureConfig(image_size=a.size), engine=EngineConfig(precision=a.precision),
-                    graph=replace(GraphConfig(), **changes))
+                    graph=graph_with(GraphConfig(), changes))
     synca_dir = WORK / "synca_bottle"
     build_synca(BOTTLE, synca_dir, n_copies=N_COPIES, source=SOURCE, seed=0, overwrite=True)
     samples = read_mvtec_category(synca_dir)

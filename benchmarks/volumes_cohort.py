@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from common import DATA, run_record, write_result
+from common import DATA, graph_with, run_record, write_result
 from mri_sources import MRI, SOURCE_NAMES, stripped_source
 
 from codegraph_ad.config import MSMConfig, config_to_dict
@@ -73,8 +73,7 @@ def method_configs(base: VolumeConfig, variants: dict[str, dict[str, Any]] | Non
         "codegraph": codegraph,
     }
     for name, changes in (variants or {}).items():
-        changes = {k: tuple(v) if isinstance(v, list) else v for k, v in changes.items()}
-        out[f"codegraph_{name}"] = replace(codegraph, run=replace(codegraph.run, graph=replace(codegraph.run.graph, **changes)))
+        out[f"codegraph_{name}"] = replace(codegraph, run=replace(codegraph.run, graph=graph_with(codegraph.run.graph, changes)))
     return out
 
 

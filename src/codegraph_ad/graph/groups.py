@@ -29,6 +29,14 @@ REPEATED_DEFECT = "repeated_defect"
 LOOK_ALIKE = "look_alike"
 
 
+def is_look_alike(flagged_members: int, size: int, any_flagged: bool,
+                  defect_share: float = DecisionConfig.group_defect_share) -> bool:
+    """A community is a look-alike group when fewer than ``defect_share`` of its ``size``
+    images are flagged; a decision that flags no image at all (``any_flagged`` False: a
+    mixture fit that missed the normal mode, bottle 224 px a+b_15) tells nothing about it."""
+    return any_flagged and flagged_members < defect_share * size
+
+
 def json_number(x: Any) -> float | None:
     """JSON has no inf/nan: they become null."""
     try:
@@ -41,7 +49,8 @@ def json_number(x: Any) -> float | None:
 def repeated_defect_groups(diagnostics: Mapping[str, Any] | None, names: Sequence[str],
                            anomalous: Sequence[bool] | None = None,
                            defect_share: float = DecisionConfig.group_defect_share) -> list[dict[str, Any]] | None:
-    """Every outlier community of a run's diagnostics, densest first, with global names.
+    """Every outlier community of a run's diagnostics with global names: repeated defects
+    first, each kind densest first.
 
     diagnostics: ``ScoreResult.diagnostics`` (or ``scores.json["diagnostics"]``); each of its
         ``subsets`` carries ``communities`` (subset-local ``images``), ``images`` (the
@@ -96,12 +105,10 @@ def repeated_defect_groups(diagnostics: Mapping[str, Any] | None, names: Sequenc
             if anomalous is not None:
                 flagged_members = sum(bool(anomalous[i]) for i in groups[-1]["indices"])
                 groups[-1]["anomalous_images"] = flagged_members
-                # a decision that flags no image at all tells nothing about the group (a
-                # mixture fit that missed the normal mode: bottle 224 px a+b_15), so it
-                # stays a repeated defect, as CoDeGraph found it
-                look_alike = any(anomalous) and flagged_members < defect_share * len(local)
+                look_alike = is_look_alike(flagged_members, len(local), any(anomalous), defect_share)
                 groups[-1]["kind"] = LOOK_ALIKE if look_alike else REPEATED_DEFECT
-    groups.sort(key=lambda g: -(g["density"] if g["density"] is not None else -math.inf))
+    # repeated defects first, each kind densest first: the order every reader shows them in
+    groups.sort(key=lambda g: (not is_repeated_defect(g), -(g["density"] if g["density"] is not None else -math.inf)))
     return groups
 
 

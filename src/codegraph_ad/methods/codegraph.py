@@ -121,15 +121,12 @@ def restore_look_alikes(communities: list[np.ndarray], excluded: np.ndarray, fin
     nothing is put back when the decision flags no image at all.
     The diagnostics record it (``restored`` per filtering record, ``restored_communities``).
     """
-    from codegraph_ad.config import DecisionConfig
     from codegraph_ad.decision import decide
+    from codegraph_ad.graph.groups import is_look_alike
 
-    rule = DecisionConfig()
-    flags = decide(final.max(axis=1), rule).anomalous
-    # no image flagged at all: the decision missed the normal mode (bottle 224 px a+b_15,
-    # 20 good images of 113), which says nothing about the communities
+    flags = decide(final.max(axis=1)).anomalous
     restored = [j for j, members in enumerate(communities)
-                if flags.any() and len(members) and flags[members].sum() < rule.group_defect_share * len(members)]
+                if len(members) and is_look_alike(int(flags[members].sum()), len(members), bool(flags.any()))]
     diagnostics["restored_communities"] = [diagnostics["outlier_communities"][j] for j in restored]
     if not restored:
         return excluded, final

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from codegraph_ad.graph.groups import count_groups, describe_group, is_repeated_defect
+from codegraph_ad.graph.groups import count_groups, describe_group
 
 # How many of the highest scores the scoring commands list; the rest are in scores.csv.
 TOP_SCORES = 5
@@ -34,7 +34,7 @@ def print_repeated_defects(groups: Sequence[Mapping[str, Any]] | None, item: str
 
     Said in the summary because a repeated defect is the finding MuSc alone would miss.
     """
-    for group in sorted(groups or [], key=lambda g: not is_repeated_defect(g)):
+    for group in groups or []:
         print(describe_group(group, item, unit))
 
 

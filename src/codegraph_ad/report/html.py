@@ -119,12 +119,10 @@ def repeated_defect_groups(run: RunFolder) -> list[dict[str, Any]]:
 
     stored = run.stored_repeated_defect_groups
     if stored is not None:
-        groups = list(stored)
-    else:
-        flags = [r.get("anomalous") for r in run.rows]
-        groups = from_diagnostics(run.scores.get("diagnostics"), run.names,
-                                  None if any(f is None for f in flags) else flags) or []
-    return sorted(groups, key=lambda g: not is_repeated_defect(g))  # repeated defects first
+        return stored
+    flags = [r.get("anomalous") for r in run.rows]
+    return from_diagnostics(run.scores.get("diagnostics"), run.names,
+                            None if any(f is None for f in flags) else flags) or []
 
 
 def _flags_line(run: RunFolder) -> str:
