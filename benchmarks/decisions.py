@@ -72,7 +72,7 @@ def run_batch(category: Path, samples: list | None, out: Path, config: RunConfig
 
 
 def measure(scores: np.ndarray, labels: np.ndarray, rule: str, rate: float) -> dict:
-    threshold, center, sigma = fitted_threshold(scores, rate, rule)
+    threshold, center, sigma, n_model = fitted_threshold(scores, rate, rule)
     flags = scores > threshold
     normal = labels == 0
     fp, tp = int((flags & normal).sum()), int((flags & ~normal).sum())
@@ -82,7 +82,7 @@ def measure(scores: np.ndarray, labels: np.ndarray, rule: str, rate: float) -> d
     # image above the requested count; a lower realised rate is conservative, reported as is
     accepted = realised <= 2 * rate or fp <= math.floor(rate * n_normal) + 1
     return {"rule": rule, "false_alarm_rate": rate, "threshold": threshold, "normal_center": center,
-            "normal_scale": sigma, "flagged": int(flags.sum()), "false_alarms": fp, "true_flags": tp,
+            "normal_scale": sigma, "normal_count": n_model, "flagged": int(flags.sum()), "false_alarms": fp, "true_flags": tp,
             "n_normal": n_normal, "n_anomalous": n_anomalous, "realised_false_alarm_rate": realised,
             "precision": tp / max(1, tp + fp) if tp + fp else None, "recall": tp / n_anomalous if n_anomalous else None,
             "accepted": accepted}

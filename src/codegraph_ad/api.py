@@ -435,7 +435,8 @@ def _reference_decision(folder: Any, config: RunConfig, new_scores: np.ndarray) 
     stored = folder.decision
     if stored is not None and stored.get("threshold") is not None:
         ref = Decision(np.zeros(0, dtype=bool), float(stored["threshold"]), str(stored.get("rule", "fixed")),
-                       stored.get("false_alarm_rate"), stored.get("normal_center"), stored.get("normal_scale"))
+                       stored.get("false_alarm_rate"), stored.get("normal_center"), stored.get("normal_scale"),
+                       stored.get("normal_count"))
     else:
         ref = decide([r.score for r in folder.score_rows()], config.decision)
     return _replace(ref, anomalous=np.asarray(new_scores, dtype=np.float64) > ref.threshold)

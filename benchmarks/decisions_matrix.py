@@ -1,0 +1,79 @@
+"""The per-image decision over the CoDeGraph matrix's batches: one rule for many batches.
+
+    python benchmarks/decisions_matrix.py --category bottle --size 224
+    python benchmarks/decisions_matrix.py --category mpdd --size 224
+
+``decisions.py`` measures the flags on six batches; a rule that fits those can still fail on
+a batch of another shape (session 28: bottle with two repeated defects, 18% good images,
+where the mixture fitted one Gaussian and flagged nothing). This runs the decision on every
+cell of ``codegraph_matrix.py`` (clean, 5-35% copies of three sources, two groups at once):
+CoDeGraph at the defaults rescored from the matrix's stored first pass (computed if
+missing), then both rules at every rate of ``decisions.py`` from the cell's image scores.
+The image scores are kept in the results file, so a new rule is judged by
+``--from-results`` in seconds, without rescoring. Acceptance as in ``decisions.py``.
+Writes benchmarks/results/decisions_matrix_<category>_<size>[_<tag>].json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+from codegraph_matrix import CATEGORIES, SuperBatch, first_pass_for
+from common import RESULTS, run_record, write_result
+from decisions import RATES, RULES, measure
+
+from codegraph_ad.config import DecisionConfig, FeatureConfig, RunConfig
+from codegraph_ad.methods import CoDeGraph
+
+
+def cell_scores(category: str, size: int, sources: str) -> dict[str, dict]:
+    """name -> {"scores", "labels"}: CoDeGraph's image scores of every matrix cell."""
+    cfg = RunConfig(features=FeatureConfig(image_size=size))
+    sb = SuperBatch(category, sources)
+    first, _, _ = first_pass_for(sb, category, cfg)
+    out = {}
+    for name, spec in sb.cells().items():
+        result = CoDeGraph.from_config(cfg).rescore(first.subset(spec["index"]))
+        out[name] = {"scores": np.asarray(result.image_scores, dtype=np.float64).tolist(),
+                     "labels": [int(sb.samples[i].label) for i in spec["index"]]}
+        print(name, flush=True)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--category", choices=sorted(CATEGORIES), default="bottle")
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--sources", default="abc")
+    ap.add_argument("--from-results", action="store_true",
+                    help="reuse the image scores of the existing results file (judge a changed rule)")
+    ap.add_argument("--tag", default="")
+    a = ap.parse_args()
+    stem = f"decisions_matrix_{a.category}_{a.size}"
+    if a.from_results:
+        cells = json.loads((RESULTS / f"{stem}{'_' + a.tag if a.tag else ''}.json").read_text())["cells"]
+    else:
+        cells = cell_scores(a.category, a.size, a.sources)
+    results = []
+    for name, cell in cells.items():
+        scores, labels = np.asarray(cell["scores"]), np.asarray(cell["labels"])
+        for rule in RULES:
+            for rate in RATES:
+                results.append({"batch": name, **measure(scores, labels, rule, rate)})
+    default = DecisionConfig()
+    write_result(stem, a.tag, {"category": a.category, "image_size": a.size, "sources": a.sources,
+                               "default": {"rule": default.rule, "false_alarm_rate": default.false_alarm_rate},
+                               "cells": cells, "results": results,
+                               **run_record(RunConfig(features=FeatureConfig(image_size=a.size)))})
+    at_default = [r for r in results if r["rule"] == default.rule and r["false_alarm_rate"] == default.false_alarm_rate]
+    for r in at_default:
+        print(f"{r['batch']:8s} flagged {r['flagged']:3d}  false alarms {r['false_alarms']:2d} of {r['n_normal']}  "
+              f"recall {100 * r['recall']:5.1f}%  {'accepted' if r['accepted'] else 'NOT accepted'}")
+    print(f"accepted at the default: {sum(r['accepted'] for r in at_default)} of {len(at_default)}; "
+          f"mean recall {100 * np.mean([r['recall'] for r in at_default]):.1f}%")
+
+
+if __name__ == "__main__":
+    main()
