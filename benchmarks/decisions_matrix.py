@@ -11,6 +11,12 @@ CoDeGraph at the defaults rescored from the matrix's stored first pass (computed
 missing), then both rules at every rate of ``decisions.py`` from the cell's image scores.
 The image scores are kept in the results file, so a new rule is judged by
 ``--from-results`` in seconds, without rescoring. Acceptance as in ``decisions.py``.
+
+The decision also labels CoDeGraph's outlier communities (``graph.groups.is_look_alike``: a
+repeated defect when at least half of a community's images are flagged, else a look-alike
+group), so each cell's outlier communities are kept with their members, and the labels at
+the default rule are checked against the truth: a community mostly made of a repeated
+defect's images (source + copies) should be a ``repeated_defect``.
 Writes benchmarks/results/decisions_matrix_<category>_<size>[_<tag>].json.
 """
 
@@ -25,20 +31,42 @@ from common import RESULTS, run_record, write_result
 from decisions import RATES, RULES, measure
 
 from codegraph_ad.config import DecisionConfig, FeatureConfig, RunConfig
+from codegraph_ad.decision import decide
+from codegraph_ad.graph.groups import is_look_alike
 from codegraph_ad.methods import CoDeGraph
 
 
 def cell_scores(category: str, size: int, sources: str) -> dict[str, dict]:
-    """name -> {"scores", "labels"}: CoDeGraph's image scores of every matrix cell."""
+    """name -> {"scores", "labels", "repeated", "communities"}: CoDeGraph's image scores of
+    every matrix cell, the repeated images (sources + copies) and the outlier communities."""
     cfg = RunConfig(features=FeatureConfig(image_size=size))
     sb = SuperBatch(category, sources)
     first, _, _ = first_pass_for(sb, category, cfg)
     out = {}
     for name, spec in sb.cells().items():
         result = CoDeGraph.from_config(cfg).rescore(first.subset(spec["index"]))
+        pos = {g: i for i, g in enumerate(spec["index"])}
+        communities = [c["images"] for c in result.diagnostics["subsets"][0]["communities"] if c["outlier"]]
         out[name] = {"scores": np.asarray(result.image_scores, dtype=np.float64).tolist(),
-                     "labels": [int(sb.samples[i].label) for i in spec["index"]]}
+                     "labels": [int(sb.samples[i].label) for i in spec["index"]],
+                     "repeated": sorted(pos[i] for idx in spec["groups"].values() for i in idx),
+                     "communities": [[int(i) for i in c] for c in communities]}
         print(name, flush=True)
+    return out
+
+
+def group_labels(cell: dict, config: DecisionConfig) -> list[dict]:
+    """Each outlier community's label under ``config`` against what it is made of."""
+    flags = decide(np.asarray(cell["scores"]), config).anomalous
+    repeated = set(cell["repeated"])
+    out = []
+    for members in cell["communities"]:
+        n_flagged = int(flags[members].sum())
+        look_alike = is_look_alike(n_flagged, len(members), bool(flags.any()), config.group_defect_share)
+        n_repeated = len(repeated & set(members))
+        out.append({"size": len(members), "repeated_images": n_repeated, "flagged": n_flagged,
+                    "kind": "look_alike" if look_alike else "repeated_defect",
+                    "truth": "repeated_defect" if 2 * n_repeated >= len(members) else "other"})
     return out
 
 
@@ -63,9 +91,10 @@ def main() -> None:
             for rate in RATES:
                 results.append({"batch": name, **measure(scores, labels, rule, rate)})
     default = DecisionConfig()
+    groups = {name: group_labels(cell, default) for name, cell in cells.items() if "communities" in cell}
     write_result(stem, a.tag, {"category": a.category, "image_size": a.size, "sources": a.sources,
                                "default": {"rule": default.rule, "false_alarm_rate": default.false_alarm_rate},
-                               "cells": cells, "results": results,
+                               "cells": cells, "results": results, "group_labels": groups,
                                **run_record(RunConfig(features=FeatureConfig(image_size=a.size)))})
     at_default = [r for r in results if r["rule"] == default.rule and r["false_alarm_rate"] == default.false_alarm_rate]
     for r in at_default:
@@ -73,6 +102,11 @@ def main() -> None:
               f"recall {100 * r['recall']:5.1f}%  {'accepted' if r['accepted'] else 'NOT accepted'}")
     print(f"accepted at the default: {sum(r['accepted'] for r in at_default)} of {len(at_default)}; "
           f"mean recall {100 * np.mean([r['recall'] for r in at_default]):.1f}%")
+    for name, labels in groups.items():
+        for g in labels:
+            wrong = "" if (g["kind"] == "repeated_defect") == (g["truth"] == "repeated_defect") else "  <- mislabelled"
+            print(f"{name:8s} community of {g['size']:3d} ({g['repeated_images']} repeated), {g['flagged']} flagged: "
+                  f"{g['kind']}{wrong}")
 
 
 if __name__ == "__main__":
