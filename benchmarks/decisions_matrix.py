@@ -32,16 +32,16 @@ from codegraph_matrix import CATEGORIES, SuperBatch, first_pass_for
 from common import RESULTS, run_record, write_result
 from decisions import RATES, RULES, measure
 
-from codegraph_ad.config import DecisionConfig, FeatureConfig, RunConfig
+from codegraph_ad.config import DecisionConfig, EngineConfig, FeatureConfig, RunConfig
 from codegraph_ad.decision import decide
 from codegraph_ad.graph.groups import is_look_alike
 from codegraph_ad.methods import CoDeGraph
 
 
-def cell_scores(category: str, size: int, sources: str) -> dict[str, dict]:
+def cell_scores(category: str, size: int, sources: str, precision: str) -> dict[str, dict]:
     """name -> {"scores", "labels", "repeated", "communities"}: CoDeGraph's image scores of
     every matrix cell, the repeated images (sources + copies) and the outlier communities."""
-    cfg = RunConfig(features=FeatureConfig(image_size=size))
+    cfg = RunConfig(features=FeatureConfig(image_size=size), engine=EngineConfig(precision=precision))
     sb = SuperBatch(category, sources)
     first, _, _ = first_pass_for(sb, category, cfg)
     out = {}
@@ -79,15 +79,16 @@ def main() -> None:
     ap.add_argument("--category", choices=sorted(CATEGORIES), default="bottle")
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--sources", default="abc")
+    ap.add_argument("--precision", default="fp32", help="the matrix's stored first pass to use (448 px MPDD a: bf16x3)")
     ap.add_argument("--from-results", action="store_true",
                     help="reuse the image scores of the existing results file (judge a changed rule)")
     ap.add_argument("--tag", default="")
     a = ap.parse_args()
-    stem = f"decisions_matrix_{a.category}_{a.size}"
+    stem = f"decisions_matrix_{a.category}_{a.size}" + (f"_{a.precision}" if a.precision != "fp32" else "")
     if a.from_results:
         cells = json.loads((RESULTS / f"{stem}{'_' + a.tag if a.tag else ''}.json").read_text())["cells"]
     else:
-        cells = cell_scores(a.category, a.size, a.sources)
+        cells = cell_scores(a.category, a.size, a.sources, a.precision)
     results = []
     for name, cell in cells.items():
         scores, labels = np.asarray(cell["scores"]), np.asarray(cell["labels"])
@@ -99,7 +100,8 @@ def main() -> None:
     write_result(stem, a.tag, {"category": a.category, "image_size": a.size, "sources": a.sources,
                                "default": {"rule": default.rule, "false_alarm_rate": default.false_alarm_rate},
                                "cells": cells, "results": results, "group_labels": groups,
-                               **run_record(RunConfig(features=FeatureConfig(image_size=a.size)))})
+                               **run_record(RunConfig(features=FeatureConfig(image_size=a.size),
+                                                      engine=EngineConfig(precision=a.precision)))})
     at_default = [r for r in results if r["rule"] == default.rule and r["false_alarm_rate"] == default.false_alarm_rate]
     for r in at_default:
         print(f"{r['batch']:8s} flagged {r['flagged']:3d}  false alarms {r['false_alarms']:2d} of {r['n_normal']}  "
