@@ -157,11 +157,20 @@ def first_pass_for(sb: SuperBatch, category: str, cfg: RunConfig) -> tuple[First
 def stored_cells_args(description: str, cells: str) -> argparse.Namespace:
     """The command line of the analyses that read the matrix's stored first pass."""
     ap = argparse.ArgumentParser(description=description)
-    ap.add_argument("--category", choices=sorted(CATEGORIES), default="mpdd")
-    ap.add_argument("--size", type=int, default=224)
-    ap.add_argument("--sources", default="a")
+    add_matrix_options(ap, category="mpdd", sources="a", precision=False)
     ap.add_argument("--cells", default=cells, help="comma-separated cell names")
     return ap.parse_args()
+
+
+def add_matrix_options(ap: argparse.ArgumentParser, category: str = "bottle", sources: str = "abc",
+                       precision: bool = True) -> None:
+    """The options that pick a matrix's super batch and its stored first pass."""
+    ap.add_argument("--category", choices=sorted(CATEGORIES), default=category)
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--sources", default=sources,
+                    help="which of the three sources' copies enter the super batch (448 px: fewer, for time)")
+    if precision:
+        ap.add_argument("--precision", default="fp32", help="the first pass's precision (448 px MPDD a: bf16x3)")
 
 
 def stored_cells(a: argparse.Namespace) -> Iterator["Cell"]:
@@ -270,12 +279,8 @@ def parse_variants(text: str) -> dict[str, GraphConfig]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--category", choices=sorted(CATEGORIES), default="bottle")
-    ap.add_argument("--size", type=int, default=224)
-    ap.add_argument("--precision", default="fp32")
+    add_matrix_options(ap)
     ap.add_argument("--variants", default="{}", help='extra CoDeGraph settings: {"name": {GraphConfig changes}}')
-    ap.add_argument("--sources", default="abc",
-                    help="which of the three sources' copies enter the super batch (448 px: fewer, for time)")
     ap.add_argument("--cells", default="", help="comma-separated cell names (default: all)")
     ap.add_argument("--tag", default="")
     ap.add_argument("--prepare-only", action="store_true", help="build, extract and stash the first pass only")

@@ -28,7 +28,7 @@ import argparse
 import json
 
 import numpy as np
-from codegraph_matrix import CATEGORIES, SuperBatch, first_pass_for
+from codegraph_matrix import SuperBatch, add_matrix_options, first_pass_for
 from common import RESULTS, run_record, write_result
 from decisions import RATES, RULES, measure
 
@@ -76,10 +76,7 @@ def group_labels(cell: dict, config: DecisionConfig) -> list[dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--category", choices=sorted(CATEGORIES), default="bottle")
-    ap.add_argument("--size", type=int, default=224)
-    ap.add_argument("--sources", default="abc")
-    ap.add_argument("--precision", default="fp32", help="the matrix's stored first pass to use (448 px MPDD a: bf16x3)")
+    add_matrix_options(ap)
     ap.add_argument("--from-results", action="store_true",
                     help="reuse the image scores of the existing results file (judge a changed rule)")
     ap.add_argument("--tag", default="")
