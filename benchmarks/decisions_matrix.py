@@ -38,7 +38,7 @@ from codegraph_ad.graph.groups import is_look_alike
 from codegraph_ad.methods import CoDeGraph
 
 
-def cell_scores(category: str, size: int, sources: str, precision: str) -> dict[str, dict]:
+def cell_scores(category: str, size: int, sources: str, precision: str, wanted: list[str]) -> dict[str, dict]:
     """name -> {"scores", "labels", "repeated", "communities"}: CoDeGraph's image scores of
     every matrix cell, the repeated images (sources + copies) and the outlier communities."""
     cfg = RunConfig(features=FeatureConfig(image_size=size), engine=EngineConfig(precision=precision))
@@ -46,6 +46,8 @@ def cell_scores(category: str, size: int, sources: str, precision: str) -> dict[
     first, _, _ = first_pass_for(sb, category, cfg)
     out = {}
     for name, spec in sb.cells().items():
+        if wanted and name not in wanted:
+            continue
         result = CoDeGraph.from_config(cfg).rescore(first.subset(spec["index"]))
         pos = {g: i for i, g in enumerate(spec["index"])}
         communities = [c["images"] for c in result.diagnostics["subsets"][0]["communities"] if c["outlier"]]
@@ -77,6 +79,7 @@ def group_labels(cell: dict, config: DecisionConfig) -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_matrix_options(ap)
+    ap.add_argument("--cells", default="", help="comma-separated cell names (default: all)")
     ap.add_argument("--from-results", action="store_true",
                     help="reuse the image scores of the existing results file (judge a changed rule)")
     ap.add_argument("--tag", default="")
@@ -85,7 +88,7 @@ def main() -> None:
     if a.from_results:
         cells = json.loads((RESULTS / f"{stem}{'_' + a.tag if a.tag else ''}.json").read_text())["cells"]
     else:
-        cells = cell_scores(a.category, a.size, a.sources, a.precision)
+        cells = cell_scores(a.category, a.size, a.sources, a.precision, [c for c in a.cells.split(",") if c])
     results = []
     for name, cell in cells.items():
         scores, labels = np.asarray(cell["scores"]), np.asarray(cell["labels"])
