@@ -339,8 +339,8 @@ class DecisionConfig:
     threshold: float | None = documented(None, "fixed image-score threshold (none: fit it on the batch)")
     # gmm: the median of MVTec bottle's test set (76% anomalous) and of its SynCA variant lies
     # among the anomalies, and mad flagged 3 of 63 and 0 of 75 anomalous images there; the
-    # mixture's lowest component finds the good images on batches from mostly normal to 84%
-    # anomalous (45 CoDeGraph matrix cells measured: docs/decisions.md, "Over the matrix").
+    # mixture's lowest component finds the good images on batches from mostly normal
+    # (decisions.py) to 84% anomalous (the CoDeGraph matrix's cells: docs/decisions.md).
     rule: Literal["mad", "gmm"] = documented(
         "gmm", "normal model: a 1-3 Gaussian mixture by BIC, lowest component (gmm), or median + MAD (mad)")
     # 0.5: a repeated defect's copies, no longer vouching for each other, score as anomalous
