@@ -15,7 +15,10 @@ excluded patches; the same code, ``methods.codegraph.refined_score_fn``):
   aggregated features of a defect's neighbours carry it too; everything else stays a reference.
 - ``oracle_images``: exclude every patch of every repeated image (source and copies).
 
-Next to them MuSc q = 0.3 on the cell and CoDeGraph at the defaults. Reads the matrix's stored
+Next to them MuSc q = 0.3 on the cell and CoDeGraph at the defaults, with where CoDeGraph's
+excluded patches lie (``excluded_where``, percent of the batch's patches): on the repeated
+images' defects within LNAMD's reach (what the defect oracle removes), elsewhere on the
+repeated images, on the other anomalous images, on good images. Reads the matrix's stored
 first pass (benchmarks/codegraph_matrix.py). Writes
 benchmarks/results/exclusion_ceiling_<category>_<size>[_<tag>].json and prints a table.
 """
@@ -28,7 +31,7 @@ from dataclasses import replace
 
 import numpy as np
 import torch
-from codegraph_matrix import CATEGORIES, EVAL_SIZE, Cell, stored_cells
+from codegraph_matrix import EVAL_SIZE, Cell, add_matrix_options, stored_cells
 from common import pct, run_record, write_result
 from scipy.ndimage import binary_dilation
 
@@ -75,6 +78,16 @@ def measure(cell: Cell, result: ScoreResult, excluded: np.ndarray | None) -> dic
     return out
 
 
+def excluded_where(cell: Cell, excluded: np.ndarray, defect: np.ndarray, repeated: list[int]) -> dict:
+    """Percent of the batch's patches excluded, split by where they lie."""
+    rows = np.zeros(cell.fractions.shape, dtype=bool)
+    rows[repeated] = True
+    anomalous = np.broadcast_to((cell.labels == 1)[:, None], rows.shape)
+    parts = {"repeated_defect_reach": excluded & defect, "repeated_elsewhere": excluded & rows & ~defect,
+             "other_anomalous": excluded & ~rows & anomalous, "good": excluded & ~rows & ~anomalous}
+    return {k: round(100 * float(v.mean()), 3) for k, v in parts.items()}
+
+
 def run_cell(cell: Cell) -> dict:
     repeated = sorted({i for idx in cell.groups.values() for i in idx})
     reach = (max(cell.first.degrees) - 1) // 2
@@ -88,7 +101,9 @@ def run_cell(cell: Cell) -> dict:
     if repeated:
         whole = np.zeros(cell.fractions.shape, dtype=bool)
         whole[repeated] = True
-        for name, excluded in (("oracle_defect", defect_patches(cell, repeated, reach)), ("oracle_images", whole)):
+        defect = defect_patches(cell, repeated, reach)
+        res["methods"]["codegraph"]["excluded_where"] = excluded_where(cell, cg.excluded.numpy(), defect, repeated)
+        for name, excluded in (("oracle_defect", defect), ("oracle_images", whole)):
             res["methods"][name] = measure(cell, oracle_result(cell, excluded), excluded)
     res["time_s"] = round(time.perf_counter() - t0, 1)
     return res
@@ -103,9 +118,7 @@ def row(name: str, rec: dict) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--category", choices=sorted(CATEGORIES), default="bottle")
-    ap.add_argument("--size", type=int, default=224)
-    ap.add_argument("--sources", default="abc")
+    add_matrix_options(ap, precision=False)
     ap.add_argument("--cells", default="clean,c_25,c_35")
     ap.add_argument("--tag", default="")
     a = ap.parse_args()
@@ -116,6 +129,8 @@ def main() -> None:
         print(f"\n{cell.name}\n| method | F1 / AP / AUPRO | excl % | group F1 |\n|---|---|---|---|")
         for name, rec in out["cells"][cell.name]["methods"].items():
             print(row(name, rec), flush=True)
+        if "excluded_where" in out["cells"][cell.name]["methods"]["codegraph"]:
+            print("CoDeGraph's excluded patches (% of the batch):", out["cells"][cell.name]["methods"]["codegraph"]["excluded_where"])
         write_result("exclusion_ceiling", f"{a.category}_{a.size}" + (f"_{a.tag}" if a.tag else ""),
                      {**out, **run_record(RunConfig(features=FeatureConfig(image_size=a.size)))})
 
