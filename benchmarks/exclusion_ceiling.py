@@ -75,6 +75,9 @@ def measure(cell: Cell, result: ScoreResult, excluded: np.ndarray | None) -> dic
     for tag, idx in cell.groups.items():
         out["groups"][tag] = {"pixel": pct(batch_metrics(result.image_scores, maps, cell.masks, cell.labels,
                                                          idx)["pixel"])}
+    if repeated:  # the rest of the batch: what removing the repeated images' patches costs the others
+        others = [i for i in range(len(cell.labels)) if i not in set(repeated)]
+        out["others_pixel"] = pct(batch_metrics(result.image_scores, maps, cell.masks, cell.labels, others)["pixel"])
     return out
 
 
@@ -131,6 +134,8 @@ def main() -> None:
             print(row(name, rec), flush=True)
         if "excluded_where" in out["cells"][cell.name]["methods"]["codegraph"]:
             print("CoDeGraph's excluded patches (% of the batch):", out["cells"][cell.name]["methods"]["codegraph"]["excluded_where"])
+            print("the other images' pixel F1 / AP / AUPRO:", {m: [r["others_pixel"][k] for k in ("f1_max", "ap", "aupro")]
+                                                            for m, r in out["cells"][cell.name]["methods"].items()})
         write_result("exclusion_ceiling", f"{a.category}_{a.size}" + (f"_{a.tag}" if a.tag else ""),
                      {**out, **run_record(RunConfig(features=FeatureConfig(image_size=a.size)))})
 
