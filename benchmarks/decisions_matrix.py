@@ -34,7 +34,7 @@ from decisions import RATES, RULES, measure
 
 from codegraph_ad.config import DecisionConfig, EngineConfig, FeatureConfig, RunConfig
 from codegraph_ad.decision import decide
-from codegraph_ad.graph.groups import is_look_alike
+from codegraph_ad.graph.groups import LOOK_ALIKE, REPEATED_DEFECT, is_look_alike
 from codegraph_ad.methods import CoDeGraph
 
 
@@ -71,8 +71,8 @@ def group_labels(cell: dict, config: DecisionConfig) -> list[dict]:
         n_anomalous = int(labels[members].sum())
         out.append({"size": len(members), "repeated_images": len(repeated & set(members)),
                     "anomalous_images": n_anomalous, "flagged": n_flagged,
-                    "kind": "look_alike" if look_alike else "repeated_defect",
-                    "truth": "repeated_defect" if 2 * n_anomalous >= len(members) else "look_alike"})
+                    "kind": LOOK_ALIKE if look_alike else REPEATED_DEFECT,
+                    "truth": REPEATED_DEFECT if 2 * n_anomalous >= len(members) else LOOK_ALIKE})
     return out
 
 

@@ -76,7 +76,7 @@ def measure(cell: Cell, result: ScoreResult, excluded: np.ndarray | None) -> dic
         out["groups"][tag] = {"pixel": pct(batch_metrics(result.image_scores, maps, cell.masks, cell.labels,
                                                          idx)["pixel"])}
     if repeated:  # the rest of the batch: what removing the repeated images' patches costs the others
-        others = [i for i in range(len(cell.labels)) if i not in set(repeated)]
+        others = sorted(set(range(len(cell.labels))) - set(repeated))
         out["others_pixel"] = pct(batch_metrics(result.image_scores, maps, cell.masks, cell.labels, others)["pixel"])
     return out
 
